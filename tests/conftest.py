@@ -1,0 +1,101 @@
+"""Shared fixtures: tiny models built once per session, and the project's own servers on loopback ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Never touch a model hub from the tests.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """Paths of the tiny reward and chat models (`trm tiny`), built once per test session."""
+    from trm.tiny import build_tiny_models
+
+    return build_tiny_models(tmp_path_factory.mktemp("tiny"), seed=0)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_server(args: list[str], port: int | None = None, timeout: float = 180.0, env: dict | None = None) -> Iterator[str]:
+    """Start `python -m trm <args> --port P` and yield its base URL once GET /health answers 200.
+
+    The server's output goes to a log file whose tail is shown if it fails to come up.
+    """
+    import httpx
+
+    port = port or free_port()
+    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"trm-test-server-{port}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trm", *args, "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, **(env or {})},
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server not healthy after {timeout}s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.2)  # polling a health endpoint with a deadline, not a synchronisation sleep
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def start_server():
+    """Factory fixture: `url = start_server(["serve", "reward", "--model", path])`; stopped after the test."""
+    stack = []
+
+    def _start(args: list[str], **kwargs) -> str:
+        manager = running_server(args, **kwargs)
+        url = manager.__enter__()
+        stack.append(manager)
+        return url
+
+    yield _start
+    for manager in reversed(stack):
+        manager.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def reward_server(tiny_models) -> Iterator[str]:
+    """One embedded reward server on the tiny reward model, shared by the whole session."""
+    with running_server(["serve", "reward", "--model", str(tiny_models["reward"])]) as url:
+        yield url

@@ -1,0 +1,67 @@
+"""Reading and writing records: JSON, JSON lists and JSONL, with errors that name the line.
+
+Batch commands write JSONL one record at a time (flushed), so an interrupted run keeps everything it
+finished and can resume by counting the lines already written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Iterator
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """Records from a JSON object, a JSON list of objects, or JSONL."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return list(_read_jsonl(path, text))
+    records = data if isinstance(data, list) else [data]
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: item {index} is {type(record).__name__}, expected a JSON object")
+    return records
+
+
+def _read_jsonl(path: Path, text: str) -> Iterator[dict]:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+        yield record
+
+
+def count_complete_lines(path: str | Path) -> int:
+    """Number of complete JSON lines already in an output file (a torn last line is dropped)."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    complete = 0
+    for line in lines:
+        if not line.endswith("\n"):
+            break
+        try:
+            json.loads(line)
+        except json.JSONDecodeError:
+            break
+        complete += 1
+    if complete != len(lines):  # rewrite without the torn tail so appends stay valid JSONL
+        path.write_text("".join(lines[:complete]), encoding="utf-8")
+    return complete
+
+
+def append_jsonl(path: str | Path, records: Iterable[dict]) -> None:
+    """Append records as JSONL, flushing after each so progress survives an interruption."""
+    with open(path, "a", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()

@@ -1,0 +1,120 @@
+"""Text of a model response: its reasoning trace, the TRM input, and the final answer.
+
+This module is the single source of truth for these shapes. Training, serving clients, scoring, RL rewards
+and evaluation all call it, so a TRM is scored at serving time on exactly the text it was trained on.
+All functions are pure and linear in the input length (no backtracking regexes over the whole text).
+"""
+
+from __future__ import annotations
+
+import re
+
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+
+# Tokens that chat models leave at the end of a turn; they are never part of an answer.
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<|return|>", "</s>", "<eos>")
+
+# Commands whose braced argument is the boxed answer: \boxed{..}, \boxed {..}, \fbox{..}.
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+
+# Answer markers, longest first so "The final answer is" wins over "answer is" at the same place.
+_MARKER_RE = re.compile(
+    r"\b(?:(?:the\s+)?final\s+answer\s+is|the\s+answer\s+is)\s*(?:\*\*)?\s*[:：]?"
+    r"|\b(?:final\s+answer|answer)\s*(?:\*\*)?\s*[:：]",
+    re.IGNORECASE,
+)
+
+
+def reasoning(response: str) -> str:
+    """The reasoning trace: text before the first ``</think>`` (after ``<think>`` if present).
+
+    A response without ``</think>`` is all reasoning, as in the original release.
+    """
+    trace = response.split(THINK_CLOSE, 1)[0]
+    if THINK_OPEN in trace:
+        trace = trace.split(THINK_OPEN, 1)[1]
+    return trace
+
+
+def trm_input(prompt: str, response: str) -> str:
+    """The exact text a TRM scores: the prompt, a newline, then the reasoning of the response."""
+    return f"{prompt}\n{reasoning(response)}"
+
+
+def _matching_braces(text: str) -> dict[int, int]:
+    """Map each unescaped '{' to its matching '}' in one pass; unbalanced braces simply have no entry."""
+    matches: dict[int, int] = {}
+    stack: list[int] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2  # \{ and \} are literal braces in LaTeX (sets), not grouping
+            continue
+        if c == "{":
+            stack.append(i)
+        elif c == "}" and stack:
+            matches[stack.pop()] = i
+        i += 1
+    return matches
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last balanced ``\\boxed{...}`` / ``\\fbox{...}``, nested braces included."""
+    starts = [m.end() - 1 for m in _BOX_RE.finditer(text)]
+    if not starts:
+        return None
+    matches = _matching_braces(text)
+    for open_at in reversed(starts):
+        close_at = matches.get(open_at)
+        if close_at is not None:
+            return text[open_at + 1 : close_at].strip()
+    return None
+
+
+def strip_end_tokens(text: str) -> str:
+    """Remove trailing end-of-turn tokens, whitespace and a final period."""
+    text = text.strip()
+    changed = True
+    while changed:
+        changed = False
+        for token in END_OF_TURN_TOKENS:
+            if text.endswith(token):
+                text = text[: -len(token)].rstrip()
+                changed = True
+    if text.endswith(".") and not text.endswith(".."):
+        text = text[:-1].rstrip()
+    return text
+
+
+def _clean_marker_answer(text: str) -> str:
+    text = strip_end_tokens(text)
+    # Markdown emphasis and LaTeX inline delimiters wrapped around the whole answer.
+    text = text.strip().strip("*").strip()
+    if len(text) >= 2 and text[0] == "$" and text[-1] == "$":
+        text = text.strip("$").strip()
+    return strip_end_tokens(text)
+
+
+def marker_answer(text: str) -> str | None:
+    """Answer after the last "Final Answer:"-style marker: the rest of its line, else the next non-empty line."""
+    last = None
+    for last in _MARKER_RE.finditer(text):
+        pass
+    if last is None:
+        return None
+    rest = text[last.end() :]
+    for line in rest.split("\n"):
+        candidate = _clean_marker_answer(line)
+        if candidate:
+            return candidate
+    return None
+
+
+def extract_answer(response: str) -> str | None:
+    """The final answer: last ``\\boxed{}`` (nested braces), else the last marker answer; None if absent."""
+    boxed = last_boxed(response)
+    if boxed is not None:
+        return boxed
+    return marker_answer(response)

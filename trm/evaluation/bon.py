@@ -1,0 +1,167 @@
+"""`trm bon`: best-of-N accuracy against N for several selectors, averaged over repeated random subsets.
+
+For each N and repetition, every question gets a random subset of N of its candidates (the same subsets for
+every selector, so selectors are compared on identical draws); each selector picks one and the accuracy of
+the picks is averaged over questions. Each point is the mean (and standard deviation) over repetitions.
+Generate more candidates than the largest N (e.g. 32 or 64) so the largest N still varies between repetitions.
+Reference rows: mean accuracy (what a random pick converges to) and the unbiased pass@N (what an oracle reaches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from trm.evaluation.grading import correctness_matrix, grade_records
+from trm.evaluation.metrics import mean, pass_at_k
+from trm.evaluation.selectors import SELECTORS, ScoreSelector, Selector
+
+DEFAULT_NS = (1, 2, 4, 8, 16)
+
+
+def _rng(seed: int, *parts) -> random.Random:
+    return random.Random(f"{seed}/" + "/".join(map(str, parts)))
+
+
+def best_of_n(records: list[dict], selectors: dict[str, Selector], ns: Sequence[int] = DEFAULT_NS,
+              repeats: int = 5, seed: int = 0) -> dict:
+    """Accuracy (%) per selector and N, averaged over `repeats` seeded subset draws. Records must be graded."""
+    correct = correctness_matrix(records)
+    if not correct:
+        raise ValueError("no questions")
+    pool = min(len(c) for c in correct)
+    too_big = [n for n in ns if n > pool]
+    if too_big:
+        raise ValueError(f"N={too_big} exceeds the {pool} candidates available for some question; "
+                         f"generate more with `trm generate --n` or drop those N values")
+    for selector in selectors.values():
+        selector.prepare(records)
+    result = {
+        "n_values": list(ns), "repeats": repeats, "seed": seed, "questions": len(records),
+        "candidates_per_question": pool,
+        "mean_accuracy": 100.0 * mean([mean(c) for c in correct]),
+        "pass@n": [100.0 * mean([pass_at_k(len(c), sum(c), n) for c in correct]) for n in ns],
+        "selectors": {},
+    }
+    for name, selector in selectors.items():
+        runs = []
+        for n in ns:
+            per_rep = []
+            for rep in range(repeats):
+                subset_rng, pick_rng = _rng(seed, n, rep, "subset"), _rng(seed, n, rep, "pick", name)
+                hits = []
+                for q, flags in enumerate(correct):
+                    subset = subset_rng.sample(range(len(flags)), n)
+                    choice = selector.choose(q, subset, pick_rng)
+                    if choice not in subset:
+                        raise RuntimeError(f"selector {name} picked {choice}, outside its subset")
+                    hits.append(flags[choice])
+                per_rep.append(100.0 * mean(hits))
+            runs.append(per_rep)
+        means = [mean(r) for r in runs]
+        stds = [(mean([(x - m) ** 2 for x in r])) ** 0.5 for r, m in zip(runs, means)]
+        result["selectors"][name] = {"mean": means, "std": stds, "runs": runs}
+    return result
+
+
+def markdown_table(result: dict, title: str | None = None) -> str:
+    ns = result["n_values"]
+    lines = [f"### {title}", ""] if title else []
+    lines += ["| selector | " + " | ".join(f"N={n}" for n in ns) + " |", "|---|" + "---|" * len(ns)]
+    for name, row in result["selectors"].items():
+        cells = [f"{m:.1f} ± {s:.1f}" for m, s in zip(row["mean"], row["std"])]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("| pass@N (ceiling) | " + " | ".join(f"{v:.1f}" for v in result["pass@n"]) + " |")
+    lines.append("| mean accuracy | " + " | ".join(f"{result['mean_accuracy']:.1f}" for _ in ns) + " |")
+    lines += ["", f"{result['questions']} questions, {result['candidates_per_question']} candidates each, "
+                  f"{result['repeats']} repetitions (seed {result['seed']}); mean ± std over repetitions, accuracy %."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path: str | Path, title: str) -> Path:
+    from trm.evaluation.plotting import plot_lines
+
+    ns = result["n_values"]
+    series = {name: (ns, row["mean"], row["std"]) for name, row in result["selectors"].items()}
+    reference = {"pass@N": (ns, result["pass@n"]), "mean accuracy": (ns, [result["mean_accuracy"]] * len(ns))}
+    return plot_lines(series, path, title, reference=reference)
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--generations", required=True, help="`trm generate` output (graded or not)")
+    p.add_argument("--out-dir", required=True, help="writes bon.json, bon.md, bon.png (and scores caches) here")
+    p.add_argument("--selectors", nargs="+", default=["trm", "majority", "random", "shortest", "oracle"],
+                   choices=list(SELECTORS), help="trm/reward need a scorer; oracle is the pass@N ceiling")
+    p.add_argument("--n-values", type=int, nargs="+", default=list(DEFAULT_NS))
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--title", help="plot and table title (default: benchmark and file name)")
+    g = p.add_argument_group("TRM scorer (selector 'trm')")
+    g.add_argument("--trm-endpoint", help="reward backends 'host:port,host:port' or URLs (embeddings API)")
+    g.add_argument("--trm-model", help="local reward model directory (scored in-process)")
+    g.add_argument("--trm-name", default="RewardModel", help="served model name at --trm-endpoint")
+    g = p.add_argument_group("another reward model (selector 'reward')")
+    g.add_argument("--reward-endpoint"), g.add_argument("--reward-model"), g.add_argument("--reward-name", default="RewardModel")
+    p.add_argument("--api-key", help="API key for the reward endpoints (default: $TRM_API_KEY)")
+    p.add_argument("--device", help="device for local reward models")
+    p.add_argument("--max-length", type=int, help="local reward model: longest input in tokens")
+    p.add_argument("--truncation", choices=["left", "right"], help="local reward model: cut long inputs")
+    p.add_argument("--save-graded", help="also write the graded generations here (JSONL)")
+    return p
+
+
+def _scorer(endpoint, model_path, served_name, args, flag: str):
+    import os
+
+    from trm.evaluation.scoring import endpoint_scorer, local_scorer
+
+    if bool(endpoint) == bool(model_path):
+        raise SystemExit(f"selector {flag!r} needs exactly one of --{flag}-endpoint or --{flag}-model")
+    if endpoint:
+        return endpoint_scorer(endpoint, model=served_name, api_key=args.api_key or os.environ.get("TRM_API_KEY"))
+    return local_scorer(model_path, device=args.device, max_length=args.max_length, truncation=args.truncation)
+
+
+def main(argv: list[str], prog: str = "trm bon") -> int:
+    from trm.evaluation.scoring import score_records
+    from trm.jsonio import read_records
+
+    args = build_parser(prog).parse_args(argv)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = read_records(args.generations)
+    if not records:
+        raise SystemExit(f"{args.generations}: no records")
+    grade_records(records)
+    if args.save_graded:
+        Path(args.save_graded).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    selectors: dict[str, Selector] = {}
+    for name in args.selectors:
+        if name in ("trm", "reward"):
+            flag = name
+            endpoint, model_path, served = (
+                (args.trm_endpoint, args.trm_model, args.trm_name) if name == "trm"
+                else (args.reward_endpoint, args.reward_model, args.reward_name)
+            )
+            scores = score_records(records, _scorer(endpoint, model_path, served, args, flag),
+                                   cache=out_dir / f"scores_{name}.jsonl")
+            selectors[name] = ScoreSelector(scores=scores, name=name)
+        else:
+            selectors[name] = SELECTORS[name]()
+    result = best_of_n(records, selectors, args.n_values, args.repeats, args.seed)
+    benchmark = records[0].get("benchmark", "")
+    title = args.title or f"best-of-N on {benchmark} ({Path(args.generations).name})"
+    result.update({"title": title, "generations": str(args.generations), "benchmark": benchmark,
+                   "model": records[0].get("model")})
+    (out_dir / "bon.json").write_text(json.dumps(result, indent=2))
+    table = markdown_table(result, title)
+    (out_dir / "bon.md").write_text(table)
+    plot(result, out_dir / "bon.png", title)
+    print(table)
+    print(f"wrote {out_dir / 'bon.json'}, {out_dir / 'bon.md'}, {out_dir / 'bon.png'}", file=sys.stderr)
+    return 0

@@ -1,0 +1,272 @@
+"""A pool of equivalent HTTP backends (TRM servers, verifier servers) behind one async ``post_json``.
+
+Each call goes to the least-loaded healthy backend. Connection errors, timeouts, 5xx and 429 answers are
+retried on another backend with exponential backoff, and the failing backend is benched for a cooldown;
+the call gives up only at its total deadline, with :class:`BackendsUnavailable` naming every backend and
+its last error. Other 4xx answers are the caller's mistake: they raise :class:`BackendRequestError` with the
+server's message at once, on no other backend. Nothing here ever turns a failure into a number.
+
+httpx clients and semaphores belong to one event loop, so the pool keeps one pooled ``httpx.AsyncClient``
+(and one set of per-backend concurrency limits) per running loop; health is shared by all loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+
+import httpx
+
+RETRYABLE_STATUS = frozenset({408, 429})
+
+
+class BackendsUnavailable(RuntimeError):
+    """No backend answered within the call's deadline; the message names each backend and its last error."""
+
+
+class BackendRequestError(RuntimeError):
+    """A backend rejected the request itself (4xx): retrying elsewhere would not help."""
+
+    def __init__(self, backend: str, status_code: int, message: str):
+        super().__init__(f"{backend} answered {status_code}: {message}")
+        self.backend = backend
+        self.status_code = status_code
+        self.message = message
+
+
+def parse_backends(spec: str | list[str] | tuple[str, ...]) -> list[str]:
+    """``"h1:p1,h2:p2"`` / ``"http://h:p/"`` / a list of those -> base URLs like ``"http://h1:p1"``."""
+    items = spec.split(",") if isinstance(spec, str) else [str(item) for item in spec]
+    urls: list[str] = []
+    for item in items:
+        item = item.strip()
+        if not item:
+            continue
+        if "://" not in item:
+            item = f"http://{item}"
+        url = httpx.URL(item)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError(f"backend {item!r} is not host:port or an http(s) URL")
+        base = str(url).rstrip("/")
+        if base not in urls:
+            urls.append(base)
+    if not urls:
+        raise ValueError(f"no backends in {spec!r}; expected a comma-separated host:port list")
+    return urls
+
+
+@dataclass
+class _BackendState:
+    url: str
+    unhealthy_until: float = 0.0
+    last_error: str = ""
+    requests: int = 0
+    failures: int = 0
+
+
+@dataclass
+class _LoopState:
+    client: httpx.AsyncClient
+    semaphores: dict[str, asyncio.Semaphore]
+    in_flight: dict[str, int] = field(default_factory=dict)
+
+
+class BackendPool:
+    """Spread JSON POSTs over equivalent backends with health tracking, retries and a total deadline."""
+
+    def __init__(
+        self,
+        backends: str | list[str],
+        *,
+        max_concurrency_per_backend: int = 64,
+        request_timeout: float = 60.0,
+        deadline: float = 300.0,
+        api_key: str | None = None,
+        unhealthy_cooldown: float = 10.0,
+        backoff_base: float = 0.05,
+        backoff_max: float = 2.0,
+    ):
+        """
+        Args:
+            backends: comma-separated ``host:port`` / URLs, or a list of them.
+            max_concurrency_per_backend: requests in flight to one backend at a time (per event loop).
+            request_timeout: seconds one attempt on one backend may take.
+            deadline: seconds one :meth:`post_json` call may take in total, waiting and retries included.
+            api_key: sent as ``Authorization: Bearer <key>`` when set.
+            unhealthy_cooldown: seconds a failing backend is skipped while healthy ones remain.
+            backoff_base, backoff_max: exponential backoff between retries (with jitter), in seconds.
+        """
+        self.backends = parse_backends(backends)
+        for name, value in (("max_concurrency_per_backend", max_concurrency_per_backend),):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        for name, value in (("request_timeout", request_timeout), ("deadline", deadline)):
+            if value <= 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        self.max_concurrency_per_backend = max_concurrency_per_backend
+        self.request_timeout = request_timeout
+        self.deadline = deadline
+        self.unhealthy_cooldown = unhealthy_cooldown
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._states = {url: _BackendState(url) for url in self.backends}
+        self._loops: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState]" = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"BackendPool({','.join(self.backends)})"
+
+    # -- per-loop state ------------------------------------------------------------------------------------
+    def _loop_state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            state = self._loops.get(loop)
+            if state is None or state.client.is_closed:
+                total = self.max_concurrency_per_backend * len(self.backends)
+                client = httpx.AsyncClient(
+                    headers=self._headers,
+                    limits=httpx.Limits(max_connections=total, max_keepalive_connections=total),
+                    timeout=httpx.Timeout(self.request_timeout),
+                )
+                semaphores = {url: asyncio.Semaphore(self.max_concurrency_per_backend) for url in self.backends}
+                state = self._loops[loop] = _LoopState(client, semaphores, {url: 0 for url in self.backends})
+            return state
+
+    async def aclose(self) -> None:
+        """Close the HTTP client of the running loop (clients of other, finished loops are just dropped)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            state = self._loops.pop(loop, None)
+        if state is not None:
+            await state.client.aclose()
+
+    async def __aenter__(self) -> "BackendPool":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    # -- health --------------------------------------------------------------------------------------------
+    def _mark_unhealthy(self, url: str, error: str) -> None:
+        state = self._states[url]
+        state.failures += 1
+        state.last_error = error
+        state.unhealthy_until = time.monotonic() + self.unhealthy_cooldown
+
+    def healthy_backends(self) -> list[str]:
+        now = time.monotonic()
+        return [url for url, state in self._states.items() if state.unhealthy_until <= now]
+
+    def stats(self) -> dict[str, dict]:
+        """Per-backend request/failure counts and last error (for logs and benchmarks)."""
+        return {
+            url: {"requests": s.requests, "failures": s.failures, "healthy": s.unhealthy_until <= time.monotonic(), "last_error": s.last_error}
+            for url, s in self._states.items()
+        }
+
+    def _pick(self, loop_state: _LoopState, tried: set[str]) -> str:
+        """Least-loaded healthy backend not yet tried in this call; then untried ones on cooldown; then any."""
+        now = time.monotonic()
+        untried = [url for url in self.backends if url not in tried]
+        for candidates in (
+            [url for url in untried if self._states[url].unhealthy_until <= now],
+            untried,
+            [url for url in self.backends if self._states[url].unhealthy_until <= now],
+            self.backends,
+        ):
+            if candidates:
+                least = min(loop_state.in_flight[url] for url in candidates)
+                return random.choice([url for url in candidates if loop_state.in_flight[url] == least])
+        raise AssertionError("unreachable: the pool has at least one backend")
+
+    # -- requests ------------------------------------------------------------------------------------------
+    async def post_json(self, path: str, payload: dict) -> dict:
+        """POST ``payload`` to ``path`` on one backend and return its JSON answer (see class docstring)."""
+        loop_state = self._loop_state()
+        started = time.monotonic()
+        give_up_at = started + self.deadline
+        tried: set[str] = set()
+        attempt = 0
+        while True:
+            remaining = give_up_at - time.monotonic()
+            if remaining <= 0:
+                raise self._unavailable(path, started)
+            url = self._pick(loop_state, tried)
+            tried.add(url)
+            if len(tried) == len(self.backends):
+                tried = set()  # every backend had a go: the next round starts over, after a backoff
+            loop_state.in_flight[url] += 1
+            try:
+                result = await self._attempt(loop_state, url, path, payload, remaining)
+            finally:
+                loop_state.in_flight[url] -= 1
+            if result is not None:
+                return result
+            attempt += 1
+            delay = min(self.backoff_max, self.backoff_base * (2 ** min(attempt - 1, 16)))
+            delay *= 0.5 + random.random()  # jitter, so retries from many calls do not arrive in lockstep
+            remaining = give_up_at - time.monotonic()
+            if remaining <= 0:
+                raise self._unavailable(path, started)
+            await asyncio.sleep(min(delay, remaining))
+
+    async def _attempt(self, loop_state: _LoopState, url: str, path: str, payload: dict, remaining: float) -> dict | None:
+        """One try on one backend: the JSON answer, None for a retryable failure; raises on 4xx."""
+        state = self._states[url]
+        try:
+            async with asyncio.timeout(remaining):
+                async with loop_state.semaphores[url]:
+                    state.requests += 1
+                    response = await loop_state.client.post(
+                        f"{url}{path}", json=payload, timeout=min(self.request_timeout, max(remaining, 0.001))
+                    )
+                    body = response.content
+        except (TimeoutError, httpx.TimeoutException):
+            self._mark_unhealthy(url, f"timed out on {path}")
+            return None
+        except httpx.TransportError as exc:
+            self._mark_unhealthy(url, f"{type(exc).__name__}: {exc or 'connection failed'}")
+            return None
+        if response.status_code >= 500 or response.status_code in RETRYABLE_STATUS:
+            self._mark_unhealthy(url, f"HTTP {response.status_code}: {_message(response)}")
+            return None
+        if response.status_code >= 400:
+            raise BackendRequestError(url, response.status_code, _message(response))
+        try:
+            result = response.json()
+        except ValueError:
+            self._mark_unhealthy(url, f"answered {response.status_code} with a body that is not JSON: {body[:200]!r}")
+            return None
+        state.unhealthy_until = 0.0  # a good answer ends any cooldown early
+        return result
+
+    def _unavailable(self, path: str, started: float) -> BackendsUnavailable:
+        lines = [f"  {url}: {self._states[url].last_error or 'no answer before the deadline'}" for url in self.backends]
+        return BackendsUnavailable(
+            f"no backend answered POST {path} within {time.monotonic() - started:.1f}s "
+            f"(deadline {self.deadline:g}s); backends:\n" + "\n".join(lines)
+        )
+
+
+def _message(response: httpx.Response) -> str:
+    """The server's error message: OpenAI-style ``{"error": {"message"}}``, FastAPI ``detail``, else text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or response.reason_phrase
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])[:500]
+        if isinstance(error, str):
+            return error[:500]
+        if "detail" in body:
+            return str(body["detail"])[:500]
+        if "message" in body:
+            return str(body["message"])[:500]
+    return str(body)[:500]

@@ -1,0 +1,284 @@
+"""Persistent worker processes that run one function per item under a hard, per-item time bound.
+
+Why not ``concurrent.futures.ProcessPoolExecutor``: it cannot stop one stuck call (a sympy expression that
+never finishes would pin a worker, and the batch, forever), and it queues items ahead of their start, so a
+per-item deadline cannot be measured. Here every worker is a plain ``python -m`` subprocess (no ``fork`` of a
+threaded parent, no re-import of the caller's ``__main__``, works inside daemonic processes) that handles one
+item at a time over a socket. The caller's thread measures each item's deadline from the moment it was
+handed out; a worker past its deadline is killed and replaced, and its item is reported as timed out.
+Any thread may call :meth:`WorkerPool.map`; concurrent calls share the workers.
+
+Messages are length-prefixed JSON (never pickle), so only JSON-safe items and results travel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import importlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+READY = "ready"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one item: status is "ok" (value set), "timeout", "error" or "crash" (detail says why)."""
+
+    status: str
+    value: Any = None
+    detail: str = ""
+
+
+class WorkerStartError(RuntimeError):
+    """A worker process could not import its function: a broken install, not a bad item."""
+
+
+class _Worker:
+    def __init__(self, function: str):
+        parent_sock, child_sock = socket.socketpair()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "trm.rewards.worker_pool", "--fd", str(child_sock.fileno()), "--function", function],
+            pass_fds=(child_sock.fileno(),),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
+        child_sock.close()
+        self.conn = Connection(parent_sock.detach())
+        self.ready = False
+
+    def poll_ready(self) -> bool:
+        """Non-blocking: has the worker finished importing? Raises WorkerStartError if it failed to."""
+        if self.ready:
+            return True
+        if not self.conn.poll():
+            return False
+        try:
+            message = json.loads(self.conn.recv_bytes())
+        except (EOFError, OSError):
+            code = self.proc.wait()
+            raise WorkerStartError(f"rule-check worker exited with code {code} before it was ready (see stderr)")
+        if message[0] != READY:
+            raise WorkerStartError(f"rule-check worker failed to start: {message[1]}")
+        self.ready = True
+        return True
+
+    def kill(self) -> None:
+        try:
+            self.proc.kill()
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self.conn.close()
+
+
+class WorkerPool:
+    """``workers`` processes that each import ``function`` ("module:name") once and reuse it for every item."""
+
+    def __init__(self, function: str, workers: int):
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.function = function
+        self.size = workers
+        self._lock = threading.Condition()
+        self._idle: list[_Worker] = []
+        self._starting: list[_Worker] = []
+        self._closed = False
+        self.replaced = 0  # workers killed after a timeout or crash (for diagnostics and tests)
+        self._pid = os.getpid()
+        for _ in range(workers):
+            self._starting.append(_Worker(function))
+
+    # -- worker bookkeeping (all under self._lock) ------------------------------------------------------
+    def _take_idle(self) -> _Worker | None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("worker pool is shut down")
+            for worker in list(self._starting):
+                if worker.poll_ready():
+                    self._starting.remove(worker)
+                    self._idle.append(worker)
+            return self._idle.pop() if self._idle else None
+
+    def _give_back(self, worker: _Worker) -> None:
+        with self._lock:
+            if self._closed:
+                worker.kill()
+            else:
+                self._idle.append(worker)
+            self._lock.notify_all()
+
+    def _replace(self, worker: _Worker) -> None:
+        worker.kill()
+        with self._lock:
+            self.replaced += 1
+            if not self._closed:
+                self._starting.append(_Worker(self.function))
+            self._lock.notify_all()
+
+    def _wait_for_any_worker(self) -> None:
+        """Block until a worker may be free: one is given back, or a starting one may have become ready."""
+        with self._lock:
+            if self._idle:
+                return
+            self._lock.wait(timeout=0.05)  # short condition wait; starting workers are polled on wake-up
+
+    # -- public API -----------------------------------------------------------------------------------
+    def map(self, items: list, timeout_s: float) -> list[Outcome]:
+        """Run every item, each bounded by ``timeout_s`` seconds of worker time; results keep input order."""
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        results: list[Outcome | None] = [None] * len(items)
+        pending = deque(range(len(items)))
+        running: dict[_Worker, tuple[int, float]] = {}
+        try:
+            while pending or running:
+                while pending:
+                    worker = self._take_idle()
+                    if worker is None:
+                        break
+                    index = pending.popleft()
+                    try:
+                        worker.conn.send_bytes(json.dumps(items[index]).encode())
+                    except OSError:  # died while idle: replace it and hand the item to another worker
+                        pending.appendleft(index)
+                        self._replace(worker)
+                        continue
+                    running[worker] = (index, time.monotonic() + timeout_s)
+                if not running:
+                    self._wait_for_any_worker()
+                    continue
+                next_deadline = min(deadline for _, deadline in running.values())
+                by_conn = {worker.conn: worker for worker in running}
+                for conn in wait(list(by_conn), timeout=max(0.0, next_deadline - time.monotonic())):
+                    worker = by_conn[conn]
+                    index, _ = running.pop(worker)
+                    try:
+                        status, payload = json.loads(conn.recv_bytes())
+                    except (EOFError, OSError, ValueError):
+                        code = worker.proc.poll()
+                        results[index] = Outcome("crash", detail=f"worker died while checking this item (exit code {code})")
+                        self._replace(worker)
+                        continue
+                    results[index] = Outcome("ok", value=payload) if status == "ok" else Outcome("error", detail=payload)
+                    self._give_back(worker)
+                now = time.monotonic()
+                for worker, (index, deadline) in list(running.items()):
+                    if now >= deadline:
+                        del running[worker]
+                        results[index] = Outcome("timeout", detail=f"no result within {timeout_s:g}s; worker replaced")
+                        self._replace(worker)
+        except BaseException:
+            for worker in running:  # their results would go to nobody; never hand back a busy worker
+                self._replace(worker)
+            raise
+        return results  # type: ignore[return-value]
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._closed = True
+            workers, self._idle, self._starting = self._idle + self._starting, [], []
+            self._lock.notify_all()
+        for worker in workers:
+            worker.kill()
+
+    @property
+    def owned_by_this_process(self) -> bool:
+        return self._pid == os.getpid()
+
+
+# -- explicit per-process cache -------------------------------------------------------------------------
+_POOLS: dict[tuple[str, int], WorkerPool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def default_workers() -> int:
+    """Workers for this machine: the CPUs this process may use, at most 32; TRM_RULE_CHECK_WORKERS overrides."""
+    configured = os.environ.get("TRM_RULE_CHECK_WORKERS")
+    if configured:
+        return max(1, int(configured))
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 32))
+
+
+def get_pool(function: str, workers: int | None = None) -> WorkerPool:
+    """The process-wide pool for ``function``, created on first use and reused; a forked child gets its own."""
+    workers = workers or default_workers()
+    key = (function, workers)
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+        if pool is None or not pool.owned_by_this_process:
+            pool = _POOLS[key] = WorkerPool(function, workers)
+        return pool
+
+
+def shutdown_pools() -> None:
+    """Stop every cached pool of this process (also run at interpreter exit)."""
+    with _POOLS_LOCK:
+        pools = [pool for pool in _POOLS.values() if pool.owned_by_this_process]
+        _POOLS.clear()
+    for pool in pools:
+        pool.shutdown()
+
+
+atexit.register(shutdown_pools)
+
+
+# -- worker process ---------------------------------------------------------------------------------------
+def _die_with_parent() -> None:
+    """Linux: have the kernel kill this worker if its parent dies, even while it is stuck in a computation."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
+def _worker_main(fd: int, function: str) -> int:
+    _die_with_parent()
+    conn = Connection(fd)
+    try:
+        module_name, _, attr = function.partition(":")
+        module = importlib.import_module(module_name)
+        func = getattr(module, attr)
+        if callable(getattr(module, "warm_up", None)):
+            module.warm_up()  # heavy imports happen before "ready", never inside an item's time bound
+    except Exception as exc:
+        conn.send_bytes(json.dumps(["error", f"cannot import {function}: {type(exc).__name__}: {exc}"]).encode())
+        return 1
+    conn.send_bytes(json.dumps([READY, None]).encode())
+    while True:
+        try:
+            item = json.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return 0  # parent closed the pool
+        try:
+            reply = ["ok", func(item)]
+        except Exception as exc:
+            reply = ["error", f"{type(exc).__name__}: {exc}"[:500]]
+        conn.send_bytes(json.dumps(reply).encode())
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="internal: one worker of trm.rewards.worker_pool")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--function", required=True)
+    args = parser.parse_args()
+    sys.exit(_worker_main(args.fd, args.function))

@@ -1,0 +1,1 @@
+"""Reasoning trace -> DAG: step partition, LLM-guided structuring, merged view, rendering."""

@@ -1,0 +1,119 @@
+"""`trm dag build`: JSONL of traces in, JSONL of DAGs out (input order kept, resumable, with progress)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from trm.dag.build import DagConfig, build_dag, steps_of
+from trm.dag.graph import merged_view
+from trm.dag.partition import KEYWORD_SETS, resolve_keywords
+from trm.jsonio import read_records
+from trm.judge.batch import run_ordered
+from trm.judge.client import JudgeUnavailable, Usage, add_judge_arguments, client_from_args
+
+# Input fields consumed here; all other fields are copied to the output record unchanged.
+_TEXT_FIELDS = ("trace", "steps", "response")
+
+
+def add_dag_arguments(parser: argparse.ArgumentParser) -> None:
+    """Structuring options shared by `trm dag build` and `trm preference build`."""
+    group = parser.add_argument_group("DAG construction")
+    group.add_argument(
+        "--keywords",
+        default="default",
+        help=f"step keywords: a family ({', '.join(KEYWORD_SETS)}) or a comma-separated word list",
+    )
+    group.add_argument("--rounds", default="1,3,4,4,4", help="samples per re-sampling round")
+    group.add_argument("--main-path-window", type=int, default=8, help="main-path ids shown to the judge")
+    group.add_argument("--max-open-leaves", type=int, default=5, help="open branch leaves shown to the judge")
+    group.add_argument("--dag-temperature", type=float, default=0.3)
+    group.add_argument("--dag-top-p", type=float, default=0.9)
+    group.add_argument("--dag-max-tokens", type=int, default=512)
+    group.add_argument("--step-chars", type=int, default=600, help="clip each shown step to this many characters")
+    group.add_argument("--max-steps", type=int, default=0, help="cap steps per trace (0 = no cap)")
+
+
+def dag_config_from_args(args) -> DagConfig:
+    try:
+        rounds = tuple(int(x) for x in args.rounds.split(",") if x.strip())
+    except ValueError:
+        raise SystemExit(f"--rounds must be comma-separated integers, got {args.rounds!r}") from None
+    if not rounds or min(rounds) < 1:
+        raise SystemExit("--rounds needs at least one round of at least one sample")
+    return DagConfig(
+        rounds=rounds,
+        main_path_window=args.main_path_window,
+        max_open_leaves=args.max_open_leaves,
+        temperature=args.dag_temperature,
+        top_p=args.dag_top_p,
+        max_tokens=args.dag_max_tokens,
+        step_chars=args.step_chars,
+        max_steps=args.max_steps,
+    )
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            "Turn reasoning traces into DAGs. Each input line needs 'prompt' and one of 'trace' (text, split into "
+            "steps here), 'steps' (list of strings, used as given) or 'response' (its reasoning is used)."
+        ),
+    )
+    parser.add_argument("--input", required=True, help="JSONL (or JSON list) of trace records")
+    parser.add_argument("--output", required=True, help="JSONL written one record per trace; reruns resume")
+    parser.add_argument("--concurrency", type=int, default=8, help="traces in flight at once")
+    add_judge_arguments(parser)
+    add_dag_arguments(parser)
+    return parser
+
+
+def main(argv: list[str], prog: str = "trm dag build") -> int:
+    args = build_parser(prog).parse_args(argv)
+    try:
+        keywords = resolve_keywords(args.keywords)
+        records = read_records(args.input)
+        for number, record in enumerate(records):
+            if not isinstance(record.get("prompt"), str):
+                raise ValueError(f"{args.input}: record {number} has no 'prompt' string")
+            steps_of(record, keywords)  # fail before any judge call, not halfway through
+    except (OSError, ValueError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    config = dag_config_from_args(args)
+    judge = client_from_args(args)
+
+    async def work(index: int, record: dict) -> dict:
+        usage = Usage()
+        dag = await build_dag(judge, record["prompt"], steps_of(record, keywords), config, usage)
+        out = {key: value for key, value in record.items() if key not in _TEXT_FIELDS}
+        out.update(
+            index=index,
+            dag=dag.to_dict(),
+            merged=[node.to_dict() for node in merged_view(dag)],
+            usage=usage.to_dict(),
+        )
+        return out
+
+    async def run() -> int:
+        try:
+            return await run_ordered(records, work, args.output, window=args.concurrency, desc="dag build")
+        finally:
+            await judge.aclose()
+
+    try:
+        written = asyncio.run(run())
+    except JudgeUnavailable as exc:
+        print(f"{prog}: judge failed: {exc}\nFinished records are kept in {args.output}; rerun to resume.", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {written} DAG records to {args.output} (judge: {judge.usage.requests} requests, "
+        f"{judge.usage.total_tokens} tokens this run)",
+        file=sys.stderr,
+    )
+    return 0

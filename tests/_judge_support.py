@@ -188,8 +188,8 @@ def demo_policy(req: JudgeRequest) -> str:
     if req.kind == "structure":
         word = req.new_step_text.strip().split(" ", 1)[0].strip(",.:").lower()
         main = req.main_path
-        if word in ("alternatively", "instead") and len(main) >= 3:
-            return f"Starts a new approach from step {main[-3]}.\n<|action|>backtrack <|previous|>{main[-3]}"
+        if word in ("alternatively", "instead") and len(main) >= 2:
+            return "Starts a new approach from the problem statement.\n<|action|>backtrack <|previous|>0"
         if word in ("wait", "hmm") and len(main) >= 2:
             return f"Revisits step {main[-2]}.\n<|action|>backtrack <|previous|>{main[-2]}"
         if word in ("combining", "together", "both") and req.open_leaves:

@@ -67,6 +67,9 @@ def grade_records(records: list[dict], timeout_s: float = 10.0) -> list[dict]:
                 f"which failed to import: {exc}"
             ) from exc
         verdicts = rule_check_batch([a for _, _, a, _ in rule_items], [g for _, _, _, g in rule_items], timeout_s=timeout_s)
+        failed = [(r.get("id"), j, v.detail) for (r, j, _, _), v in zip(rule_items, verdicts) if v.source == "worker_error"]
+        if failed:  # a crashed checker is not a wrong answer
+            raise RuntimeError(f"the rule verifier failed on {len(failed)} responses, first: {failed[0]}")
         for (record, j, _, _), verdict in zip(rule_items, verdicts):
             record["correct"][j] = bool(verdict.correct)
             record["verdicts"][j] = verdict.source

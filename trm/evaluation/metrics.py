@@ -70,3 +70,16 @@ def benchmark_metrics(per_question: Sequence[Sequence[bool]], ks: Sequence[int] 
         if k <= n:
             out[f"pass@{k}"] = 100.0 * mean([pass_at_k(n, sum(map(bool, flags[:n])), k) for flags in per_question])
     return out
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95% by default); (0, 1) when there are no trials."""
+    if trials == 0:
+        return 0.0, 1.0
+    if not 0 <= successes <= trials:
+        raise ValueError(f"need 0 <= successes <= trials, got {successes}/{trials}")
+    p = successes / trials
+    denom = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denom
+    half = z * ((p * (1 - p) / trials + z * z / (4 * trials * trials)) ** 0.5) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -24,6 +24,9 @@ def normalise_answer(text: str) -> str:
     changed = True
     while changed:
         changed = False
+        if text.endswith(".") and not text.endswith(".."):
+            text = text[:-1].rstrip()
+            changed = True
         for left, right in _INLINE_MATH:
             if len(text) >= len(left) + len(right) and text.startswith(left) and text.endswith(right):
                 text = text[len(left) : len(text) - len(right)].strip()

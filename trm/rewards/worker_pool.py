@@ -44,6 +44,13 @@ class WorkerStartError(RuntimeError):
     """A worker process could not import its function: a broken install, not a bad item."""
 
 
+def _worker_env() -> dict[str, str]:
+    """The caller's environment, plus the folder holding `trm` so workers import the same code."""
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    paths = [package_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "PYTHONWARNINGS": "ignore"}
+
+
 class _Worker:
     def __init__(self, function: str):
         parent_sock, child_sock = socket.socketpair()
@@ -52,7 +59,7 @@ class _Worker:
             pass_fds=(child_sock.fileno(),),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            env=_worker_env(),
         )
         child_sock.close()
         self.conn = Connection(parent_sock.detach())

@@ -1,0 +1,131 @@
+"""Fault injection for backend-pool tests: a tiny HTTP/1.1 server on a loopback port, run in a thread.
+
+It exists only to produce faults the real servers cannot be asked for (injected latency, 500s, connections
+dropped mid-request, scripted verifier replies). Its "forward" action passes a request through unchanged to
+a real server, so the answers the tests check still come from the project's own servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+import httpx
+
+# An action decides what happens to one request. Kinds:
+#   ("forward",)                 pass through to `target` (a real server) and relay its answer
+#   ("status", code, json_obj)   answer with this status and JSON body
+#   ("drop",)                    close the connection without answering
+#   ("delay", seconds, action)   wait, then perform `action`
+Action = tuple
+
+
+@dataclass
+class Request:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+@dataclass
+class FaultServer:
+    """``script(index, request) -> action`` picks each request's fate; ``index`` counts from 0."""
+
+    script: Callable[[int, Request], Action]
+    target: str | None = None
+    requests: list[Request] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+    def __enter__(self) -> "FaultServer":
+        ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+
+        def run():
+            asyncio.set_event_loop(self._loop)
+            self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
+            self.port = self._server.sockets[0].getsockname()[1]
+            self._client = httpx.AsyncClient(timeout=60.0)
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("fault server did not start")
+        self.url = f"http://127.0.0.1:{self.port}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        async def stop():
+            self._server.close()
+            await self._client.aclose()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                _method, path, _ = lines[0].split(" ", 2)
+                headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:] if ":" in l)}
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                request = Request(path, headers, body)
+                index = len(self.requests)
+                self.requests.append(request)
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                try:
+                    answer = await self._perform(self.script(index, request), request)
+                finally:
+                    self.in_flight -= 1
+                if answer is None:
+                    writer.close()
+                    return
+                status, payload = answer
+                writer.write(
+                    f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+                    + payload
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def _perform(self, action: Action, request: Request) -> tuple[int, bytes] | None:
+        kind = action[0]
+        self.actions.append(kind)
+        if kind == "delay":
+            await asyncio.sleep(action[1])
+            self.actions.pop()
+            return await self._perform(action[2], request)
+        if kind == "drop":
+            return None
+        if kind == "status":
+            return action[1], json.dumps(action[2]).encode()
+        if kind == "forward":
+            forwarded = await self._client.post(
+                f"{self.target}{request.path}", content=request.body, headers={"content-type": "application/json"}
+            )
+            return forwarded.status_code, forwarded.content
+        raise ValueError(f"unknown fault action {action!r}")
+
+
+def chat_completion(text: str) -> dict:
+    """An OpenAI-shaped chat completion whose message is ``text`` (for scripted verifier replies)."""
+    return {
+        "id": "scripted",
+        "object": "chat.completion",
+        "model": "TIGER-Lab/general-verifier",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }

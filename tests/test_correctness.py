@@ -1,0 +1,214 @@
+"""Rule check (exact match + math-verify in time-bounded workers), length rule and the verification gate."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import free_port
+
+from trm.client import BackendPool, BackendsUnavailable
+from trm.rewards.correctness import (
+    Verdict,
+    VerifyConfig,
+    clean_ground_truth,
+    rule_check,
+    rule_check_batch,
+    too_long,
+    verify_response,
+)
+from trm.rewards.math_rules import normalise_answer
+from trm.rewards.worker_pool import WorkerPool, get_pool, shutdown_pools
+
+# (answer, ground truth, equivalent)
+TABLE = [
+    ("0.5", "\\frac{1}{2}", True),  # fraction vs decimal
+    ("\\dfrac{3}{4}", "0.75", True),
+    ("\\frac12", "1/2", True),
+    ("1.50", "1.5", True),
+    ("$\\frac{1}{2}$", "0.5", True),  # inline math delimiters
+    ("[1, 2)", "[1,2)", True),  # intervals
+    ("[1,2)", "x \\in [1, 2)", True),
+    ("(-\\infty, 3]", "(-\\infty,3]", True),
+    ("\\{2, 1, 3\\}", "\\{1,2,3\\}", True),  # sets, order does not matter
+    ("\\{3,2,1\\}", "1, 2, 3", True),
+    ("\\frac{\\sqrt{2}}{2}", "\\frac{\\sqrt 2}{2}", True),  # LaTeX spacing and sizing
+    ("2\\,\\pi", "2\\pi", True),
+    ("\\left( 1, 2 \\right)", "(1,2)", True),
+    ("10 \\text{ cm}", "10", True),  # units
+    ("5\\ \\text{m/s}", "5", True),
+    ("10\\%", "10", True),
+    ("x^2+1", "1+x^2", True),  # algebraic equivalence
+    ("\\sqrt{8}", "2\\sqrt{2}", True),
+    ("x = 2", "2", True),
+    ("\\text{True}", "True", True),
+    ("0.333", "\\frac{1}{3}", False),
+    ("(1,2)", "[1,2]", False),
+    ("[1,2)", "(1,2]", False),
+    ("\\{1,2\\}", "\\{1,2,3\\}", False),
+    ("3.14", "\\pi", False),
+    ("1+x^2", "1", False),  # a fragment of the answer must not match
+    ("2x+3", "2", False),
+    ("-2", "2", False),
+    ("10 \\text{ cm}", "100", False),
+    ("\\frac{1}{2}", "\\frac{1}{3}", False),
+]
+
+# 10^(10^10) has ten billion digits: sympy would grind on it for hours.
+PATHOLOGICAL = "10^{10^{10}}"
+
+
+def test_rule_check_table():
+    verdicts = rule_check_batch([a for a, _, _ in TABLE], [g for _, g, _ in TABLE])
+    wrong = [(a, g, v) for (a, g, expected), v in zip(TABLE, verdicts) if v.correct != expected]
+    assert not wrong, wrong
+    for (answer, _, _), verdict in zip(TABLE, verdicts):
+        assert verdict.answer == answer
+        assert verdict.source in ("exact_match", "math_verify")
+    assert {v.source for v in verdicts} == {"exact_match", "math_verify"}
+
+
+def test_exact_match_normalisation_is_light():
+    assert normalise_answer(" $\\left[ 1,\\; 2 \\right)$. ") == "[1,2)"
+    assert normalise_answer("\\text{Yes}") == "yes"
+    assert normalise_answer("\\dfrac{1}{2}") == normalise_answer("\\frac{1}{2}")
+    assert normalise_answer("12") != normalise_answer("1 2 3")
+
+
+def test_no_answer_and_boxed_ground_truth():
+    assert rule_check(None, "3") == Verdict(False, "no_answer", None, "no final answer found in the response")
+    assert rule_check("   ", "3").source == "no_answer"
+    assert clean_ground_truth("The answer is \\boxed{\\frac{1}{2}}") == "\\frac{1}{2}"
+    assert rule_check("0.5", "\\boxed{\\frac{1}{2}}").correct
+
+
+def test_pathological_input_times_out_and_the_pool_recovers():
+    pool = get_pool("trm.rewards.math_rules:check_item")
+    replaced_before = pool.replaced
+    started = time.monotonic()
+    verdicts = rule_check_batch([PATHOLOGICAL, "0.5", "7"], ["5", "\\frac{1}{2}", "8"], timeout_s=1.5)
+    assert time.monotonic() - started < 30  # finished instead of hanging on sympy
+    assert verdicts[0] == Verdict(False, "timeout", PATHOLOGICAL, verdicts[0].detail)
+    assert "1.5s" in verdicts[0].detail
+    assert verdicts[1].correct and not verdicts[2].correct  # the rest of the batch is unaffected
+    assert pool.replaced == replaced_before + 1
+    assert rule_check("x^2+1", "1+x^2").correct  # the replacement worker serves the next call
+
+
+def test_rule_check_from_non_main_threads_concurrently():
+    results: dict[int, list[Verdict]] = {}
+
+    def check(index: int) -> None:
+        results[index] = rule_check_batch(["0.5", "\\{1,2\\}", "x = 3"], ["\\frac{1}{2}", "\\{2,1\\}", "4"])
+
+    threads = [threading.Thread(target=check, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(results) == [0, 1, 2, 3]
+    for verdicts in results.values():
+        assert [v.correct for v in verdicts] == [True, True, False]
+        assert verdicts[0].source == "math_verify"
+
+
+def test_batch_rejects_mismatched_lengths():
+    with pytest.raises(ValueError, match="2 answers but 1 ground truths"):
+        rule_check_batch(["1", "2"], ["1"])
+
+
+@pytest.fixture
+def fault_pool(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    pool = WorkerPool("_rule_check_support:echo_or_fault", workers=2)
+    yield pool
+    pool.shutdown()
+
+
+def test_worker_pool_crash_hang_and_error_are_reported_per_item(fault_pool):
+    outcomes = fault_pool.map(["a", "crash", "hang", "raise", "b"], timeout_s=1.0)
+    assert [o.status for o in outcomes] == ["ok", "crash", "timeout", "error", "ok"]
+    assert outcomes[0].value["echo"] == "a" and outcomes[4].value["echo"] == "b"
+    assert "exit code 3" in outcomes[1].detail
+    assert "asked to raise" in outcomes[3].detail
+    assert fault_pool.replaced == 2
+    again = fault_pool.map(["c", "d", "e"], timeout_s=5.0)
+    assert [o.value["echo"] for o in again] == ["c", "d", "e"]
+    assert len({o.value["pid"] for o in again}) <= 2  # persistent workers, not a process per item
+
+
+def test_worker_pool_start_failure_is_an_error_not_a_verdict():
+    pool = WorkerPool("no_such_module_anywhere:f", workers=1)
+    try:
+        with pytest.raises(RuntimeError, match="no_such_module_anywhere"):
+            pool.map(["x"], timeout_s=1.0)
+    finally:
+        pool.shutdown()
+
+
+def test_shutdown_then_fresh_pool():
+    first = get_pool("trm.rewards.math_rules:check_item")
+    shutdown_pools()
+    assert rule_check("2", "2.0").correct
+    assert get_pool("trm.rewards.math_rules:check_item") is not first
+
+
+@pytest.mark.parametrize(
+    "answer, gold, expected",
+    [("12345678901", "1", True), ("1234567890", "1", False), ("a" * 15, "b" * 10, False), ("a" * 25, "b" * 10, True)],
+)
+def test_length_rule(answer, gold, expected):
+    assert too_long(answer, gold) is expected
+
+
+def dead_pool(deadline: float = 1.0) -> BackendPool:
+    return BackendPool(f"127.0.0.1:{free_port()}", deadline=deadline)
+
+
+WEBINSTRUCT = "TIGER-Lab/WebInstruct-verified"
+
+
+def test_verify_response_rule_path_never_calls_the_verifier():
+    # The verifier backend is dead: touching it would raise BackendsUnavailable.
+    async def go():
+        pool = dead_pool()
+        right = await verify_response("so \\boxed{0.5}", "\\frac12", data_source=WEBINSTRUCT, question="q", verifier_pool=pool)
+        none = await verify_response("no idea", "3", data_source=WEBINSTRUCT, question="q", verifier_pool=pool)
+        long = await verify_response(
+            "\\boxed{3 apples and 4 pears, all in one basket}", "7", data_source=WEBINSTRUCT, question="q", verifier_pool=pool
+        )
+        other = await verify_response("\\boxed{8}", "7", data_source="math", question="q", verifier_pool=pool)
+        await pool.aclose()
+        return right, none, long, other
+
+    right, none, long, other = asyncio.run(go())
+    assert right.correct and right.source == "math_verify" and right.answer == "0.5"
+    assert none.source == "no_answer" and not none.correct
+    assert long.source == "length_rule" and not long.correct
+    assert other.source == "math_verify" and not other.correct
+
+
+def test_verify_response_verifier_failure_raises_not_zero():
+    async def go():
+        pool = dead_pool()
+        try:
+            return await verify_response("\\boxed{8}", "7", data_source=WEBINSTRUCT, question="q", verifier_pool=pool)
+        finally:
+            await pool.aclose()
+
+    with pytest.raises(BackendsUnavailable):
+        asyncio.run(go())
+
+
+def test_verify_response_uses_a_given_rule_verdict_and_config():
+    given = Verdict(False, "math_verify", "8", "from a batch")
+    config = VerifyConfig(llm_data_sources={"my-source"})
+    verdict = asyncio.run(
+        verify_response("ignored", "7", data_source=WEBINSTRUCT, question="q", verifier_pool=None, config=config, rule_verdict=given)
+    )
+    assert verdict is given
+    with pytest.raises(ValueError, match="rule_timeout_s"):
+        VerifyConfig(rule_timeout_s=0)

@@ -85,6 +85,8 @@ class JudgeRequest:
         text = self.user
         one = text.split("=== Trace 1", 1)[1].split("=== Trace 2", 1)[0]
         two = text.split("=== Trace 2", 1)[1]
+        for end in ("\nCRITERION VERDICTS:", "\n\nWrite one short paragraph"):
+            two = two.split(end, 1)[0]
         return one, two
 
 

@@ -1,0 +1,127 @@
+"""`trm preference build` end to end against the scripted judge: pairing, judging, TRM-Preference output, stats,
+audit, and resume after an injected judge failure."""
+
+import json
+
+from _judge_support import Fault, ScriptedJudge, decision, demo_policy
+from trm.data.preference import validate_records
+from trm.jsonio import read_records
+from trm.judge.build_cli import main as build_main
+from trm.judge.preference import form_pairs
+
+
+def response(k: int, answer: str = "5") -> str:
+    body = "\n\n".join(f"So step {i}: keep going with detail {i}." for i in range(k))
+    return f"<think>Read the problem.\n\n{body}</think>\nThe answer is \\boxed{{{answer}}}."
+
+
+def traces() -> list[dict]:
+    records = []
+    for model, lengths in (("m1", [1, 4]), ("m2", [2, 6]), ("m3", [3])):
+        for k in lengths:
+            records.append({"prompt": "What is 2+3?", "model": model, "response": response(k), "correct": True})
+    records.append({"prompt": "What is 2+3?", "model": "m3", "response": response(9, "6"), "correct": False})
+    records.append({"prompt": "What is 1+1?", "model": "m1", "response": response(1, "2"), "correct": True})
+    records.append({"prompt": "What is 1+1?", "model": "m2", "response": response(2, "3"), "correct": False})
+    records.append({"prompt": "What is 3+3?", "model": "m1", "response": response(2, "6"), "correct": True, "prompt_id": "q3"})
+    records.append({"prompt": "What is 3+3?", "model": "m2", "response": response(5, "6"), "correct": True, "prompt_id": "q3"})
+    records.append({"prompt": "What is 3+3?", "model": "m2", "response": response(5, "6"), "correct": True, "prompt_id": "q3"})
+    return records
+
+
+def shorter_wins(req):
+    if req.kind in ("dimension", "aggregate"):
+        one, two = req.traces()
+        which = "Trace 1" if len(one) < len(two) else "Trace 2" if len(two) < len(one) else "Tie"
+        return decision("Shorter is better here.", which)
+    return demo_policy(req)
+
+
+def test_pairs_are_correct_distinct_capped_and_seeded():
+    records = traces()
+    tasks, stats = form_pairs(records, max_pairs_per_prompt=4, seed=0)
+    assert (stats.prompts, stats.correct, stats.duplicate_responses) == (3, 9, 1)
+    assert stats.candidate_pairs == 10 + 0 + 1 and stats.planned_pairs == 5
+    assert [t.key for t in tasks] == ["What is 2+3?"] * 4 + ["q3"]
+    assert all(records[t.first]["correct"] and records[t.second]["correct"] for t in tasks)
+    assert tasks == form_pairs(records, 4, seed=0)[0]
+    assert {t.ident for t in form_pairs(records, 4, seed=1)[0]} != {t.ident for t in tasks}
+    cross, _ = form_pairs(records, 10, cross_model_only=True)
+    assert all(records[t.first]["model"] != records[t.second]["model"] for t in cross)
+    assert len(cross) == 8 + 1
+
+
+def run_build(judge, tmp_path, name, *extra):
+    out = tmp_path / f"{name}.jsonl"
+    code = build_main(
+        [
+            "--input", str(tmp_path / "traces.jsonl"), "--output", str(out), "--base-url", judge.url, "--model", "j",
+            "--repetitions", "2", "--max-pairs-per-prompt", "3", "--concurrency", "2",
+            "--price-input-per-mtok", "0.5", "--price-output-per-mtok", "2.0", *extra,
+        ]
+    )
+    return code, out
+
+
+def test_end_to_end_preference_file_stats_and_audit(tmp_path):
+    (tmp_path / "traces.jsonl").write_text("".join(json.dumps(r) + "\n" for r in traces()))
+    with ScriptedJudge(shorter_wins) as judge:
+        code, out = run_build(judge, tmp_path, "prefs")
+    assert code == 0
+    prefs = read_records(out)
+    assert prefs and validate_records(prefs) == []
+    for record in prefs:
+        assert record["prompt"][0]["role"] == "user" and record["chosen"][0]["role"] == "assistant"
+        assert len(record["chosen"][0]["content"]) < len(record["rejected"][0]["content"])
+    stats = json.loads((tmp_path / "prefs.stats.json").read_text())
+    assert stats["pairs_planned"] == stats["pairs_judged"] == 4
+    assert stats["pairs_kept"] == len(prefs)
+    assert stats["pairs_kept"] + sum(stats["dropped"].values()) == 4
+    usage = stats["judge_usage"]
+    assert usage["total_tokens"] > 0
+    assert abs(stats["estimated_cost_usd"] - (usage["prompt_tokens"] * 0.5 + usage["completion_tokens"] * 2.0) / 1e6) < 1e-6
+    audit = read_records(tmp_path / "prefs.audit.jsonl")
+    assert len(audit) == 4 and len({line["pair_id"] for line in audit}) == 4
+    for line in audit:
+        assert len(line["judgements"]) == 4  # 2 orders x 2 repetitions
+        assert all(j["aggregate"]["rationale"] == "Shorter is better here." for j in line["judgements"])
+        assert len(line["views"]) == 2 and line["views"][0]["macro"].startswith("<Root id=0")
+    # each trace's views were billed once, to the first pair that used it
+    billed = sum(line["view_usage"]["requests"] for line in audit)
+    assert billed == sum(
+        v["usage"]["requests"] for line in audit for v, n in zip(line["views"], line["responses"])
+        if n not in {m for earlier in audit[: audit.index(line)] for m in earlier["responses"]}
+    )
+
+
+def test_resume_after_judge_failure_gives_each_pair_once_in_order(tmp_path):
+    (tmp_path / "traces.jsonl").write_text("".join(json.dumps(r) + "\n" for r in traces()))
+    with ScriptedJudge(shorter_wins) as judge:
+        code, reference = run_build(judge, tmp_path, "reference")
+    assert code == 0
+    calls = {"limit": 45}
+
+    def flaky(req):
+        return Fault(503) if req.call >= calls["limit"] else shorter_wins(req)
+
+    with ScriptedJudge(flaky) as judge:
+        code, out = run_build(judge, tmp_path, "resumed", "--max-retries", "0", "--concurrency", "1")
+        assert code == 1
+        partial = read_records(tmp_path / "resumed.audit.jsonl")
+        assert 0 < len(partial) < 4
+        calls["limit"] = 10**9
+        code, out = run_build(judge, tmp_path, "resumed", "--max-retries", "0", "--concurrency", "1")
+        assert code == 0
+    audit = read_records(tmp_path / "resumed.audit.jsonl")
+    expected = [line["pair_id"] for line in read_records(tmp_path / "reference.audit.jsonl")]
+    assert [line["pair_id"] for line in audit] == expected
+    assert audit[: len(partial)] == partial
+    assert read_records(out) == read_records(reference)
+
+
+def test_bad_input_names_record_and_field(tmp_path, capsys):
+    (tmp_path / "traces.jsonl").write_text(json.dumps({"prompt": "Q", "model": "m", "response": "r", "correct": "yes"}) + "\n")
+    code = build_main(["--input", str(tmp_path / "traces.jsonl"), "--output", str(tmp_path / "o.jsonl"), "--base-url", "http://127.0.0.1:9", "--model", "j"])
+    assert code == 2
+    assert "record 0: 'correct' must be a bool" in capsys.readouterr().err
+    assert not (tmp_path / "o.jsonl").exists()

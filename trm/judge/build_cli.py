@@ -1,0 +1,159 @@
+"""`trm preference build`: verified traces in; TRM-Preference JSONL, an audit JSONL and a stats JSON out.
+
+Reruns resume from the audit file (one line per judged pair) without redoing finished pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from trm.dag.build_cli import add_dag_arguments, dag_config_from_args
+from trm.dag.partition import resolve_keywords
+from trm.jsonio import count_complete_lines
+from trm.judge.batch import run_ordered
+from trm.judge.client import JudgeUnavailable, add_judge_arguments, client_from_args
+from trm.judge.pairwise import PairwiseConfig
+from trm.judge.preference import (
+    PipelineConfig,
+    TraceInputError,
+    ViewCache,
+    form_pairs,
+    iter_jsonl,
+    judge_task,
+    load_traces,
+    summarise_audit,
+)
+from trm.judge.views import ViewConfig
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            "Pair correct traces per prompt, judge each pair in both orders with the ME2 criteria, and write the "
+            "consistently preferred pairs as TRM-Preference records. Input lines: "
+            '{"prompt": str, "model": str, "response": str, "correct": bool, "prompt_id": optional}.'
+        ),
+    )
+    parser.add_argument("--input", required=True, help="JSONL (or JSON list) of verified responses")
+    parser.add_argument("--output", required=True, help="TRM-Preference JSONL (kept pairs)")
+    parser.add_argument("--audit", default=None, help="per-pair audit JSONL (default: OUTPUT with .audit.jsonl)")
+    parser.add_argument("--stats", default=None, help="stats JSON (default: OUTPUT with .stats.json)")
+    parser.add_argument("--max-pairs-per-prompt", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the per-prompt pair sample")
+    parser.add_argument("--cross-model-only", action="store_true", help="only pair responses of different models")
+    parser.add_argument("--concurrency", type=int, default=4, help="pairs in flight at once")
+    parser.add_argument("--no-audit-views", action="store_true", help="leave DAGs and views out of the audit file")
+    group = parser.add_argument_group("pairwise judging")
+    group.add_argument("--repetitions", type=int, default=3, help="judgements per order (both orders are judged)")
+    group.add_argument(
+        "--min-agreement", type=float, default=1.0, help="share of all verdicts the winner needs (1.0 = unanimous)"
+    )
+    group.add_argument("--judge-temperature", type=float, default=0.7)
+    group.add_argument("--judge-top-p", type=float, default=0.95)
+    group.add_argument("--judge-max-tokens", type=int, default=1024)
+    group.add_argument("--summary-max-tokens", type=int, default=128)
+    group = parser.add_argument_group("cost estimate")
+    group.add_argument("--price-input-per-mtok", type=float, default=None, help="USD per million prompt tokens")
+    group.add_argument("--price-output-per-mtok", type=float, default=None, help="USD per million completion tokens")
+    add_judge_arguments(parser)
+    add_dag_arguments(parser)
+    return parser
+
+
+def _sibling(output: Path, suffix: str) -> Path:
+    name = output.name
+    stem = name[: -len(output.suffix)] if output.suffix else name
+    return output.with_name(stem + suffix)
+
+
+def main(argv: list[str], prog: str = "trm preference build") -> int:
+    args = build_parser(prog).parse_args(argv)
+    output = Path(args.output)
+    audit_path = Path(args.audit) if args.audit else _sibling(output, ".audit.jsonl")
+    stats_path = Path(args.stats) if args.stats else _sibling(output, ".stats.json")
+    if args.repetitions < 1 or args.max_pairs_per_prompt < 1 or not 0.5 < args.min_agreement <= 1.0:
+        print(f"{prog}: need --repetitions >= 1, --max-pairs-per-prompt >= 1, 0.5 < --min-agreement <= 1", file=sys.stderr)
+        return 2
+    try:
+        keywords = resolve_keywords(args.keywords)
+        records = load_traces(args.input)
+        tasks, pairing = form_pairs(records, args.max_pairs_per_prompt, args.seed, args.cross_model_only)
+        _check_resume(audit_path, tasks)
+    except (OSError, ValueError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    config = PipelineConfig(
+        dag=dag_config_from_args(args),
+        views=ViewConfig(max_tokens=args.summary_max_tokens),
+        pairwise=PairwiseConfig(
+            repetitions=args.repetitions,
+            min_agreement=args.min_agreement,
+            temperature=args.judge_temperature,
+            top_p=args.judge_top_p,
+            max_tokens=args.judge_max_tokens,
+        ),
+        keywords=keywords,
+        audit_views=not args.no_audit_views,
+    )
+    judge = client_from_args(args)
+    print(
+        f"{pairing.prompts} prompts, {pairing.correct} correct responses, {len(tasks)} pairs to judge",
+        file=sys.stderr,
+    )
+
+    async def run() -> None:
+        done = count_complete_lines(audit_path)
+        cache = ViewCache(judge, records, tasks[done:], config)
+        try:
+            await run_ordered(
+                tasks,
+                lambda index, task: judge_task(judge, records, task, cache, config),
+                audit_path,
+                window=args.concurrency,
+                desc="pairs",
+            )
+        finally:
+            await judge.aclose()
+
+    try:
+        asyncio.run(run())
+    except JudgeUnavailable as exc:
+        print(f"{prog}: judge failed: {exc}\nJudged pairs are kept in {audit_path}; rerun to resume.", file=sys.stderr)
+        return 1
+    output.parent.mkdir(parents=True, exist_ok=True)
+    audit = iter_jsonl(audit_path) if audit_path.exists() else iter(())
+    with open(output, "w", encoding="utf-8") as handle:  # rewritten whole from the audit, so always consistent
+        stats = summarise_audit(
+            audit,
+            pairing,
+            args.price_input_per_mtok,
+            args.price_output_per_mtok,
+            kept_sink=lambda record: handle.write(json.dumps(record, ensure_ascii=False) + "\n"),
+        )
+    stats.update(output=str(output), audit=str(audit_path))
+    stats_path.write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    print(
+        f"kept {stats['pairs_kept']} of {stats['pairs_judged']} pairs -> {output}; dropped {stats['dropped']}; "
+        f"judge tokens {stats['judge_usage']['total_tokens']}; stats in {stats_path}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _check_resume(audit_path: Path, tasks) -> None:
+    """Refuse to resume from an audit file written for other input, seed or pair settings."""
+    if not audit_path.exists() or not audit_path.stat().st_size:
+        return
+    done = count_complete_lines(audit_path)
+    if done == 0:
+        return
+    if done > len(tasks) or any(line.get("pair_id") != task.ident for line, task in zip(iter_jsonl(audit_path), tasks)):
+        raise ValueError(
+            f"{audit_path} was written for a different input, seed or pairing; use another --audit/--output "
+            "or delete it to start over"
+        )

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Serve TIGER-Lab/general-verifier over the OpenAI chat completions API (answer equivalence checks for RL).
+# vLLM on GPUs when installed; otherwise the embedded server (`trm serve chat`), same wire format.
+# The verifier reads plain text: chat_templates/verifier.jinja joins the message contents with no chat markup.
+# Edit the variables below, or set them in the environment. `--dry-run` prints the choice and the command.
+MODEL_PATH=${MODEL_PATH:-/path/to/general-verifier}
+HOST=${HOST:-127.0.0.1}                        # 0.0.0.0 to accept other machines (then set API_KEY)
+PORT=${PORT:-23888}
+BACKEND=${BACKEND:-auto}                       # auto | vllm | embedded
+TP_SIZE=${TP_SIZE:-1}                          # tensor parallel size (vLLM)
+SERVED_MODEL_NAME=${SERVED_MODEL_NAME:-TIGER-Lab/general-verifier}
+CHAT_TEMPLATE=${CHAT_TEMPLATE:-}                # default: chat_templates/verifier.jinja of this repository
+API_KEY=${API_KEY:-${TRM_API_KEY:-}}
+MAX_MODEL_LEN=${MAX_MODEL_LEN:-}               # context limit (empty: the model's)
+PYTHON=${PYTHON:-python3}
+EXTRA_ARGS=${EXTRA_ARGS:-}                     # more flags, e.g. "--gpu-memory-utilization 0.85"
+
+set -euo pipefail
+LAUNCHER=server/general-verifier.sh
+DRY_RUN=${DRY_RUN:-0}
+[ "${1:-}" = "--dry-run" ] && DRY_RUN=1
+REPO=$(dirname "$(dirname "$(readlink -f "$0")")")
+. "$REPO/server/launch-lib.sh"
+CHAT_TEMPLATE=${CHAT_TEMPLATE:-$REPO/chat_templates/verifier.jinja}
+
+require_model_dir "$MODEL_PATH"
+[ -f "$CHAT_TEMPLATE" ] || die "CHAT_TEMPLATE '$CHAT_TEMPLATE' does not exist"
+choose_backend "$BACKEND" vllm
+if [ "$CHOSEN" = vllm ]; then
+  run_command "$PYTHON" -m vllm.entrypoints.openai.api_server --model "$MODEL_PATH" \
+    --served-model-name "$SERVED_MODEL_NAME" --chat-template "$CHAT_TEMPLATE" \
+    --host "$HOST" --port "$PORT" --tensor-parallel-size "$TP_SIZE" \
+    ${MAX_MODEL_LEN:+--max-model-len "$MAX_MODEL_LEN"} ${API_KEY:+--api-key "$API_KEY"} $EXTRA_ARGS
+else
+  require_trm
+  run_command "$PYTHON" -m trm serve chat --model "$MODEL_PATH" --chat-template "$CHAT_TEMPLATE" \
+    --host "$HOST" --port "$PORT" --served-model-name "$SERVED_MODEL_NAME" \
+    ${MAX_MODEL_LEN:+--max-length "$MAX_MODEL_LEN"} ${API_KEY:+--api-key "$API_KEY"} $EXTRA_ARGS
+fi

@@ -1,0 +1,87 @@
+"""Helpers for the serving tests: independent reference forwards and servers whose process the test controls."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class ReferenceRewardModel:
+    """Plain transformers, one unpadded forward per text: what the server's scores must equal."""
+
+    def __init__(self, path):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+
+    def score(self, text: str) -> float:
+        import torch
+
+        with torch.inference_mode():
+            return self.model(**self.tokenizer(text, return_tensors="pt")).logits[0, 0].item()
+
+    def n_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text)["input_ids"])
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    proc: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 120.0, headers=None) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2.0, headers=headers).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"server not healthy after {timeout}s:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.2)  # polling with a deadline
+
+
+def spawn(command: list[str], port: int, tmp_path: Path, env: dict | None = None) -> ServerProcess:
+    """Start a server command and wait for /health; the caller stops it (see `stop`)."""
+    log_path = tmp_path / f"server-{port}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                                env={**os.environ, **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc, log_path)
+    except Exception:
+        stop(proc)
+        raise
+    return ServerProcess(url, proc, log_path)
+
+
+def trm_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "trm", *args]
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Serve the Thinking Reward Model over the OpenAI embeddings API: POST /v1/embeddings, score = data[0].embedding[0].
+# sglang (--is-embedding) on GPUs when installed; otherwise the embedded server (`trm serve reward`), same wire format.
+# Edit the variables below, or set them in the environment: MODEL_PATH=/models/TRM-8B bash trm.sh
+# `bash trm.sh --dry-run` prints the choice and the command without starting anything.
+MODEL_PATH=${MODEL_PATH:-/path/to/TRM-8B}      # the TRM folder (config.json, weights, tokenizer)
+HOST=${HOST:-127.0.0.1}                        # 0.0.0.0 to accept other machines (then set API_KEY)
+PORT=${PORT:-39999}
+BACKEND=${BACKEND:-auto}                       # auto | sglang | embedded
+TP_SIZE=${TP_SIZE:-1}                          # tensor parallel size (sglang)
+SERVED_MODEL_NAME=${SERVED_MODEL_NAME:-RewardModel}
+API_KEY=${API_KEY:-${TRM_API_KEY:-}}           # optional Bearer key clients must send
+MAX_LENGTH=${MAX_LENGTH:-}                     # token limit per input (empty: the model's context length)
+PYTHON=${PYTHON:-python3}                      # the Python that has trm (and sglang on GPUs)
+EXTRA_ARGS=${EXTRA_ARGS:-}                     # more flags for the chosen server, e.g. "--mem-fraction-static 0.8"
+
+set -euo pipefail
+LAUNCHER=trm.sh
+DRY_RUN=${DRY_RUN:-0}
+[ "${1:-}" = "--dry-run" ] && DRY_RUN=1
+REPO=$(dirname "$(readlink -f "$0")")
+. "$REPO/server/launch-lib.sh"
+
+require_model_dir "$MODEL_PATH"
+choose_backend "$BACKEND" sglang
+if [ "$CHOSEN" = sglang ]; then
+  run_command "$PYTHON" -m sglang.launch_server --model-path "$MODEL_PATH" --is-embedding \
+    --host "$HOST" --port "$PORT" --tp-size "$TP_SIZE" --served-model-name "$SERVED_MODEL_NAME" \
+    ${MAX_LENGTH:+--context-length "$MAX_LENGTH"} ${API_KEY:+--api-key "$API_KEY"} $EXTRA_ARGS
+else
+  require_trm
+  run_command "$PYTHON" -m trm serve reward --model "$MODEL_PATH" --host "$HOST" --port "$PORT" \
+    --served-model-name "$SERVED_MODEL_NAME" ${MAX_LENGTH:+--max-length "$MAX_LENGTH"} \
+    ${API_KEY:+--api-key "$API_KEY"} $EXTRA_ARGS
+fi

@@ -1,0 +1,182 @@
+"""Dynamic batching: concurrent requests share forward passes.
+
+Requests submit items; one asyncio task forms batches while the model runs the previous one in a worker thread,
+so a busy model naturally collects the next batch. A batch holds items of one group (e.g. equal sampling
+settings), of similar length (sorted by cost, grown around the oldest waiting item so nothing starves), and is
+bounded by a padded-token budget and a row limit. The model runs off the event loop, so the server keeps
+answering health checks and accepting requests during a forward pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable, Sequence
+
+log = logging.getLogger("trm.serving")
+
+# Fault injection for tests and benchmarks: seconds of extra latency per batch, in the worker thread.
+FAULT_DELAY_ENV = "TRM_FAULT_BATCH_DELAY_S"
+
+
+@dataclass
+class BatcherConfig:
+    """Limits of one shared forward pass."""
+
+    max_batch_tokens: int = 16384
+    """Padded tokens per batch (rows x longest row). An item longer than this still runs, alone."""
+    max_batch_size: int = 64
+    """Rows per batch; 1 turns batching off."""
+
+
+@dataclass
+class _Pending:
+    item: Any
+    cost: int
+    group: Hashable
+    future: asyncio.Future
+    order: int
+
+
+@dataclass
+class BatchStats:
+    """Counters exposed on /health, so tests and operators can see coalescing happen."""
+
+    batches: int = 0
+    items: int = 0
+    largest_batch: int = 0
+    busy_seconds: float = 0.0
+
+    def record(self, size: int, seconds: float) -> None:
+        self.batches += 1
+        self.items += size
+        self.largest_batch = max(self.largest_batch, size)
+        self.busy_seconds += seconds
+
+    def as_dict(self) -> dict:
+        return {"batches": self.batches, "items": self.items, "largest_batch": self.largest_batch,
+                "busy_seconds": round(self.busy_seconds, 3)}
+
+
+def plan_batch(pending: Sequence[_Pending], config: BatcherConfig) -> list[_Pending]:
+    """Pick the next batch: the oldest item plus its closest-length neighbours of the same group, within limits."""
+    oldest = min(pending, key=lambda p: p.order)
+    same = sorted((p for p in pending if p.group == oldest.group), key=lambda p: (p.cost, p.order))
+    at = same.index(oldest)
+    lo, hi = at, at + 1  # the batch is same[lo:hi], a run of similar lengths
+    longest = oldest.cost
+    while hi - lo < config.max_batch_size:
+        left = same[lo - 1] if lo > 0 else None
+        right = same[hi] if hi < len(same) else None
+        if left is None and right is None:
+            break
+        # prefer the neighbour closest in length to the oldest item
+        take_left = right is None or (left is not None and oldest.cost - left.cost <= right.cost - oldest.cost)
+        candidate = left if take_left else right
+        new_longest = max(longest, candidate.cost)
+        if new_longest * (hi - lo + 1) > config.max_batch_tokens:
+            break
+        longest = new_longest
+        if take_left:
+            lo -= 1
+        else:
+            hi += 1
+    return same[lo:hi]
+
+
+class DynamicBatcher:
+    """Run `run_batch(items) -> results` over coalesced items from concurrent `submit` calls."""
+
+    def __init__(self, run_batch: Callable[[list[Any]], list[Any]], config: BatcherConfig | None = None,
+                 name: str = "model"):
+        self.run_batch = run_batch
+        self.config = config or BatcherConfig()
+        self.stats = BatchStats()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"trm-{name}")
+        self._pending: list[_Pending] = []
+        self._order = 0
+        self.in_flight = 0  # items submitted and not yet answered (queued or running)
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._fault_delay = float(os.environ.get(FAULT_DELAY_ENV, "0") or 0)
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    def start(self) -> None:
+        self._wakeup = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="trm-batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        for pending in self._pending:
+            if not pending.future.done():
+                pending.future.set_exception(RuntimeError("server is shutting down"))
+        self._pending.clear()
+        self._executor.shutdown(wait=True)
+
+    async def submit(self, items: Sequence[Any], costs: Sequence[int], groups: Sequence[Hashable] | None = None) -> list[Any]:
+        """Queue items (with their padded-token cost and batch group); wait for all their results, in order."""
+        if self._task is None:
+            raise RuntimeError("batcher not started")
+        loop = asyncio.get_running_loop()
+        futures = []
+        for index, (item, cost) in enumerate(zip(items, costs)):
+            future = loop.create_future()
+            self._order += 1
+            group = groups[index] if groups is not None else None
+            self._pending.append(_Pending(item, max(1, int(cost)), group, future, self._order))
+            futures.append(future)
+        self._wakeup.set()
+        self.in_flight += len(futures)
+        try:
+            return list(await asyncio.gather(*futures))
+        except BaseException:
+            for future in futures:  # a failed or cancelled request drops its queued items
+                future.cancel()
+            raise
+        finally:
+            self.in_flight -= len(futures)
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._pending = [p for p in self._pending if not p.future.done()]
+            if not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = plan_batch(self._pending, self.config)
+            chosen = {id(p) for p in batch}
+            self._pending = [p for p in self._pending if id(p) not in chosen]
+            started = time.perf_counter()
+            try:
+                results = await loop.run_in_executor(self._executor, self._run, [p.item for p in batch])
+            except Exception as exc:  # the whole batch fails; each request reports it, the server goes on
+                log.exception("batch of %d failed", len(batch))
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(exc)
+                continue
+            self.stats.record(len(batch), time.perf_counter() - started)
+            for pending, result in zip(batch, results):
+                if not pending.future.done():
+                    pending.future.set_result(result)
+
+    def _run(self, items: list[Any]) -> list[Any]:
+        if self._fault_delay:
+            time.sleep(self._fault_delay)  # injected latency (tests/benchmarks only)
+        results = self.run_batch(items)
+        if len(results) != len(items):
+            raise RuntimeError(f"run_batch returned {len(results)} results for {len(items)} items")
+        return results

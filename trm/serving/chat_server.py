@@ -1,0 +1,185 @@
+"""The chat server: OpenAI chat completions over a causal LM (the verifier, a judge, a policy), non-streaming.
+
+Concurrent requests with the same sampling settings share one left-padded `generate` call; `n` > 1 samples
+are rows of that batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from trm.serving.batching import BatcherConfig, DynamicBatcher
+from trm.serving.generator import ChatGenerator, GenerationItem, Sampling
+from trm.serving.http import (
+    DEFAULT_MAX_BODY_BYTES,
+    EXCEPTION_HANDLERS,
+    ApiError,
+    BearerAuthMiddleware,
+    check_model,
+    models_payload,
+    read_json_object,
+)
+
+log = logging.getLogger("trm.serving")
+
+
+@dataclass
+class ChatServerConfig:
+    """What the chat server exposes and its limits."""
+
+    served_model_names: list[str] = field(default_factory=lambda: ["chat"])
+    """Names clients may put in "model"; others get 404. The first is the default."""
+    api_key: str | None = None
+    """When set, every route but /health needs `Authorization: Bearer <key>`."""
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_length: int | None = None
+    """Prompt + max_tokens limit; None uses the model's max_position_embeddings."""
+    default_max_tokens: int = 1024
+    """max_tokens when a request does not say (capped by the room left in the context)."""
+    max_n: int = 16
+    """Most samples per request."""
+    batcher: BatcherConfig = field(default_factory=lambda: BatcherConfig(max_batch_tokens=32768, max_batch_size=32))
+
+
+def _number(body: dict, name: str, default: float, low: float, high: float) -> float:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ApiError(400, f"'{name}' must be a number, got {type(value).__name__}", param=name)
+    if not low <= value <= high:
+        raise ApiError(400, f"'{name}' must be between {low} and {high}, got {value}", param=name)
+    return float(value)
+
+
+def _integer(body: dict, name: str, default: int | None, low: int) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(400, f"'{name}' must be an integer, got {type(value).__name__}", param=name)
+    if value < low:
+        raise ApiError(400, f"'{name}' must be at least {low}, got {value}", param=name)
+    return value
+
+
+def _messages(body: dict) -> list[dict]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(400, "'messages' must be a non-empty list of {\"role\", \"content\"} objects", param="messages")
+    clean = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise ApiError(400, f"messages[{index}] must be an object with a string 'role'", param="messages")
+        content = message.get("content")
+        if isinstance(content, list):  # OpenAI content parts: keep the text parts
+            if not all(isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+                       for part in content):
+                raise ApiError(400, f"messages[{index}].content parts must all be {{\"type\": \"text\", \"text\": str}}",
+                               param="messages")
+            content = "".join(part["text"] for part in content)
+        if content is None:
+            content = ""
+        if not isinstance(content, str):
+            raise ApiError(400, f"messages[{index}].content must be a string, got {type(content).__name__}",
+                           param="messages")
+        clean.append({"role": message["role"], "content": content})
+    return clean
+
+
+def _stop(body: dict) -> list[str]:
+    stop = body.get("stop")
+    if stop is None:
+        return []
+    if isinstance(stop, str):
+        return [stop]
+    if isinstance(stop, list) and all(isinstance(s, str) for s in stop) and len(stop) <= 16:
+        return stop
+    raise ApiError(400, "'stop' must be a string or a list of at most 16 strings", param="stop")
+
+
+def build_app(generator: ChatGenerator, config: ChatServerConfig) -> Starlette:
+    batcher = DynamicBatcher(generator.generate, config.batcher, name="chat")
+    created = int(time.time())
+    context = config.max_length or generator.context_length
+    state = {"ready": False}
+
+    @asynccontextmanager
+    async def lifespan(app):
+        batcher.start()
+        state["ready"] = True
+        log.info("chat server ready: %s as %s", generator.model_path, ", ".join(config.served_model_names))
+        try:
+            yield
+        finally:
+            state["ready"] = False
+            await batcher.stop()
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok" if state["ready"] else "loading", "model": config.served_model_names[0],
+                             "queued": batcher.queued, "in_flight": batcher.in_flight, **batcher.stats.as_dict()},
+                            status_code=200 if state["ready"] else 503)
+
+    async def models(request: Request) -> JSONResponse:
+        return JSONResponse(models_payload(config.served_model_names, created, context))
+
+    async def chat_completions(request: Request) -> JSONResponse:
+        body = await read_json_object(request, config.max_body_bytes)
+        model = check_model(body, config.served_model_names)
+        if body.get("stream"):
+            raise ApiError(400, "streaming is not supported by the embedded chat server; send stream=false",
+                           param="stream")
+        messages = _messages(body)
+        sampling = Sampling(temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
+                            top_p=_number(body, "top_p", 1.0, 0.0, 1.0))
+        if sampling.top_p == 0:
+            raise ApiError(400, "'top_p' must be greater than 0", param="top_p")
+        n = _integer(body, "n", 1, 1)
+        if n > config.max_n:
+            raise ApiError(400, f"'n' is {n}; this server samples at most {config.max_n} per request", param="n")
+        max_tokens = _integer(body, "max_completion_tokens", None, 1)
+        max_tokens = _integer(body, "max_tokens", max_tokens, 1)
+        stop = _stop(body)
+        try:
+            prompt_ids = await asyncio.to_thread(generator.encode_chat, messages)
+        except Exception as exc:  # template errors are the request's fault (e.g. a role the template refuses)
+            raise ApiError(400, f"the chat template could not render these messages: {exc}", param="messages") from None
+        room = context - len(prompt_ids) if context else None
+        if max_tokens is None:
+            max_tokens = config.default_max_tokens if room is None else min(config.default_max_tokens, room)
+        if room is not None and (room < 1 or max_tokens > room):
+            raise ApiError(400, f"the prompt has {len(prompt_ids)} tokens and max_tokens is {max_tokens}, together "
+                                f"more than the context length of {context} tokens; shorten the messages or lower "
+                                "max_tokens", param="messages")
+        item = GenerationItem(prompt_ids=prompt_ids, max_tokens=max_tokens, stop=stop, sampling=sampling)
+        results = await batcher.submit([item] * n, [len(prompt_ids) + max_tokens] * n, [sampling] * n)
+        completion = sum(r.completion_tokens for r in results)
+        return JSONResponse({
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": i, "message": {"role": "assistant", "content": r.text},
+                         "finish_reason": r.finish_reason, "logprobs": None} for i, r in enumerate(results)],
+            "usage": {"prompt_tokens": len(prompt_ids), "completion_tokens": completion,
+                      "total_tokens": len(prompt_ids) + completion},
+        })
+
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    ]
+    middleware = [Middleware(BearerAuthMiddleware, api_key=config.api_key)] if config.api_key else []
+    return Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)

@@ -1,0 +1,60 @@
+"""`trm serve reward|chat`: the embedded OpenAI-compatible servers."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from trm.cli import dispatch
+
+SERVE_COMMANDS = {
+    "reward": ("trm.serving.cli_reward", "serve a reward model (TRM) as an OpenAI embeddings API (/v1/embeddings)"),
+    "chat": ("trm.serving.cli_chat", "serve a causal LM as an OpenAI chat completions API (/v1/chat/completions)"),
+}
+
+API_KEY_ENV = "TRM_API_KEY"
+
+
+def main(argv: list[str], prog: str = "trm serve") -> int:
+    return dispatch(prog, SERVE_COMMANDS, argv, "Embedded OpenAI-compatible servers (CPU or one GPU).")
+
+
+def common_parser(prog: str, description: str, default_port: int, default_name: str) -> argparse.ArgumentParser:
+    """Flags both servers share."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--model", required=True, help="Hugging Face model folder (config.json, weights, tokenizer)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=default_port, help=f"port (default {default_port})")
+    parser.add_argument("--served-model-name", action="append", dest="served_model_names", metavar="NAME",
+                        help=f"name clients send as 'model' (repeatable; default {default_name})")
+    parser.add_argument("--api-key", default=None,
+                        help=f"require 'Authorization: Bearer KEY' on every route but /health (or set {API_KEY_ENV})")
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="token limit per input (default: the model's max_position_embeddings)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--dtype", default="auto", help="auto (checkpoint dtype), float32, bfloat16, float16")
+    parser.add_argument("--max-batch-tokens", type=int, default=16384,
+                        help="padded tokens per shared forward pass (default 16384)")
+    parser.add_argument("--max-batch-size", type=int, default=64,
+                        help="rows per shared forward pass; 1 turns batching off (default 64)")
+    parser.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body in MiB (default 32)")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="run Python code shipped with the checkpoint (off by default)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def resolve_api_key(value: str | None) -> str | None:
+    return value or os.environ.get(API_KEY_ENV) or None
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+
+def fail(prog: str, message: str) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return 2

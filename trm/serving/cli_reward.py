@@ -1,0 +1,36 @@
+"""`trm serve reward`: a TRM behind POST /v1/embeddings (score = data[i].embedding[0])."""
+
+from __future__ import annotations
+
+from trm.serving.cli import common_parser, fail, resolve_api_key, setup_logging
+
+
+def main(argv: list[str], prog: str = "trm serve reward") -> int:
+    parser = common_parser(prog, __doc__, default_port=39999, default_name="RewardModel")
+    parser.add_argument("--truncation", choices=["left", "right"], default=None,
+                        help="truncate over-long inputs from this side (default: reject them with 400)")
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+
+    from trm.serving.batching import BatcherConfig
+    from trm.serving.http import run_app
+    from trm.serving.reward_server import RewardServerConfig, build_app
+    from trm.serving.scorer import RewardScorer, check_model_dir
+
+    try:
+        check_model_dir(args.model)
+    except FileNotFoundError as exc:
+        return fail(prog, str(exc))
+    scorer = RewardScorer(args.model, device=args.device, max_length=args.max_length, truncation=args.truncation,
+                          dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    config = RewardServerConfig(
+        served_model_names=args.served_model_names or ["RewardModel"],
+        api_key=resolve_api_key(args.api_key),
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        batcher=BatcherConfig(max_batch_tokens=args.max_batch_tokens, max_batch_size=args.max_batch_size),
+    )
+    print(f"{prog}: {args.model} on {scorer.device} as {', '.join(config.served_model_names)} at "
+          f"http://{args.host}:{args.port} (max length {scorer.max_length}, truncation {args.truncation or 'off'}, "
+          f"auth {'on' if config.api_key else 'off'})", flush=True)
+    run_app(build_app(scorer, config), args.host, args.port, args.log_level)
+    return 0

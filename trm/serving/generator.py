@@ -1,0 +1,124 @@
+"""In-process chat generation: left-padded batched `generate` for the chat server (and for tests/tools).
+
+Items in one batch share their sampling settings (the batcher groups them); each item keeps its own
+`max_tokens` and stop strings, applied to its own continuation.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from trm.serving.scorer import check_model_dir, resolve_device, resolve_dtype
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Settings shared by a batch. temperature 0 means greedy decoding."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0
+
+
+@dataclass
+class GenerationItem:
+    prompt_ids: list[int]
+    max_tokens: int
+    stop: list[str] = field(default_factory=list)
+    sampling: Sampling = field(default_factory=Sampling)
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    completion_tokens: int
+    finish_reason: str  # "stop" (end token or stop string) or "length"
+
+
+class ChatGenerator:
+    """A causal LM and its tokenizer/chat template, generating for batches of prompts."""
+
+    def __init__(self, model_path: str | Path, device: str | None = None, dtype: str | None = None,
+                 chat_template: str | None = None, trust_remote_code: bool = False):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model_path = check_model_dir(model_path)
+        self.device = resolve_device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, trust_remote_code=trust_remote_code)
+        if chat_template is not None:
+            self.tokenizer.chat_template = chat_template
+        if not self.tokenizer.chat_template:
+            raise ValueError(f"{self.model_path} has no chat template; pass --chat-template FILE")
+        self.model = AutoModelForCausalLM.from_pretrained(
+            self.model_path, dtype=resolve_dtype(dtype), trust_remote_code=trust_remote_code
+        ).to(self.device).eval()
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        eos = self.model.generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [eos] if eos is not None else []
+        if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in eos:
+            eos.append(self.tokenizer.eos_token_id)
+        self.eos_ids = eos
+        self.context_length = getattr(self.model.config, "max_position_embeddings", None)
+        self._tokenizer_lock = threading.Lock()
+        self._torch = torch
+
+    def encode_chat(self, messages: list[dict]) -> list[int]:
+        """Prompt token ids: the chat template with an open assistant turn (no extra special tokens, as vLLM)."""
+        with self._tokenizer_lock:
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def generate(self, items: Sequence[GenerationItem]) -> list[GenerationResult]:
+        torch = self._torch
+        sampling = items[0].sampling
+        longest = max(len(item.prompt_ids) for item in items)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(items), longest), pad, dtype=torch.long)
+        attention = torch.zeros((len(items), longest), dtype=torch.long)
+        for i, item in enumerate(items):  # left padding: every prompt ends where generation starts
+            input_ids[i, longest - len(item.prompt_ids):] = torch.as_tensor(item.prompt_ids, dtype=torch.long)
+            attention[i, longest - len(item.prompt_ids):] = 1
+        kwargs = dict(max_new_tokens=max(item.max_tokens for item in items), pad_token_id=pad,
+                      eos_token_id=self.eos_ids or None)
+        if sampling.greedy:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=None)
+        with torch.inference_mode():
+            output = self.model.generate(input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
+                                         **kwargs)
+        new_tokens = output[:, longest:].cpu().tolist()
+        return [self._finish(item, tokens) for item, tokens in zip(items, new_tokens)]
+
+    def _finish(self, item: GenerationItem, tokens: list[int]) -> GenerationResult:
+        """Cut one continuation at its end token, its max_tokens or its first stop string."""
+        tokens = tokens[: item.max_tokens]
+        finish, end_token = "length", 0
+        for position, token in enumerate(tokens):
+            if token in self.eos_ids:
+                tokens, finish, end_token = tokens[:position], "stop", 1  # the end token counts, as in vLLM
+                break
+        decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+        text = decode(tokens)
+        hits = [(text.find(stop), stop) for stop in item.stop if stop and stop in text]
+        if hits:
+            cut, _ = min(hits)
+            text, finish = text[:cut], "stop"
+            # tokens consumed: the shortest prefix whose text reaches the stop string
+            lo, hi = 1, len(tokens)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if any(stop in decode(tokens[:mid]) for _, stop in hits):
+                    hi = mid
+                else:
+                    lo = mid + 1
+            tokens, end_token = tokens[:lo], 0
+        return GenerationResult(text=text, completion_tokens=len(tokens) + end_token, finish_reason=finish)

@@ -1,0 +1,154 @@
+"""The reward server: OpenAI embeddings API over a TRM, the wire format of sglang `--is-embedding`.
+
+``POST /v1/embeddings {"model": "RewardModel", "input": str | [str] | [int] | [[int]]}`` answers
+``data[i].embedding == [raw score]`` in input order; concurrent requests share forward passes.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import base64
+import logging
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from trm.serving.batching import BatcherConfig, DynamicBatcher
+from trm.serving.http import (
+    DEFAULT_MAX_BODY_BYTES,
+    EXCEPTION_HANDLERS,
+    ApiError,
+    BearerAuthMiddleware,
+    check_model,
+    models_payload,
+    read_json_object,
+)
+from trm.serving.scorer import InputTooLong, RewardScorer
+
+log = logging.getLogger("trm.serving")
+
+
+@dataclass
+class RewardServerConfig:
+    """What the reward server exposes and how it batches."""
+
+    served_model_names: list[str] = field(default_factory=lambda: ["RewardModel"])
+    """Names clients may put in "model"; others get 404. The first is the default."""
+    api_key: str | None = None
+    """When set, every route but /health needs `Authorization: Bearer <key>`."""
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    """Larger request bodies get 413."""
+    max_inputs_per_request: int = 4096
+    """More inputs in one request get 400 (split the request)."""
+    batcher: BatcherConfig = field(default_factory=BatcherConfig)
+
+
+def _parse_inputs(body: dict) -> tuple[list[str] | None, list[list[int]] | None]:
+    """(texts, None) or (None, token id lists) from the OpenAI `input` field, with messages naming the fault."""
+    if "input" not in body:
+        raise ApiError(400, "missing 'input': send a string or a list of strings", param="input")
+    value = body["input"]
+    if isinstance(value, str):
+        return [value], None
+    if not isinstance(value, list):
+        raise ApiError(400, f"'input' must be a string or a list of strings, got {type(value).__name__}",
+                       param="input")
+    if not value:
+        raise ApiError(400, "'input' is an empty list; send at least one string", param="input")
+    if all(isinstance(item, str) for item in value):
+        return value, None
+    if all(isinstance(item, int) and not isinstance(item, bool) for item in value):
+        return None, [value]
+    if all(isinstance(item, list) for item in value):
+        if any(not row or not all(isinstance(t, int) and not isinstance(t, bool) for t in row) for row in value):
+            raise ApiError(400, "token-id inputs must be non-empty lists of integers", param="input")
+        return None, value
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise ApiError(400, f"input[{index}] is {type(item).__name__}; every item of 'input' must be a string",
+                           param="input")
+    raise ApiError(400, "'input' mixes strings and token ids", param="input")  # pragma: no cover
+
+
+def _encode_embedding(values: list[float], encoding_format: str):
+    if encoding_format == "base64":
+        return base64.b64encode(array.array("f", values).tobytes()).decode("ascii")
+    return values
+
+
+def build_app(scorer: RewardScorer, config: RewardServerConfig) -> Starlette:
+    batcher = DynamicBatcher(scorer.forward, config.batcher, name="reward")
+    created = int(time.time())
+    state = {"ready": False}
+
+    @asynccontextmanager
+    async def lifespan(app):
+        batcher.start()
+        state["ready"] = True
+        log.info("reward server ready: %s as %s", scorer.model_path, ", ".join(config.served_model_names))
+        try:
+            yield
+        finally:
+            state["ready"] = False
+            await batcher.stop()
+
+    async def health(request: Request) -> JSONResponse:
+        status = 200 if state["ready"] else 503
+        return JSONResponse({"status": "ok" if state["ready"] else "loading", "model": config.served_model_names[0],
+                             "queued": batcher.queued, "in_flight": batcher.in_flight, **batcher.stats.as_dict()}, status_code=status)
+
+    async def models(request: Request) -> JSONResponse:
+        return JSONResponse(models_payload(config.served_model_names, created, scorer.max_length))
+
+    async def embeddings(request: Request) -> JSONResponse:
+        body = await read_json_object(request, config.max_body_bytes)
+        model = check_model(body, config.served_model_names)
+        encoding_format = body.get("encoding_format") or "float"
+        if encoding_format not in ("float", "base64"):
+            raise ApiError(400, f"encoding_format must be 'float' or 'base64', got {encoding_format!r}",
+                           param="encoding_format")
+        if body.get("dimensions") not in (None, scorer.num_labels):
+            raise ApiError(400, f"this reward model returns {scorer.num_labels} value(s) per input; "
+                                "drop 'dimensions'", param="dimensions")
+        texts, ids = _parse_inputs(body)
+        count = len(texts if texts is not None else ids)
+        if count > config.max_inputs_per_request:
+            raise ApiError(400, f"{count} inputs in one request, over the limit of "
+                                f"{config.max_inputs_per_request}; split the request", param="input")
+        try:
+            if texts is not None:
+                ids = await asyncio.to_thread(scorer.encode, texts)
+            else:
+                vocab = len(scorer.tokenizer)
+                bad = next((t for row in ids for t in row if not 0 <= t < vocab), None)
+                if bad is not None:
+                    raise ApiError(400, f"token id {bad} is outside the vocabulary (0..{vocab - 1})", param="input")
+                ids = scorer.fit_ids(ids)
+        except InputTooLong as exc:
+            raise ApiError(400, str(exc), param="input") from None
+        except ValueError as exc:
+            raise ApiError(400, str(exc), param="input") from None
+        logits = await batcher.submit(ids, [len(row) for row in ids])
+        tokens = sum(len(row) for row in ids)
+        return JSONResponse({
+            "object": "list",
+            "model": model,
+            "data": [{"object": "embedding", "index": i, "embedding": _encode_embedding(row, encoding_format)}
+                     for i, row in enumerate(logits)],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        })
+
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+    ]
+    middleware = [Middleware(BearerAuthMiddleware, api_key=config.api_key)] if config.api_key else []
+    return Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)

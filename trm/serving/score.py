@@ -1,0 +1,177 @@
+"""`trm score`: TRM scores for {"prompt", "response"} records, through TRM servers or a local model.
+
+Both ways score the same text (`trm.traces.trm_input`: the prompt, a newline, the reasoning before `</think>`)
+with the same forward path, so they agree. A single JSON object prints its score; a list or JSONL file becomes
+JSONL with a `trm_score` field per record, written as it goes (an interrupted run resumes with --resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from trm.jsonio import append_jsonl, count_complete_lines, read_records
+from trm.traces import trm_input
+
+
+def record_texts(records: Sequence[dict], prompt_key: str = "prompt", response_key: str = "response") -> list[str]:
+    """TRM input texts of records; a record without string prompt/response is named in the error."""
+    texts = []
+    for index, record in enumerate(records):
+        for key in (prompt_key, response_key):
+            if not isinstance(record.get(key), str):
+                found = "missing" if key not in record else f"a {type(record[key]).__name__}"
+                raise ValueError(f"record {index}: field {key!r} is {found}; every record needs string "
+                                 f"{prompt_key!r} and {response_key!r} fields")
+        texts.append(trm_input(record[prompt_key], record[response_key]))
+    return texts
+
+
+def _is_single_object(path: Path) -> bool:
+    try:
+        return isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
+    except json.JSONDecodeError:
+        return False
+
+
+def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+async def _post_embeddings(pool, texts: list[str], model: str) -> list[float]:
+    """Scores through the embeddings API (used when trm.rewards.thinking is not available)."""
+    answer = await pool.post_json("/v1/embeddings", {"model": model, "input": texts})
+    data = sorted(answer.get("data") or [], key=lambda item: item.get("index", 0))
+    if len(data) != len(texts):
+        raise RuntimeError(f"the TRM server returned {len(data)} embeddings for {len(texts)} inputs")
+    return [float(item["embedding"][0]) for item in data]
+
+
+def endpoint_scorer(endpoints: str, model: str, api_key: str | None, concurrency: int, timeout: float):
+    """A function scoring a list of text chunks through TRM servers, the chunks in flight together."""
+    from trm.client import BackendPool
+
+    try:
+        from trm.rewards.thinking import score_reasoning
+    except ImportError:  # the rewards package may not be installed in a trimmed deployment
+        score_reasoning = _post_embeddings
+
+    def score_chunks(chunks: list[list[str]]) -> list[list[float]]:
+        async def run():
+            pool = BackendPool(endpoints, api_key=api_key, max_concurrency_per_backend=concurrency,
+                               request_timeout=timeout, deadline=max(timeout * 3, 60.0))
+            try:
+                return await asyncio.gather(*(score_reasoning(pool, list(chunk), model=model) for chunk in chunks))
+            finally:
+                await pool.aclose()
+
+        return asyncio.run(run())
+
+    return score_chunks
+
+
+def local_scorer(model_path: str, args) -> Callable[[list[list[str]]], list[list[float]]]:
+    from trm.serving.scorer import RewardScorer
+
+    scorer = RewardScorer(model_path, device=args.device, max_length=args.max_length, truncation=args.truncation,
+                          dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    return lambda chunks: [scorer.score(list(chunk), batch_size=args.batch_size) for chunk in chunks]
+
+
+def main(argv: list[str], prog: str = "trm score") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", required=True, help="JSON object, JSON list or JSONL of {prompt, response}")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--endpoint", help="TRM server(s): host:port or URL, comma-separated (load is spread)")
+    source.add_argument("--model", help="score in this process with the reward model in this folder")
+    parser.add_argument("--output", help="JSONL to write (records + trm_score); default: a single object prints "
+                                         "its score, several records print JSONL to stdout")
+    parser.add_argument("--resume", action="store_true", help="keep the records already in --output, score the rest")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    parser.add_argument("--served-model-name", default="RewardModel", help="'model' sent to the server")
+    parser.add_argument("--api-key", default=None, help="Bearer key for the servers (or set TRM_API_KEY)")
+    parser.add_argument("--batch-size", type=int, default=16, help="texts per request / forward pass")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight per server (--endpoint)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request (--endpoint)")
+    parser.add_argument("--prompt-key", default="prompt")
+    parser.add_argument("--response-key", default="response")
+    local = parser.add_argument_group("local model (--model)")
+    local.add_argument("--device", default=None)
+    local.add_argument("--dtype", default="auto")
+    local.add_argument("--max-length", type=int, default=None)
+    local.add_argument("--truncation", choices=["left", "right"], default=None)
+    local.add_argument("--trust-remote-code", action="store_true")
+    args = parser.parse_args(argv)
+
+    import os
+
+    from tqdm import tqdm
+
+    path = Path(args.input)
+    try:
+        records = read_records(path)
+        texts = record_texts(records, args.prompt_key, args.response_key)
+    except (OSError, ValueError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    if not records:
+        print(f"{prog}: error: {path} has no records", file=sys.stderr)
+        return 2
+    single = args.output is None and _is_single_object(path)
+
+    done = 0
+    if args.output:
+        out = Path(args.output)
+        if out.exists() and out.stat().st_size and not (args.resume or args.overwrite):
+            print(f"{prog}: error: {out} exists; pass --resume to continue it or --overwrite to replace it",
+                  file=sys.stderr)
+            return 2
+        if args.overwrite and out.exists():
+            out.unlink()
+        done = count_complete_lines(out) if args.resume else 0
+        if done > len(records):
+            print(f"{prog}: error: {out} has {done} lines but {path} only {len(records)} records", file=sys.stderr)
+            return 2
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write = lambda batch: append_jsonl(out, batch)  # noqa: E731
+    else:
+        def write(batch):
+            for record in batch:
+                print(json.dumps(record, ensure_ascii=False), flush=True)
+
+    try:
+        if args.endpoint:
+            score_chunks = endpoint_scorer(args.endpoint, args.served_model_name,
+                                           args.api_key or os.environ.get("TRM_API_KEY"), args.concurrency, args.timeout)
+        else:
+            score_chunks = local_scorer(args.model, args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+
+    # Chunks of batch_size texts; a window of chunks is in flight together, written in order when done.
+    window = max(1, args.concurrency) * args.batch_size if args.endpoint else args.batch_size * 4
+    progress = tqdm(total=len(records), initial=done, desc="trm score", unit="rec", file=sys.stderr,
+                    disable=single)
+    try:
+        for start in range(done, len(records), window):
+            stop = min(start + window, len(records))
+            chunks = [list(chunk) for chunk in _chunks(texts[start:stop], args.batch_size)]
+            scores = [s for chunk_scores in score_chunks(chunks) for s in chunk_scores]
+            if single:
+                print(scores[0])
+            else:
+                write([{**record, "trm_score": score} for record, score in zip(records[start:stop], scores)])
+            progress.update(stop - start)
+    except Exception as exc:  # a failed request stops the run; what was written stays, --resume continues
+        progress.close()
+        kept = f"; {progress.n} records are in {args.output}, rerun with --resume" if args.output else ""
+        print(f"{prog}: error: {type(exc).__name__}: {exc}{kept}", file=sys.stderr)
+        return 1
+    progress.close()
+    return 0

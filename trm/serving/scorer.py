@@ -1,0 +1,174 @@
+"""In-process TRM scores: the exact forward path the reward server runs, usable without HTTP.
+
+A TRM is a sequence classifier with one output: its raw score for a text is the head applied to the hidden
+state of the text's last token. Batches are right-padded and the last real token is found from the attention
+mask, so a padded batch gives the same scores as one unpadded forward per text (the tests check 1e-4).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+TRUNCATION_SIDES = ("left", "right")
+
+
+class InputTooLong(ValueError):
+    """An input has more tokens than the limit and truncation is off."""
+
+    def __init__(self, index: int, tokens: int, limit: int):
+        super().__init__(
+            f"input[{index}] has {tokens} tokens, more than the limit of {limit} tokens (--max-length); shorten it, "
+            f"or turn on explicit truncation with --truncation left|right"
+        )
+        self.index, self.tokens, self.limit = index, tokens, limit
+
+
+def resolve_device(device: str | None) -> str:
+    import torch
+
+    if device in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_dtype(dtype: str | None):
+    import torch
+
+    if dtype in (None, "", "auto"):
+        return "auto"
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise ValueError(f"unknown dtype {dtype!r}; choose auto, float32, bfloat16 or float16")
+    return table[dtype]
+
+
+def check_model_dir(model_path: str | Path) -> Path:
+    """Fail early, with a message a person can act on, when a model folder is missing or incomplete."""
+    path = Path(model_path)
+    if not path.exists():
+        raise FileNotFoundError(f"model path {str(path)!r} does not exist; pass the folder with config.json, "
+                                "the weights and the tokenizer")
+    if path.is_dir() and not (path / "config.json").exists():
+        raise FileNotFoundError(f"model path {str(path)!r} has no config.json; is it a Hugging Face model folder?")
+    return path
+
+
+@dataclass
+class ScorerConfig:
+    """How a reward model is loaded and how inputs are tokenized."""
+
+    device: str | None = None
+    """cpu, cuda, cuda:N; None picks cuda when available."""
+    dtype: str | None = None
+    """auto (the checkpoint's dtype), float32, bfloat16, float16."""
+    max_length: int | None = None
+    """Token limit per input; None uses the model's max_position_embeddings."""
+    truncation: str | None = None
+    """None: over-long inputs are an error. left/right: drop tokens from that side to fit."""
+    trust_remote_code: bool = False
+    """Run Python code shipped with the checkpoint (off unless asked)."""
+
+
+class RewardScorer:
+    """Raw reward scores for texts, batched, on one device."""
+
+    def __init__(self, model_path: str | Path, device: str | None = None, max_length: int | None = None,
+                 truncation: str | None = None, dtype: str | None = None, trust_remote_code: bool = False):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        if truncation not in (None, *TRUNCATION_SIDES):
+            raise ValueError(f"truncation must be one of {TRUNCATION_SIDES} or None, got {truncation!r}")
+        self.config = ScorerConfig(device, dtype, max_length, truncation, trust_remote_code)
+        self.model_path = check_model_dir(model_path)
+        self.device = resolve_device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, trust_remote_code=trust_remote_code)
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            self.model_path, dtype=resolve_dtype(dtype), trust_remote_code=trust_remote_code
+        ).to(self.device).eval()
+        if self.tokenizer.pad_token_id is None:  # padding positions are masked; any id works
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if getattr(self.model.config, "pad_token_id", None) is None:
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        model_limit = getattr(self.model.config, "max_position_embeddings", None)
+        self.max_length = max_length or model_limit
+        self.truncation = truncation
+        if truncation:
+            self.tokenizer.truncation_side = truncation
+        self._tokenizer_lock = threading.Lock()
+        self.num_labels = int(getattr(self.model.config, "num_labels", 1))
+        self._torch = torch
+
+    # --- tokens -------------------------------------------------------------------------------------
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids per text (with the tokenizer's special tokens, as sglang does); raises InputTooLong."""
+        with self._tokenizer_lock:  # HF fast tokenizers are not safe to call from several threads at once
+            if self.truncation and self.max_length:
+                ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+            else:
+                ids = self.tokenizer(list(texts))["input_ids"]
+        self.check_lengths(ids)
+        return ids
+
+    def check_lengths(self, ids: Sequence[Sequence[int]]) -> None:
+        for index, row in enumerate(ids):
+            if len(row) == 0:
+                raise ValueError(f"input[{index}] is empty after tokenization; send some text")
+            if self.max_length and len(row) > self.max_length:
+                raise InputTooLong(index, len(row), self.max_length)
+
+    def fit_ids(self, ids: Sequence[Sequence[int]]) -> list[list[int]]:
+        """Pre-tokenized inputs: truncate when asked, else check the limit."""
+        if self.truncation and self.max_length:
+            if self.truncation == "left":
+                return [list(row[-self.max_length:]) for row in ids]
+            return [list(row[: self.max_length]) for row in ids]
+        self.check_lengths(ids)
+        return [list(row) for row in ids]
+
+    # --- forward ------------------------------------------------------------------------------------
+    def forward(self, batch: Sequence[Sequence[int]]) -> list[list[float]]:
+        """Raw head outputs (num_labels floats) per token sequence; one right-padded forward pass."""
+        torch = self._torch
+        longest = max(len(row) for row in batch)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(batch), longest), pad, dtype=torch.long)
+        attention = torch.zeros((len(batch), longest), dtype=torch.long)
+        for i, row in enumerate(batch):
+            input_ids[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
+            attention[i, : len(row)] = 1
+        input_ids, attention = input_ids.to(self.device), attention.to(self.device)
+        with torch.inference_mode():
+            logits = self._pooled_logits(input_ids, attention)
+        return logits.float().cpu().tolist()
+
+    def _pooled_logits(self, input_ids, attention):
+        torch = self._torch
+        head = getattr(self.model, "score", None)
+        base = getattr(self.model, self.model.base_model_prefix, None)
+        if isinstance(head, torch.nn.Linear) and base is not None:
+            # Llama/Qwen/Mistral-style heads: gather the last real token by the mask, so a pad id that also
+            # appears inside a text cannot move the pooled position.
+            hidden = base(input_ids=input_ids, attention_mask=attention).last_hidden_state
+            last = attention.sum(dim=1) - 1
+            pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+            return head(pooled)
+        # Other architectures pool themselves (right padding + config.pad_token_id).
+        return self.model(input_ids=input_ids, attention_mask=attention).logits
+
+    def score(self, texts: Sequence[str], batch_size: int = 16) -> list[float]:
+        """Raw scores (first head output) for texts, batched by similar length, in input order."""
+        return [row[0] for row in self.score_logits(self.encode(texts), batch_size)]
+
+    def score_logits(self, ids: Sequence[Sequence[int]], batch_size: int = 16) -> list[list[float]]:
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out: list[list[float] | None] = [None] * len(ids)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            for index, logits in zip(chunk, self.forward([ids[i] for i in chunk])):
+                out[index] = logits
+        return out  # type: ignore[return-value]

@@ -83,11 +83,12 @@ class TransformersBackend:
                     top_p=None if greedy else cfg.top_p,
                     top_k=None if greedy else 0,
                     max_new_tokens=cfg.max_tokens,
-                    num_return_sequences=cfg.n,
+                    num_return_sequences=1 if greedy else cfg.n,
                     pad_token_id=self.tokenizer.pad_token_id,
                 )
             new_tokens = generated[:, encoded["input_ids"].shape[1] :]
-            out.append(self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+            texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            out.append(texts * cfg.n if greedy else texts)  # greedy decoding is deterministic: one pass, n copies
         return out
 
 

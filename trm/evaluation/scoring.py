@@ -29,11 +29,9 @@ def endpoint_scorer(backends: str | list[str], model: str = "RewardModel", api_k
         async def run() -> list[float]:
             pool = BackendPool(urls, max_concurrency_per_backend=max_concurrency_per_backend, api_key=api_key)
             try:
-                chunks = [texts[i : i + chunk_size] for i in range(0, len(texts), chunk_size)]
-                results = await asyncio.gather(*(score_reasoning(pool, chunk, model=model) for chunk in chunks))
+                return await score_reasoning(pool, texts, model=model, chunk_size=chunk_size)
             finally:
                 await pool.aclose()
-            return [s for chunk in results for s in chunk]
 
         return asyncio.run(run())
 
@@ -50,8 +48,12 @@ def local_scorer(model_path: str, device: str | None = None, max_length: int | N
 
 
 def score_records(records: list[dict], scorer: Scorer, cache: str | Path | None = None,
-                  prompt_field: str = "prompt", progress: bool = True) -> list[list[float]]:
-    """One raw score per response of every record, scored question by question with an optional JSONL cache."""
+                  prompt_field: str = "prompt", questions_per_call: int = 8, progress: bool = True) -> list[list[float]]:
+    """One raw score per response of every record, with an optional JSONL cache keyed by question id.
+
+    Questions are scored a few at a time (one scorer call each group, so endpoints see large batches) and
+    each finished question is appended to the cache, so an interrupted pass resumes where it stopped.
+    """
     from tqdm import tqdm
 
     cached: dict[str, list[float]] = {}
@@ -60,16 +62,22 @@ def score_records(records: list[dict], scorer: Scorer, cache: str | Path | None 
         if Path(cache).exists() and Path(cache).stat().st_size:
             for row in read_records(cache):
                 cached[str(row["id"])] = [float(s) for s in row["scores"]]
-    out = []
-    for record in tqdm(records, desc="score", unit="question", file=sys.stderr, disable=not progress):
-        key = str(record["id"])
-        scores = cached.get(key)
-        if scores is None or len(scores) != len(record["responses"]):
-            texts = [trm_input(str(record[prompt_field]), resp) for resp in record["responses"]]
+    todo = [r for r in records if len(cached.get(str(r["id"]), ())) != len(r["responses"])]
+    with tqdm(total=len(records), initial=len(records) - len(todo), desc="score", unit="question", file=sys.stderr,
+              disable=not progress) as bar:
+        for start in range(0, len(todo), max(1, questions_per_call)):
+            group = todo[start : start + questions_per_call]
+            texts = [trm_input(str(r[prompt_field]), resp) for r in group for resp in r["responses"]]
             scores = [float(s) for s in scorer(texts)]
             if len(scores) != len(texts):
-                raise RuntimeError(f"scorer returned {len(scores)} scores for {len(texts)} responses of {key}")
+                raise RuntimeError(f"scorer returned {len(scores)} scores for {len(texts)} texts")
+            rows, at = [], 0
+            for record in group:
+                key, k = str(record["id"]), len(record["responses"])
+                cached[key] = scores[at : at + k]
+                rows.append({"id": key, "scores": cached[key]})
+                at += k
             if cache is not None:
-                append_jsonl(cache, [{"id": key, "scores": scores}])
-        out.append(scores)
-    return out
+                append_jsonl(cache, rows)
+            bar.update(len(group))
+    return [cached[str(r["id"])] for r in records]

@@ -121,8 +121,10 @@ def plot(summaries: list[dict], path: str | Path, title: str = "reasoning win ra
             rate = s["win_rate"] if s and s["win_rate"] is not None else 0.0
             values.append(rate)
             errs.append((s["ci_low"], s["ci_high"]) if s and s["win_rate"] is not None else (0.0, 0.0))
-        bars[opponent], errors[opponent] = values, errs
-    return plot_grouped_bars(groups, bars, path, title, "win rate", errors=errors, hline=0.5, ylim=(0, 1.05))
+        bars[opponent] = values
+        if any(low != high for low, high in errs):  # published rates come without intervals
+            errors[opponent] = errs
+    return plot_grouped_bars(groups, bars, path, title, "win rate", errors=errors or None, hline=0.5, ylim=(0, 1.05))
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:

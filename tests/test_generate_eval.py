@@ -1,0 +1,83 @@
+"""`trm generate`: N responses per prompt with the requested settings, resume without duplicates, both the
+transformers backend (tiny chat model on CPU) and the OpenAI backend against `trm serve chat`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from trm.evaluation.generate import main as generate_main
+
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "benchmarks"
+
+
+def read_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_transformers_backend_n_settings_and_resume(tiny_models, tmp_path):
+    out = tmp_path / "gen.jsonl"
+    args = ["--benchmark", "aime24", "--data-dir", str(FIXTURES), "--model", str(tiny_models["chat"]),
+            "--backend", "transformers", "--n", "3", "--temperature", "1.0", "--top-p", "0.9", "--max-tokens", "6",
+            "--seed", "5", "--batch-size", "2", "--out", str(out)]
+    assert generate_main(args) == 0
+    records = read_lines(out)
+    assert [r["id"] for r in records] == ["aime24-toy-1", "aime24-toy-2", "aime24-toy-3"]
+    for r in records:
+        assert len(r["responses"]) == 3 and all(isinstance(x, str) for x in r["responses"])
+        assert r["sampling"] == {"n": 3, "temperature": 1.0, "top_p": 0.9, "max_tokens": 6, "seed": 5}
+        assert r["backend"] == "transformers" and r["answer"] and "\\boxed{}" in r["prompt"]
+    assert len({x for r in records for x in r["responses"]}) > 3  # sampling at T=1 varies
+
+    # Interrupt: keep one full line and a torn second line; the rerun completes without duplicates and,
+    # because seeds are per prompt, re-samples exactly what the first run had.
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text(lines[0] + lines[1][:40])
+    assert generate_main(args) == 0
+    resumed = read_lines(out)
+    assert [r["id"] for r in resumed] == [r["id"] for r in records]
+    assert resumed == records
+
+    # A finished file is left alone; a file written for other items is refused.
+    assert generate_main(args) == 0 and read_lines(out) == records
+    (tmp_path / "one.jsonl").write_text(lines[0])
+    other = ["--benchmark", "aime25", *args[2:-1], str(tmp_path / "one.jsonl")]
+    with pytest.raises(SystemExit, match="written for other data"):
+        generate_main(other)
+    with pytest.raises(SystemExit, match="use another --out"):
+        generate_main(["--benchmark", "aime25", *args[2:]])
+
+
+def test_greedy_gives_identical_samples(tiny_models, tmp_path):
+    out = tmp_path / "greedy.jsonl"
+    assert generate_main(["--benchmark", "mmlu-pro", "--data-dir", str(FIXTURES), "--model", str(tiny_models["chat"]),
+                          "--backend", "transformers", "--n", "2", "--temperature", "0", "--max-tokens", "5",
+                          "--limit", "1", "--out", str(out)]) == 0
+    (record,) = read_lines(out)
+    assert record["responses"][0] == record["responses"][1]
+    assert record["choices"] == ["S", "So", "Na", "Sd"] and record["answer"] == "C"
+
+
+def test_openai_backend_against_trm_serve_chat(tiny_models, start_server, tmp_path):
+    url = start_server(["serve", "chat", "--model", str(tiny_models["chat"]), "--served-model-name", "tiny-chat"])
+    out = tmp_path / "api.jsonl"
+    base = ["--benchmark", "gpqa-diamond", "--data-dir", str(FIXTURES), "--model", "tiny-chat",
+            "--endpoint", url, "--api", "chat", "--max-tokens", "6", "--out", str(out)]
+    assert generate_main(base + ["--n", "2", "--temperature", "1.0", "--limit", "1"]) == 0
+    assert generate_main(base + ["--n", "2", "--temperature", "1.0"]) == 0  # resume: only the second question
+    records = read_lines(out)
+    assert [r["id"] for r in records] == ["g1", "g2"]
+    assert all(len(r["responses"]) == 2 and r["backend"] == "openai" for r in records)
+    greedy = tmp_path / "greedy.jsonl"
+    assert generate_main(base[:-1] + [str(greedy), "--n", "3", "--temperature", "0", "--limit", "1"]) == 0
+    (record,) = read_lines(greedy)
+    assert len(set(record["responses"])) == 1 and record["sampling"]["temperature"] == 0.0
+
+
+def test_missing_benchmark_file_is_actionable(tmp_path, monkeypatch):
+    monkeypatch.delenv("TRM_BENCH_DIR", raising=False)
+    monkeypatch.delenv("TRM_BENCH_AIME24", raising=False)
+    with pytest.raises(SystemExit, match="TRM_BENCH_AIME24"):
+        generate_main(["--benchmark", "aime24", "--model", "x", "--out", str(tmp_path / "o.jsonl")])

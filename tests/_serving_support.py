@@ -29,6 +29,12 @@ class ReferenceRewardModel:
         with torch.inference_mode():
             return self.model(**self.tokenizer(text, return_tensors="pt")).logits[0, 0].item()
 
+    def score_ids(self, ids: list[int]) -> float:
+        import torch
+
+        with torch.inference_mode():
+            return self.model(input_ids=torch.tensor([ids])).logits[0, 0].item()
+
     def n_tokens(self, text: str) -> int:
         return len(self.tokenizer(text)["input_ids"])
 

@@ -52,7 +52,8 @@ async def _post_embeddings(pool, texts: list[str], model: str) -> list[float]:
     return [float(item["embedding"][0]) for item in data]
 
 
-def endpoint_scorer(endpoints: str, model: str, api_key: str | None, concurrency: int, timeout: float):
+def endpoint_scorer(endpoints: str, model: str, api_key: str | None, concurrency: int, timeout: float,
+                    deadline: float):
     """A function scoring a list of text chunks through TRM servers, the chunks in flight together."""
     from trm.client import BackendPool
 
@@ -64,7 +65,7 @@ def endpoint_scorer(endpoints: str, model: str, api_key: str | None, concurrency
     def score_chunks(chunks: list[list[str]]) -> list[list[float]]:
         async def run():
             pool = BackendPool(endpoints, api_key=api_key, max_concurrency_per_backend=concurrency,
-                               request_timeout=timeout, deadline=max(timeout * 3, 60.0))
+                               request_timeout=timeout, deadline=deadline)
             try:
                 return await asyncio.gather(*(score_reasoning(pool, list(chunk), model=model) for chunk in chunks))
             finally:
@@ -98,6 +99,8 @@ def main(argv: list[str], prog: str = "trm score") -> int:
     parser.add_argument("--batch-size", type=int, default=16, help="texts per request / forward pass")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight per server (--endpoint)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request (--endpoint)")
+    parser.add_argument("--deadline", type=float, default=300.0,
+                        help="seconds one request may take with retries on other servers before the run stops")
     parser.add_argument("--prompt-key", default="prompt")
     parser.add_argument("--response-key", default="response")
     local = parser.add_argument_group("local model (--model)")
@@ -147,7 +150,8 @@ def main(argv: list[str], prog: str = "trm score") -> int:
     try:
         if args.endpoint:
             score_chunks = endpoint_scorer(args.endpoint, args.served_model_name,
-                                           args.api_key or os.environ.get("TRM_API_KEY"), args.concurrency, args.timeout)
+                                           args.api_key or os.environ.get("TRM_API_KEY"), args.concurrency, args.timeout,
+                                           args.deadline)
         else:
             score_chunks = local_scorer(args.model, args)
     except (FileNotFoundError, ValueError) as exc:

@@ -1,0 +1,119 @@
+"""trm.sh, server/trm.sh and server/general-verifier.sh: backend choice, fail-fast checks, embedded servers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import httpx
+import openai
+import pytest
+
+from _serving_support import REPO, ReferenceRewardModel, spawn, stop
+from conftest import free_port
+
+LAUNCHERS = ["trm.sh", "server/trm.sh", "server/general-verifier.sh"]
+
+
+def _run(script, env, *args, cwd=REPO):
+    return subprocess.run(["bash", str(REPO / script), *args], capture_output=True, text=True, timeout=60, cwd=cwd,
+                          env={**os.environ, "PYTHON": sys.executable, **env})
+
+
+@pytest.fixture
+def fake_gpu_box(tmp_path):
+    """PATH with an nvidia-smi that lists a GPU, PYTHONPATH with importable sglang/vllm stand-ins (dry runs only)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-fake)'\n")
+    smi.chmod(0o755)
+    for package in ("sglang", "vllm"):
+        (tmp_path / "site" / package).mkdir(parents=True)
+        (tmp_path / "site" / package / "__init__.py").write_text("")
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(tmp_path / "site")}
+
+
+@pytest.mark.parametrize("script", LAUNCHERS)
+def test_missing_or_wrong_model_path_fails_at_once(script, tmp_path):
+    missing = _run(script, {"MODEL_PATH": str(tmp_path / "nope")})
+    assert missing.returncode == 2
+    assert "does not exist" in missing.stderr and "MODEL_PATH" in missing.stderr
+    not_a_model = _run(script, {"MODEL_PATH": str(tmp_path)})
+    assert not_a_model.returncode == 2 and "no config.json" in not_a_model.stderr
+    bad_backend = _run(script, {"MODEL_PATH": str(tmp_path), "BACKEND": "tgi"})
+    assert bad_backend.returncode == 2
+
+
+def test_auto_picks_the_embedded_server_without_gpu_engines_and_says_why(tiny_models, tmp_path):
+    # no nvidia-smi on PATH and an empty sglang-free interpreter path: this machine's situation
+    env = {"MODEL_PATH": str(tiny_models["reward"]), "PATH": f"{os.path.dirname(sys.executable)}:/usr/bin:/bin"}
+    result = _run("trm.sh", env, "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "backend embedded (sglang is not importable" in result.stdout
+    assert "-m trm serve reward --model" in result.stdout and "--port 39999" in result.stdout
+    forced = _run("trm.sh", {**env, "BACKEND": "sglang"})
+    assert forced.returncode == 2 and "import sglang" in forced.stderr
+
+
+def test_auto_picks_sglang_and_vllm_on_a_gpu_box(tiny_models, fake_gpu_box):
+    trm = _run("server/trm.sh", {"MODEL_PATH": str(tiny_models["reward"]), "TP_SIZE": "4", **fake_gpu_box},
+               "--dry-run")
+    assert trm.returncode == 0, trm.stderr
+    assert "backend sglang (sglang imports and a GPU is visible)" in trm.stdout
+    for flag in ("-m sglang.launch_server", "--is-embedding", "--served-model-name RewardModel", "--tp-size 4",
+                 "--host 127.0.0.1", "--port 39999"):
+        assert flag in trm.stdout
+    verifier = _run("server/general-verifier.sh", {"MODEL_PATH": str(tiny_models["chat"]), **fake_gpu_box},
+                    "--dry-run")
+    assert verifier.returncode == 0, verifier.stderr
+    assert "backend vllm (vllm imports and a GPU is visible)" in verifier.stdout
+    for flag in ("-m vllm.entrypoints.openai.api_server", "--served-model-name TIGER-Lab/general-verifier",
+                 f"--chat-template {REPO}/chat_templates/verifier.jinja", "--port 23888"):
+        assert flag in verifier.stdout
+    # still the embedded server when asked, even on a GPU box
+    embedded = _run("trm.sh", {"MODEL_PATH": str(tiny_models["reward"]), "BACKEND": "embedded", **fake_gpu_box},
+                    "--dry-run")
+    assert "backend embedded (BACKEND=embedded)" in embedded.stdout
+
+
+def test_trm_sh_serves_the_embedded_reward_server(tiny_models, tmp_path):
+    port = free_port()
+    env = {"MODEL_PATH": str(tiny_models["reward"]), "PORT": str(port), "PYTHON": sys.executable,
+           "MAX_LENGTH": "16", "EXTRA_ARGS": "--truncation left"}
+    server = spawn(["bash", str(REPO / "trm.sh")], port, tmp_path, env=env)
+    try:
+        assert "backend embedded" in server.log()
+        text = "a long reasoning trace " * 20
+        result = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x").embeddings.create(model="RewardModel",
+                                                                                            input=text)
+        assert result.usage.prompt_tokens == 16  # MAX_LENGTH and EXTRA_ARGS reached the server
+        reference = ReferenceRewardModel(tiny_models["reward"])
+        ids = reference.tokenizer(text)["input_ids"]
+        reference.tokenizer.truncation_side = "left"
+        kept = reference.tokenizer(text, truncation=True, max_length=16)["input_ids"]
+        assert kept[-3:] == ids[-3:]
+        assert len(kept) == 16 and kept[0] == reference.tokenizer.bos_token_id
+        assert result.data[0].embedding[0] == pytest.approx(reference.score_ids(kept), abs=1e-4)
+    finally:
+        stop(server.proc)
+
+
+def test_general_verifier_sh_serves_chat_with_the_concatenating_template(tiny_models, tmp_path):
+    port = free_port()
+    env = {"MODEL_PATH": str(tiny_models["chat"]), "PORT": str(port), "PYTHON": sys.executable}
+    server = spawn(["bash", str(REPO / "server/general-verifier.sh")], port, tmp_path, env=env)
+    try:
+        messages = [{"role": "system", "content": "Judge: "}, {"role": "user", "content": "is 91 equal to 91.0?"}]
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x")
+        answer = client.chat.completions.create(model="TIGER-Lab/general-verifier", messages=messages,
+                                                temperature=0, max_tokens=4)
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(tiny_models["chat"])
+        plain = tokenizer("Judge: is 91 equal to 91.0?", add_special_tokens=False)["input_ids"]
+        assert answer.usage.prompt_tokens == len(plain)  # no roles, no markers: contents joined as they are
+        assert httpx.get(f"{server.url}/v1/models").json()["data"][0]["id"] == "TIGER-Lab/general-verifier"
+    finally:
+        stop(server.proc)

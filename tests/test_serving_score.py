@@ -1,0 +1,75 @@
+"""`trm score`: a local model and a TRM server give the same scores for the same records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from _serving_support import REPO, ReferenceRewardModel
+from conftest import free_port
+from trm.serving.score import main as score_main
+from trm.traces import trm_input
+
+SAMPLE = REPO / "data" / "sample.json"
+
+
+def _records(n=5):
+    sample = json.loads(SAMPLE.read_text())
+    return [{"id": i, "prompt": f"{sample['prompt']} (variant {i})",
+             "response": "<think>\n" + "check again. " * i + "done</think>\nSo \\boxed{91}."} for i in range(n)]
+
+
+def test_single_object_prints_the_same_score_both_ways(tiny_models, reward_server, capsys):
+    assert score_main(["--input", str(SAMPLE), "--model", str(tiny_models["reward"])]) == 0
+    local = float(capsys.readouterr().out.strip())
+    assert score_main(["--input", str(SAMPLE), "--endpoint", reward_server]) == 0
+    remote = float(capsys.readouterr().out.strip())
+    assert remote == pytest.approx(local, abs=1e-4)
+    sample = json.loads(SAMPLE.read_text())
+    expected = ReferenceRewardModel(tiny_models["reward"]).score(trm_input(sample["prompt"], sample["response"]))
+    assert local == pytest.approx(expected, abs=1e-4)
+
+
+def test_jsonl_file_gets_trm_score_per_record_and_resumes(tiny_models, reward_server, tmp_path):
+    records = _records(7)
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    local_out, remote_out = tmp_path / "local.jsonl", tmp_path / "remote.jsonl"
+    assert score_main(["--input", str(data), "--model", str(tiny_models["reward"]), "--output", str(local_out),
+                       "--batch-size", "3"]) == 0
+    # endpoint given twice: the pool spreads load; a half-written earlier run resumes
+    remote_out.write_text(local_out.read_text().splitlines(keepends=True)[0] + '{"id": 1, "torn')
+    assert score_main(["--input", str(data), "--endpoint", f"{reward_server},{reward_server}", "--output",
+                       str(remote_out), "--resume", "--batch-size", "2"]) == 0
+    local = [json.loads(line) for line in local_out.read_text().splitlines()]
+    remote = [json.loads(line) for line in remote_out.read_text().splitlines()]
+    assert [r["id"] for r in local] == [r["id"] for r in remote] == list(range(7))
+    assert [r["trm_score"] for r in remote] == pytest.approx([r["trm_score"] for r in local], abs=1e-4)
+    assert all(r["prompt"] == original["prompt"] for r, original in zip(local, records))
+
+
+def test_existing_output_is_not_overwritten_silently(tiny_models, tmp_path, capsys):
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"keep": true}\n')
+    assert score_main(["--input", str(SAMPLE), "--model", str(tiny_models["reward"]), "--output", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert out.read_text() == '{"keep": true}\n'
+
+
+def test_bad_records_and_dead_servers_are_errors_not_scores(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "p", "response": "r"}\n{"prompt": "p"}\n')
+    assert score_main(["--input", str(bad), "--endpoint", "127.0.0.1:9"]) == 2
+    assert "record 1: field 'response' is missing" in capsys.readouterr().err
+
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"prompt": "p", "response": "r"}\n')
+    out = tmp_path / "out.jsonl"
+    dead = f"127.0.0.1:{free_port()}"
+    assert score_main(["--input", str(good), "--endpoint", dead, "--output", str(out), "--timeout", "1",
+                       "--deadline", "2"]) == 1
+    err = capsys.readouterr().err
+    assert dead in err and "--resume" in err
+    assert not out.exists() or out.read_text() == ""  # nothing was turned into a number

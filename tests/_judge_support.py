@@ -193,7 +193,8 @@ def demo_policy(req: JudgeRequest) -> str:
         if word in ("alternatively", "instead") and len(main) >= 2:
             return "Starts a new approach from the problem statement.\n<|action|>backtrack <|previous|>0"
         if word in ("wait", "hmm") and len(main) >= 2:
-            return f"Revisits step {main[-2]}.\n<|action|>backtrack <|previous|>{main[-2]}"
+            target = main[-3] if len(main) >= 3 else main[-2]
+            return f"Revisits step {target}.\n<|action|>backtrack <|previous|>{target}"
         if word in ("combining", "together", "both") and req.open_leaves:
             return f"Joins two branches.\n<|action|>merge <|previous|>{req.open_leaves[0]},{main[-1]}"
         return "Carries on from the previous step.\n<|action|>continue"

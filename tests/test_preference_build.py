@@ -5,6 +5,8 @@ import json
 
 from _judge_support import Fault, ScriptedJudge, decision, demo_policy
 from trm.data.preference import validate_records
+from trm.training.pairs import preference_texts
+from trm.traces import trm_input
 from trm.jsonio import read_records
 from trm.judge.build_cli import main as build_main
 from trm.judge.preference import form_pairs
@@ -73,6 +75,8 @@ def test_end_to_end_preference_file_stats_and_audit(tmp_path):
     for record in prefs:
         assert record["prompt"][0]["role"] == "user" and record["chosen"][0]["role"] == "assistant"
         assert len(record["chosen"][0]["content"]) < len(record["rejected"][0]["content"])
+        chosen_text, _ = preference_texts(record)  # what `trm train-rm` scores
+        assert chosen_text == trm_input(record["prompt"][0]["content"], record["chosen"][0]["content"])
     stats = json.loads((tmp_path / "prefs.stats.json").read_text())
     assert stats["pairs_planned"] == stats["pairs_judged"] == 4
     assert stats["pairs_kept"] == len(prefs)

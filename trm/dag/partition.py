@@ -17,7 +17,7 @@ _COMMON = {
     "so", "but", "wait", "alternatively", "therefore", "thus", "hence", "hmm", "now", "then", "next",
     "however", "first", "second", "third", "finally", "let", "let's", "maybe", "perhaps", "actually",
     "hold", "also", "another", "check", "verify", "again", "okay", "ok", "alright", "need", "we",
-    "since", "given", "suppose", "assume", "instead", "similarly", "recall", "consider", "in",
+    "since", "given", "suppose", "assume", "instead", "similarly", "recall", "consider", "in", "both",
 }
 KEYWORD_SETS: dict[str, frozenset[str]] = {
     "default": frozenset(_COMMON),

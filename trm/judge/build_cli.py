@@ -57,6 +57,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     group.add_argument("--judge-top-p", type=float, default=0.95)
     group.add_argument("--judge-max-tokens", type=int, default=1024)
     group.add_argument("--summary-max-tokens", type=int, default=128)
+    group.add_argument("--parse-retries", type=int, default=2, help="re-asks when a verdict has no <|decision|>")
     group = parser.add_argument_group("cost estimate")
     group.add_argument("--price-input-per-mtok", type=float, default=None, help="USD per million prompt tokens")
     group.add_argument("--price-output-per-mtok", type=float, default=None, help="USD per million completion tokens")
@@ -96,6 +97,7 @@ def main(argv: list[str], prog: str = "trm preference build") -> int:
             temperature=args.judge_temperature,
             top_p=args.judge_top_p,
             max_tokens=args.judge_max_tokens,
+            parse_retries=args.parse_retries,
         ),
         keywords=keywords,
         audit_views=not args.no_audit_views,

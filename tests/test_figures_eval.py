@@ -39,18 +39,18 @@ def test_figures_from_results_and_paper(tmp_path):
     out = tmp_path / "assets"
     assert figures_main(["--results", str(results), "--out", str(out)]) == 0
     expected = ["paper_table2.md", "paper_table2.csv", "paper_table2.png", "paper_bon.png", "paper_winrate.png",
-                "bon_bon_aime24.md", "bon_bon_aime24.png", "table2_eval.md", "table2_eval.csv", "table2_eval.png",
-                "winrate.md", "winrate.png"]
+                "bon_results_aime24.md", "bon_results_aime24.png", "table2_results.md", "table2_results.csv",
+                "table2_results.png", "winrate_results.md", "winrate_results.png"]
     for name in expected:
         assert (out / name).exists(), name
         if name.endswith(".png"):
             assert (out / name).read_bytes()[:8] == PNG and (out / name).stat().st_size > 5000
     paper_md = (out / "paper_table2.md").read_text()
     assert paper_md.count("| TRM |") == 3 and "| 31.1 | 63.4 | 19.1 | 17.1 | 83.0 | 47.4 | 46.0 |" in paper_md
-    bon_md = (out / "bon_bon_aime24.md").read_text()
+    bon_md = (out / "bon_results_aime24.md").read_text()
     assert "### toy best-of-N" in bon_md and "| majority |" in bon_md and "| N=8 |" in bon_md
-    assert "| toy-policy | TRM |" in (out / "table2_eval.md").read_text()
-    winrate_md = (out / "winrate.md").read_text()
+    assert "| toy-policy | TRM |" in (out / "table2_results.md").read_text()
+    winrate_md = (out / "winrate_results.md").read_text()
     assert "| TRM | base | 0.800 |" in winrate_md and "| TRM | verifier | 0.600 |" in winrate_md
 
     # Paper-only mode writes just the paper figures; rerunning overwrites in place.

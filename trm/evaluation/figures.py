@@ -1,9 +1,9 @@
 """`trm figures`: regenerate every table and figure under assets/ from result files and the paper's numbers.
 
 Looks under each --results directory (recursively) for the files the other commands write:
-  bon.json      (`trm bon`)      -> <out>/bon_<dir>.png and .md
-  eval.json     (`trm eval`)     -> <out>/table2_<dir>.md, .csv and .png (STEM / Math averages)
-  winrate.json  (`trm winrate`)  -> <out>/winrate.png and winrate.md (all comparisons in one chart)
+  bon.json      (`trm bon`)      -> <out>/bon_<dirs>.png and .md    (runs/toy/bon/bon.json -> bon_toy.png)
+  eval.json     (`trm eval`)     -> <out>/table2_<dirs>.md, .csv and .png (STEM / Math averages)
+  winrate.json  (`trm winrate`)  -> <out>/winrate_<results dir>.png and .md (all comparisons in one chart)
 and, unless --no-paper, draws the paper's published numbers: paper_table2.{md,csv,png}, paper_bon.png,
 paper_winrate.png. Nothing is hand-drawn; re-running overwrites the same files.
 """
@@ -20,9 +20,12 @@ from trm.evaluation import bon, paper, tables, winrate
 from trm.evaluation.plotting import plot_bar_panels, plot_grouped_bars, plot_lines
 
 
-def _slug(path: Path, root: Path) -> str:
-    rel = path.parent.relative_to(root) if path.parent != root else Path(root.name)
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(rel)).strip("_") or "results"
+def _name(kind: str, path: Path, root: Path, drop: tuple[str, ...]) -> str:
+    """Output name from the result's folder path below the results root's parent, minus generic folder names:
+    runs/toy/bon/bon.json -> bon_toy."""
+    parts = [p for p in path.parent.relative_to(root.resolve().parent).parts if p not in drop]
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(parts)).strip("_")
+    return f"{kind}_{slug}" if slug else kind
 
 
 def table2_figure(rows: list[dict], path: Path, title: str) -> Path:
@@ -65,24 +68,26 @@ def paper_figures(out: Path) -> list[Path]:
 
 def result_figures(results: Path, out: Path) -> list[Path]:
     written: list[Path] = []
+    results = results.resolve()
     for path in sorted(results.rglob("bon.json")):
         result = json.loads(path.read_text())
-        slug = _slug(path, results)
-        title = result.get("title") or slug
-        (out / f"bon_{slug}.md").write_text(bon.markdown_table(result, title))
-        written += [out / f"bon_{slug}.md", bon.plot(result, out / f"bon_{slug}.png", title)]
+        name = _name("bon", path, results, ("bon",))
+        title = result.get("title") or name
+        (out / f"{name}.md").write_text(bon.markdown_table(result, title))
+        written += [out / f"{name}.md", bon.plot(result, out / f"{name}.png", title)]
     for path in sorted(results.rglob("eval.json")):
         data = json.loads(path.read_text())
-        slug = _slug(path, results)
+        name = _name("table2", path, results, ("eval", "table2"))
         rows = data["table2"]
-        (out / f"table2_{slug}.md").write_text(tables.markdown(rows))
-        (out / f"table2_{slug}.csv").write_text(tables.to_csv(rows))
-        written += [out / f"table2_{slug}.md", out / f"table2_{slug}.csv",
-                    table2_figure(rows, out / f"table2_{slug}.png", f"Table 2 shape: {slug}")]
+        (out / f"{name}.md").write_text(tables.markdown(rows))
+        (out / f"{name}.csv").write_text(tables.to_csv(rows))
+        written += [out / f"{name}.md", out / f"{name}.csv",
+                    table2_figure(rows, out / f"{name}.png", f"Table 2 shape: {name.removeprefix('table2_')}")]
     summaries = [json.loads(p.read_text()) for p in sorted(results.rglob("winrate.json"))]
     if summaries:
-        (out / "winrate.md").write_text("\n".join(winrate.markdown(s) for s in summaries))
-        written += [out / "winrate.md", winrate.plot(summaries, out / "winrate.png")]
+        name = f"winrate_{results.name}"
+        (out / f"{name}.md").write_text("\n".join(winrate.markdown(s) for s in summaries))
+        written += [out / f"{name}.md", winrate.plot(summaries, out / f"{name}.png")]
     return written
 
 

@@ -35,8 +35,8 @@ def plot_lines(series: dict[str, tuple[Sequence[int], Sequence[float], Sequence[
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for label, (xs, ys, errs) in series.items():
         ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=label, linestyle=":" if label in dotted else "-")
-    for label, (xs, ys) in (reference or {}).items():
-        ax.plot(xs, ys, linestyle="--", color="grey", alpha=0.8, label=label)
+    for (label, (xs, ys)), style in zip((reference or {}).items(), ["--", ":", "-."] * 4):
+        ax.plot(xs, ys, linestyle=style, color="grey", alpha=0.8, label=label)
     all_x = sorted({x for xs, _, _ in series.values() for x in xs})
     ax.set_xscale("log", base=2)
     ax.set_xticks(all_x)

@@ -52,25 +52,32 @@ def render_svg(dag: Dag, title: str = "") -> str:
         out.append(f'<text x="{MARGIN}" y="{MARGIN + 6}" font-size="13" font-weight="bold">{escape(title)}</text>')
     for sup in merged_view(dag):  # super-node groups, drawn first so they sit behind the nodes
         first, last = sup.members[0], sup.members[-1]
-        x = MARGIN + lane[first] * COL - 6
-        y = top + first * ROW - 6
-        h = (last - first) * ROW + NODE_H + 12
+        x = MARGIN + lane[first] * COL - 4
+        y = top + first * ROW - 4
+        h = (last - first) * ROW + NODE_H + 8
         out.append(
-            f'<rect class="super" x="{x}" y="{y}" width="{NODE_W + 12}" height="{h}" rx="6">'
+            f'<rect class="super" x="{x}" y="{y}" width="{NODE_W + 8}" height="{h}" rx="6">'
             f"<title>super-node {sup.id} ({sup.role}): steps {sup.members}</title></rect>"
         )
-        out.append(f'<text x="{x + NODE_W + 16}" y="{y + 12}" fill="#5b7bb0" font-size="10">S{sup.id} {sup.role}</text>')
+        out.append(f'<text x="{x + NODE_W + 12}" y="{y + 12}" fill="#5b7bb0" font-size="10">S{sup.id} {sup.role}</text>')
     for node in range(1, n):
         x2, y2 = centre(node)
         for parent in dag.parents[node]:
             x1, y1 = centre(parent)
-            y1 += NODE_H / 2
             y2_top = y2 - NODE_H / 2
-            bend = max(10.0, (y2_top - y1) / 2)
             action = dag.actions[node]
+            if lane[parent] == lane[node]:  # straight down (or around the right side when skipping rows)
+                y1 += NODE_H / 2
+                bend = max(10.0, (y2_top - y1) / 2)
+                start = f"M{x1:.1f},{y1:.1f} C{x1:.1f},{y1 + bend:.1f}"
+            else:  # leave from the side facing the child's column, so the edge does not cross the parent's box
+                side = NODE_W / 2 if lane[node] > lane[parent] else -NODE_W / 2
+                x1 += side
+                bend = max(10.0, (y2_top - y1) / 2)
+                start = f"M{x1:.1f},{y1:.1f} C{x1 + side / 2:.1f},{y1:.1f}"
             out.append(
                 f'<path class="edge {action}" stroke="{COLOURS.get(action, "#000")}" '
-                f'd="M{x1:.1f},{y1:.1f} C{x1:.1f},{y1 + bend:.1f} {x2:.1f},{y2_top - bend:.1f} {x2:.1f},{y2_top:.1f}"/>'
+                f'd="{start} {x2:.1f},{y2_top - bend:.1f} {x2:.1f},{y2_top:.1f}"/>'
             )
     for node in range(n):
         x, y = MARGIN + lane[node] * COL, top + node * ROW

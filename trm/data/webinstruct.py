@@ -1,0 +1,172 @@
+"""`trm data webinstruct`: WebInstruct-verified rows -> verl RL parquet, and validation of processed parquets.
+
+A processed row is what verl's RLHFDataset reads and what the `verify` reward needs:
+``data_source``, ``prompt`` (chat messages in the policy's style), ``ability``,
+``reward_model = {"style": "rule", "ground_truth": ...}`` and
+``extra_info = {"user_prompt", "question", "index", "split", ...}``. ``extra_info.user_prompt`` is the prompt
+half of the TRM input (``trm.traces.trm_input``), so it is the user's turn exactly as the policy saw it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Iterable, Iterator
+
+WEBINSTRUCT_SOURCE = "TIGER-Lab/WebInstruct-verified"
+
+# Our own instruction wording; the point is the *shape* each policy family was tuned on.
+BOXED_INSTRUCTION = "Reason through the problem step by step, then write the final answer inside \\boxed{}."
+
+# Columns of WebInstruct-verified carried into extra_info when present.
+CARRIED_COLUMNS = ("id", "answer_type", "category", "difficulty")
+
+TEMPLATES = ("qwen-math", "llama", "plain")
+
+
+def build_messages(question: str, template: str) -> tuple[list[dict], str]:
+    """(chat prompt, user turn text) in the policy's style.
+
+    qwen-math: the instruction as a system turn and the bare question as the user turn (Qwen2.5-Math style);
+    llama: one user turn, question then instruction (Llama-3.1-Instruct style); plain: the bare question.
+    """
+    question = question.strip()
+    if template == "qwen-math":
+        return [{"role": "system", "content": BOXED_INSTRUCTION}, {"role": "user", "content": question}], question
+    if template == "llama":
+        user = f"{question}\n\n{BOXED_INSTRUCTION}"
+        return [{"role": "user", "content": user}], user
+    if template == "plain":
+        return [{"role": "user", "content": question}], question
+    raise ValueError(f"unknown template {template!r}; choose one of {', '.join(TEMPLATES)}")
+
+
+def convert_row(row: dict, *, index: int, split: str, template: str, data_source: str = WEBINSTRUCT_SOURCE) -> dict:
+    """One WebInstruct-verified row (question, answer, ...) as a verl RL row. Raises naming a missing field."""
+    for field in ("question", "answer"):
+        value = row.get(field)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"row {index}: field {field!r} is missing or empty")
+    messages, user_prompt = build_messages(row["question"], template)
+    extra = {"user_prompt": user_prompt, "question": row["question"].strip(), "index": index, "split": split}
+    extra.update({name: str(row[name]) for name in CARRIED_COLUMNS if row.get(name) is not None})
+    return {
+        "data_source": data_source,
+        "prompt": messages,
+        "ability": str(row.get("category") or "stem"),
+        "reward_model": {"style": "rule", "ground_truth": row["answer"].strip()},
+        "extra_info": extra,
+    }
+
+
+def read_rows(path: Path) -> Iterator[dict]:
+    """Rows of a parquet, JSON or JSONL file."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+            yield from batch.to_pylist()
+    else:
+        from trm.jsonio import read_records
+
+        yield from read_records(path)
+
+
+def write_parquet(rows: list[dict], path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    pq.write_table(pa.Table.from_pylist(rows), tmp)
+    tmp.replace(path)  # never leave a half-written parquet where the trainer looks
+
+
+def _problems_in_row(row: dict, number: int) -> Iterable[str]:
+    if not isinstance(row.get("data_source"), str) or not row["data_source"]:
+        yield f"row {number}: missing data_source"
+    prompt = row.get("prompt")
+    if not isinstance(prompt, list) or not prompt:
+        yield f"row {number}: prompt must be a non-empty list of chat messages"
+    elif any(not isinstance(m, dict) or not m.get("role") or not isinstance(m.get("content"), str) for m in prompt):
+        yield f"row {number}: every prompt message needs a role and a text content"
+    reward = row.get("reward_model")
+    if not isinstance(reward, dict) or not isinstance(reward.get("ground_truth"), str) or not reward["ground_truth"]:
+        yield f"row {number}: missing reward_model.ground_truth"
+    extra = row.get("extra_info")
+    if not isinstance(extra, dict):
+        yield f"row {number}: missing extra_info"
+        return
+    for field in ("user_prompt", "question"):
+        if not isinstance(extra.get(field), str) or not extra[field].strip():
+            yield f"row {number}: missing extra_info.{field}"
+    for field in ("index", "split"):
+        if extra.get(field) is None:
+            yield f"row {number}: missing extra_info.{field}"
+
+
+def validate_parquet(path: str | Path, max_problems: int = 50) -> list[str]:
+    """Problems that would break RL with the verify reward, each naming the row and field; [] when usable."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    file = pq.ParquetFile(path)
+    columns = set(file.schema_arrow.names)
+    missing = [c for c in ("data_source", "prompt", "reward_model", "extra_info") if c not in columns]
+    if missing:
+        return [f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(sorted(columns))})"]
+    problems: list[str] = []
+    number = 0
+    for batch in file.iter_batches(batch_size=4096):
+        for row in batch.to_pylist():
+            problems.extend(_problems_in_row(row, number))
+            number += 1
+            if len(problems) >= max_problems:
+                return problems[:max_problems] + [f"(stopped after {max_problems} problems)"]
+    if number == 0:
+        problems.append(f"{path}: no rows")
+    return problems
+
+
+def _convert(args) -> int:
+    rows = []
+    for index, row in enumerate(read_rows(Path(args.input))):
+        if args.limit is not None and len(rows) >= args.limit:
+            break
+        rows.append(convert_row(row, index=index, split=args.split, template=args.template, data_source=args.data_source))
+    write_parquet(rows, Path(args.output))
+    print(f"wrote {len(rows)} rows ({args.template} template, split {args.split}) to {args.output}")
+    return 0
+
+
+def _validate(args) -> int:
+    problems = validate_parquet(args.input)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return 1
+    import pyarrow.parquet as pq
+
+    print(f"{args.input}: {pq.ParquetFile(args.input).metadata.num_rows} rows, all fields present")
+    return 0
+
+
+def main(argv: list[str], prog: str = "trm data webinstruct") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="WebInstruct-verified data for RL with verl.")
+    sub = parser.add_subparsers(dest="action", required=True)
+    convert = sub.add_parser("convert", help="convert WebInstruct-verified rows (parquet/JSON/JSONL) to verl parquet")
+    convert.add_argument("--input", required=True, help="rows with question and answer (parquet, JSON or JSONL)")
+    convert.add_argument("--output", required=True, help="parquet file to write")
+    convert.add_argument("--template", choices=TEMPLATES, default="qwen-math", help="the policy's prompt style")
+    convert.add_argument("--split", default="train", help="value stored in extra_info.split")
+    convert.add_argument("--data-source", default=WEBINSTRUCT_SOURCE, help="value of data_source (selects the verifier)")
+    convert.add_argument("--limit", type=int, default=None, help="convert only the first N rows")
+    validate = sub.add_parser("validate", help="check a processed parquet; names each missing field and row")
+    validate.add_argument("input", help="processed parquet, e.g. WebInstruct-Verified-Processed/train.parquet")
+    args = parser.parse_args(argv)
+    try:
+        return _convert(args) if args.action == "convert" else _validate(args)
+    except (ValueError, OSError) as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 1

@@ -1,0 +1,116 @@
+"""`trm rl check [overrides...]`: the dry run behind `bash train.sh --dry-run`.
+
+Composes the full verl config with the same Hydra overrides as the launch, runs verl's validation, loads the
+reward manager through verl's own ``load_reward_manager`` and prints a one-screen summary. Any error (a
+misspelled key, an invalid value, a missing reward file, a bad reward argument) exits non-zero with the message
+of the library that raised it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from trm.rl.config import compose_ppo_config, local_path, validate_ppo_config
+
+
+def _data_notes(config: DictConfig) -> list[str]:
+    """Where the data files are missing here (fine on a laptop), or present but unusable (an error)."""
+    from trm.data.webinstruct import validate_parquet
+
+    notes = []
+    for split in ("train_files", "val_files"):
+        files = config.data[split]
+        for file in [files] if isinstance(files, str) else list(files):
+            path = local_path(file)
+            if path is None:
+                notes.append(f"data.{split}: {file} does not exist on this machine (checked at launch)")
+                continue
+            problems = validate_parquet(path)
+            if problems:
+                shown = "\n  ".join(problems[:10])
+                raise ValueError(f"data.{split}: {file} is not usable for the verify reward:\n  {shown}")
+    return notes
+
+
+def _load_tokenizer(config: DictConfig) -> tuple[Any, str | None]:
+    model = config.actor_rollout_ref.model.path
+    if local_path(model) is None:
+        return None, f"policy {model} is not a local path here: the reward manager was built without its tokenizer"
+    from verl.utils import hf_tokenizer
+
+    return hf_tokenizer(str(local_path(model)), trust_remote_code=config.data.get("trust_remote_code", False)), None
+
+
+def load_manager(config: DictConfig, tokenizer: Any, num_examine: int = 0):
+    """The reward manager exactly as main_ppo builds it."""
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    return load_reward_manager(
+        config, tokenizer, num_examine=num_examine, **config.reward_model.get("reward_kwargs", {})
+    )
+
+
+def summary(config: DictConfig, manager: Any, checks: list[str], notes: list[str]) -> str:
+    a = config.actor_rollout_ref.actor
+    r = config.actor_rollout_ref.rollout
+    d = config.data
+    t = config.trainer
+    responses = d.train_batch_size * r.n
+    lines = [
+        f"verl GRPO config OK: {', '.join(checks)}",
+        f"  policy     {config.actor_rollout_ref.model.path}",
+        f"  data       train {d.train_files}",
+        f"             val   {d.val_files}",
+        f"  algorithm  {config.algorithm.adv_estimator}; kl loss {a.use_kl_loss} ({a.kl_loss_type}, {a.kl_loss_coef}); "
+        f"kl in reward {config.algorithm.use_kl_in_reward}; entropy {a.entropy_coeff}",
+        f"  batch      {d.train_batch_size} prompts x {r.n} rollouts = {responses} responses/step; "
+        f"mini-batch {a.ppo_mini_batch_size}; lr {a.optim.lr}; epochs {t.total_epochs}",
+        f"  clip       low {a.clip_ratio_low}, high {a.clip_ratio_high}, c {a.clip_ratio_c}",
+        f"  rollout    {r.name} TP {r.tensor_model_parallel_size}; T={r.temperature}; "
+        f"prompt {d.max_prompt_length} / response {d.max_response_length} tokens",
+        f"  hardware   {t.n_gpus_per_node} GPUs x {t.nnodes} node(s)",
+        f"  reward     manager {config.reward_model.reward_manager} ({type(manager).__module__}."
+        f"{type(manager).__name__}); async {config.reward_model.launch_reward_fn_async}; "
+        f"fn {config.custom_reward_function.path}:{config.custom_reward_function.name}",
+    ]
+    describe = getattr(manager, "describe", None)
+    if callable(describe):
+        lines += [f"             {line}" for line in describe()]
+    lines += [f"  note: {note}" for note in notes]
+    return "\n".join(lines)
+
+
+def run_check(overrides: list[str]) -> str:
+    """Compose, validate and load the reward manager; return the summary (raises on any problem)."""
+    config = compose_ppo_config(overrides)
+    checks = ["hydra composition"] + validate_ppo_config(config)
+    notes = _data_notes(config)
+    tokenizer, note = _load_tokenizer(config)
+    notes += [note] if note else []
+    manager = load_manager(config, tokenizer)
+    checks.append("reward manager loaded")
+    return summary(config, manager, checks, notes)
+
+
+def main(argv: list[str], prog: str = "trm rl check") -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Compose verl's ppo_trainer config with Hydra overrides, validate it and load the reward "
+        "manager, without GPUs. `bash train.sh --dry-run [overrides]` calls this with train.sh's overrides.",
+    )
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data.train_batch_size=64")
+    parser.add_argument("--print-config", action="store_true", help="also print the full resolved config (YAML)")
+    args = parser.parse_args(argv)
+    try:
+        text = run_check(args.overrides)
+        if args.print_config:
+            print(OmegaConf.to_yaml(compose_ppo_config(args.overrides), resolve=True))
+    except Exception as error:  # the dry run's job is to report the library's message, whatever raised it
+        print(f"{prog}: config check failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    print(text)
+    return 0

@@ -1,0 +1,13 @@
+"""`trm rl`: commands around verl GRPO training."""
+
+from __future__ import annotations
+
+from trm.cli import dispatch
+
+RL_COMMANDS = {
+    "check": ("trm.rl.check", "compose and validate the verl config of train.sh on a CPU and summarise it"),
+}
+
+
+def main(argv: list[str], prog: str = "trm rl") -> int:
+    return dispatch(prog, RL_COMMANDS, argv, "GRPO training with verl and thinking rewards.")

@@ -39,7 +39,7 @@ def test_build_resumes_after_kill_without_redoing_or_duplicating(tmp_path):
 
     inputs, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     records = write_inputs(inputs, 6)
-    args = ["dag", "build", "--input", str(inputs), "--output", str(output), "--model", "judge", "--concurrency", "2"]
+    args = ["dag", "build", "--input", str(inputs), "--output", str(output), "--model", "judge", "--concurrency", "2", "--api-key", "sk-never-written"]
     with ScriptedJudge(policy) as judge:
         first = trm(*args, "--base-url", judge.url)
         deadline = time.monotonic() + 60
@@ -55,6 +55,8 @@ def test_build_resumes_after_kill_without_redoing_or_duplicating(tmp_path):
         second = trm(*args, "--base-url", judge.url)
         _, err = second.communicate(timeout=120)
         assert second.returncode == 0, err
+        assert "sk-never-written" not in err and "sk-never-written" not in output.read_text()
+        assert judge.requests[-1]["_authorization"] == "Bearer sk-never-written"
         redone = [b for b in judge.requests[requests_before:] if any(f"QUESTION:\nQ{i}\n" in b["messages"][-1]["content"] for i in range(3))]
         assert redone == []
     out = read_records(output)

@@ -78,3 +78,11 @@ def test_concurrency_is_bounded():
 
         assert len(asyncio.run(many())) == 12
     assert state["peak"] == 3
+
+
+def test_one_client_serves_several_event_loops():
+    with ScriptedJudge(lambda req: "ok") as judge:
+        client = JudgeClient(judge.url, "m")
+        assert asyncio.run(client.chat([{"role": "user", "content": "a"}])) == ["ok"]
+        assert asyncio.run(client.chat([{"role": "user", "content": "b"}])) == ["ok"]
+    assert client.usage.requests == 2

@@ -2,6 +2,10 @@
 audit, and resume after an injected judge failure."""
 
 import json
+import subprocess
+import sys
+
+import pytest
 
 from _judge_support import Fault, ScriptedJudge, decision, demo_policy
 from trm.data.preference import validate_records
@@ -65,11 +69,19 @@ def run_build(judge, tmp_path, name, *extra):
     return code, out
 
 
-def test_end_to_end_preference_file_stats_and_audit(tmp_path):
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One preference build over the bundled-style traces with a consistent judge (shared by two tests)."""
+    tmp_path = tmp_path_factory.mktemp("prefs")
     (tmp_path / "traces.jsonl").write_text("".join(json.dumps(r) + "\n" for r in traces()))
     with ScriptedJudge(shorter_wins) as judge:
         code, out = run_build(judge, tmp_path, "prefs")
     assert code == 0
+    return tmp_path, out
+
+
+def test_end_to_end_preference_file_stats_and_audit(built):
+    tmp_path, out = built
     prefs = read_records(out)
     assert prefs and validate_records(prefs) == []
     for record in prefs:
@@ -129,3 +141,18 @@ def test_bad_input_names_record_and_field(tmp_path, capsys):
     assert code == 2
     assert "record 0: 'correct' must be a bool" in capsys.readouterr().err
     assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_train_rm_reads_the_preference_file(built, tiny_models):
+    tmp_path, out = built
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "trm", "train-rm", "--model_name_or_path", str(tiny_models["reward"]),
+            "--train_file", str(out), "--output_dir", str(tmp_path / "rm"), "--max_steps", "1",
+            "--per_device_train_batch_size", "2", "--report_to", "none",
+        ],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "train_loss" in proc.stdout + proc.stderr

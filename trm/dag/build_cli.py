@@ -106,7 +106,7 @@ def main(argv: list[str], prog: str = "trm dag build") -> int:
     try:
         written = asyncio.run(run())
     except JudgeUnavailable as exc:
-        print(f"{prog}: judge failed: {exc}\nFinished records are kept in {args.output}; rerun to resume.", file=sys.stderr)
+        print(f"{prog}: judge failed at {_where(exc)}: {exc}\nFinished records are kept in {args.output}; rerun to resume.", file=sys.stderr)
         return 1
     except ValueError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
@@ -117,3 +117,8 @@ def main(argv: list[str], prog: str = "trm dag build") -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _where(exc: Exception) -> str:
+    index = getattr(exc, "record_index", None)
+    return f"record {index} (0-based)" if index is not None else "start"

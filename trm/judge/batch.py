@@ -42,7 +42,11 @@ async def run_ordered(
                 while next_to_start < len(items) and next_to_start < index + max(1, window):
                     pending[next_to_start] = asyncio.ensure_future(worker(next_to_start, items[next_to_start]))
                     next_to_start += 1
-                result = await pending.pop(index)
+                try:
+                    result = await pending.pop(index)
+                except Exception as exc:
+                    exc.record_index = index  # lets the command name the record that failed
+                    raise
                 append_jsonl(output, [result])
                 written += 1
                 progress.update(1)

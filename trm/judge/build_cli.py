@@ -125,7 +125,7 @@ def main(argv: list[str], prog: str = "trm preference build") -> int:
     try:
         asyncio.run(run())
     except JudgeUnavailable as exc:
-        print(f"{prog}: judge failed: {exc}\nJudged pairs are kept in {audit_path}; rerun to resume.", file=sys.stderr)
+        print(f"{prog}: judge failed at {_where(exc)}: {exc}\nJudged pairs are kept in {audit_path}; rerun to resume.", file=sys.stderr)
         return 1
     output.parent.mkdir(parents=True, exist_ok=True)
     audit = iter_jsonl(audit_path) if audit_path.exists() else iter(())
@@ -159,3 +159,8 @@ def _check_resume(audit_path: Path, tasks) -> None:
             f"{audit_path} was written for a different input, seed or pairing; use another --audit/--output "
             "or delete it to start over"
         )
+
+
+def _where(exc: Exception) -> str:
+    index = getattr(exc, "record_index", None)
+    return f"pair {index} (0-based)" if index is not None else "start"

@@ -104,25 +104,29 @@ class JudgeClient:
         self.model = model
         self.usage = Usage()
         self._supports_n = self.config.use_n
-        self._client = openai.AsyncOpenAI(
-            base_url=self.base_url,
-            # Local servers (vLLM, `trm serve chat`) accept any key; the openai client insists on one.
-            api_key=resolve_api_key(api_key) or "EMPTY",
-            max_retries=0,  # retries happen here, so they are counted and bounded in one place
-            timeout=self.config.request_timeout_s,
-        )
+        # Local servers (vLLM, `trm serve chat`) accept any key; the openai client insists on one.
+        self.__api_key = resolve_api_key(api_key) or "EMPTY"
+        self._client: openai.AsyncOpenAI | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:  # never show the key
         return f"JudgeClient(base_url={self.base_url!r}, model={self.model!r})"
 
-    def _gate(self) -> asyncio.Semaphore:
+    def _bind(self) -> tuple[openai.AsyncOpenAI, asyncio.Semaphore]:
+        """HTTP client and concurrency gate of the running event loop (a new loop gets new ones, so the client
+        also works across several ``asyncio.run`` calls)."""
         loop = asyncio.get_running_loop()
-        if self._semaphore is None or self._loop is not loop:
+        if self._client is None or self._loop is not loop:
+            self._client = openai.AsyncOpenAI(
+                base_url=self.base_url,
+                api_key=self.__api_key,
+                max_retries=0,  # retries happen here, so they are counted and bounded in one place
+                timeout=self.config.request_timeout_s,
+            )
             self._semaphore = asyncio.Semaphore(self.config.max_concurrency)
             self._loop = loop
-        return self._semaphore
+        return self._client, self._semaphore
 
     async def chat(
         self,
@@ -153,8 +157,9 @@ class JudgeClient:
         attempt = 0
         while True:
             try:
-                async with self._gate():
-                    response = await self._client.chat.completions.create(**kwargs)
+                client, gate = self._bind()
+                async with gate:
+                    response = await client.chat.completions.create(**kwargs)
                 break
             except openai.BadRequestError as exc:
                 if n > 1 and self._supports_n:  # some endpoints reject n > 1: retry as single calls
@@ -185,7 +190,9 @@ class JudgeClient:
         return [(choice.message.content or "") for choice in response.choices]
 
     async def aclose(self) -> None:
-        await self._client.close()
+        if self._client is not None and self._loop is asyncio.get_running_loop():
+            await self._client.close()
+        self._client = None
 
 
 def _describe(exc: Exception) -> str:

@@ -156,3 +156,15 @@ def test_train_rm_reads_the_preference_file(built, tiny_models):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "train_loss" in proc.stdout + proc.stderr
+
+
+def test_render_draws_a_dag_from_the_audit_file(built):
+    from trm.dag.render import main as render_main
+
+    tmp_path, _ = built
+    svg = tmp_path / "pair0_trace1.svg"
+    assert render_main(["--input", str(tmp_path / "prefs.audit.jsonl"), "--index", "0", "--trace", "1", "--output", str(svg)]) == 0
+    audit = read_records(tmp_path / "prefs.audit.jsonl")
+    steps = audit[0]["views"][1]["dag"]["num_steps"]
+    text = svg.read_text()
+    assert text.startswith("<svg") and text.count('class="node"') == steps

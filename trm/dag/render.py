@@ -105,11 +105,14 @@ def render_svg(dag: Dag, title: str = "") -> str:
 
 def main(argv: list[str], prog: str = "trm dag render") -> int:
     parser = argparse.ArgumentParser(prog=prog, description="Draw one DAG of a `trm dag build` output as SVG.")
-    parser.add_argument("--input", required=True, help="`trm dag build` output (JSONL) or one record as JSON")
+    parser.add_argument(
+        "--input", required=True, help="`trm dag build` output or `trm preference build` audit (JSONL), or one record"
+    )
     parser.add_argument("--output", required=True, help="SVG file to write")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--index", type=int, default=0, help="record number in the input (default 0)")
     which.add_argument("--id", default=None, help="record whose 'id' field equals this")
+    parser.add_argument("--trace", type=int, choices=(0, 1), default=0, help="in an audit line: which trace of the pair")
     parser.add_argument("--title", default=None, help="title drawn above the graph (default: the record id/index)")
     args = parser.parse_args(argv)
     try:
@@ -123,13 +126,19 @@ def main(argv: list[str], prog: str = "trm dag render") -> int:
             if not 0 <= args.index < len(records):
                 raise ValueError(f"--index {args.index} out of range: {args.input} has {len(records)} records")
             record = records[args.index]
-        if "dag" not in record:
-            raise ValueError("record has no 'dag' field: give a `trm dag build` output")
-        dag = Dag.from_dict(record["dag"])
+        if "dag" in record:
+            dag = Dag.from_dict(record["dag"])
+        elif "views" in record and record["views"]:  # a `trm preference build` audit line
+            views = record["views"][args.trace]
+            if "dag" not in views:
+                raise ValueError("this audit line was written with --no-audit-views: it holds no DAG")
+            dag = Dag.from_dict(views["dag"])
+        else:
+            raise ValueError("record has no 'dag' field: give a `trm dag build` output or a preference audit file")
         problems = validate_dag(dag)
         if problems:
             raise ValueError("invalid DAG: " + "; ".join(problems[:3]))
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, IndexError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     title = args.title if args.title is not None else f"DAG of {record.get('id', f'record {args.index}')}"

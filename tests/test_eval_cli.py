@@ -119,3 +119,13 @@ def test_bon_cli_needs_a_scorer_for_trm(tmp_path):
     gen = write(tmp_path / "gen.jsonl", synthetic_records(load_items("aime25", data_dir=str(FIXTURES)), n=4))
     with pytest.raises(SystemExit, match="--trm-endpoint or --trm-model"):
         bon_main(_bon_args(gen, tmp_path / "o"))
+
+
+def test_bon_dead_trm_endpoint_raises_and_writes_no_result(tmp_path):
+    from conftest import free_port
+
+    gen = write(tmp_path / "gen.jsonl", synthetic_records(load_items("aime25", data_dir=str(FIXTURES)), n=4))
+    dead = f"127.0.0.1:{free_port()}"
+    with pytest.raises(Exception, match="no backend answered"):
+        bon_main(_bon_args(gen, tmp_path / "o", "--selectors", "trm", "--trm-endpoint", dead, "--deadline", "1.5"))
+    assert not (tmp_path / "o" / "bon.json").exists()  # a dead scorer never becomes a number

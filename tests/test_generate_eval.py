@@ -81,3 +81,13 @@ def test_missing_benchmark_file_is_actionable(tmp_path, monkeypatch):
     monkeypatch.delenv("TRM_BENCH_AIME24", raising=False)
     with pytest.raises(SystemExit, match="TRM_BENCH_AIME24"):
         generate_main(["--benchmark", "aime24", "--model", "x", "--out", str(tmp_path / "o.jsonl")])
+
+
+def test_dead_endpoint_raises_and_writes_nothing(tmp_path):
+    from conftest import free_port
+
+    out = tmp_path / "dead.jsonl"
+    with pytest.raises(Exception, match="Connection|connect"):
+        generate_main(["--benchmark", "aime25", "--data-dir", str(FIXTURES), "--model", "m", "--n", "1",
+                       "--endpoint", f"http://127.0.0.1:{free_port()}", "--max-retries", "0", "--out", str(out)])
+    assert not out.exists() or out.read_text() == ""

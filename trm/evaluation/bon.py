@@ -108,6 +108,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     g = p.add_argument_group("another reward model (selector 'reward')")
     g.add_argument("--reward-endpoint"), g.add_argument("--reward-model"), g.add_argument("--reward-name", default="RewardModel")
     p.add_argument("--api-key", help="API key for the reward endpoints (default: $TRM_API_KEY)")
+    p.add_argument("--deadline", type=float, help="seconds one scoring request may take at the reward endpoints, "
+                                                  "retries and failover included (default: the client's)")
     p.add_argument("--device", help="device for local reward models")
     p.add_argument("--max-length", type=int, help="local reward model: longest input in tokens")
     p.add_argument("--truncation", choices=["left", "right"], help="local reward model: cut long inputs")
@@ -123,7 +125,8 @@ def _scorer(endpoint, model_path, served_name, args, flag: str):
     if bool(endpoint) == bool(model_path):
         raise SystemExit(f"selector {flag!r} needs exactly one of --{flag}-endpoint or --{flag}-model")
     if endpoint:
-        return endpoint_scorer(endpoint, model=served_name, api_key=args.api_key or os.environ.get("TRM_API_KEY"))
+        return endpoint_scorer(endpoint, model=served_name, api_key=args.api_key or os.environ.get("TRM_API_KEY"),
+                               deadline=args.deadline)
     return local_scorer(model_path, device=args.device, max_length=args.max_length, truncation=args.truncation)
 
 

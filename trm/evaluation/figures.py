@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from trm.evaluation import bon, paper, tables, winrate
-from trm.evaluation.plotting import plot_bar_panels, plot_grouped_bars, plot_lines
+from trm.evaluation.plotting import plot_bar_panels, plot_lines
 
 
 def _name(kind: str, path: Path, root: Path, drop: tuple[str, ...]) -> str:

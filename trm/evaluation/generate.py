@@ -43,6 +43,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="base seed; prompt i uses seed+i (-1: unseeded)")
     p.add_argument("--batch-size", type=int, default=8, help="prompts per backend call (and per write)")
     p.add_argument("--concurrency", type=int, default=8, help="parallel requests (openai backend)")
+    p.add_argument("--max-retries", type=int, default=3, help="client retries per request (openai backend)")
+    p.add_argument("--request-timeout", type=float, default=3600.0, help="seconds per request (openai backend)")
     p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm backend")
     p.add_argument("--device", help="transformers backend device (default cuda if available, else cpu)")
     p.add_argument("--trust-remote-code", action="store_true")
@@ -65,7 +67,8 @@ def make_backend(name: str, args):
 
         return BACKENDS["openai"](args.endpoint, args.model, api_key=args.api_key or os.environ.get("OPENAI_API_KEY"),
                                   mode=args.api, system=args.system, completion_template=args.completion_template,
-                                  concurrency=args.concurrency)
+                                  concurrency=args.concurrency, timeout=args.request_timeout,
+                                  max_retries=args.max_retries)
     if name == "vllm":
         return BACKENDS["vllm"](args.model, system=args.system, tensor_parallel_size=args.tensor_parallel_size,
                                 trust_remote_code=args.trust_remote_code)

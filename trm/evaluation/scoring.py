@@ -18,8 +18,11 @@ Scorer = Callable[[list[str]], list[float]]
 
 
 def endpoint_scorer(backends: str | list[str], model: str = "RewardModel", api_key: str | None = None,
-                    chunk_size: int = 16, max_concurrency_per_backend: int = 4) -> Scorer:
-    """Scores through `trm.client.BackendPool` + `trm.rewards.thinking.score_reasoning` (errors raise)."""
+                    chunk_size: int = 16, max_concurrency_per_backend: int = 4, deadline: float | None = None) -> Scorer:
+    """Scores through `trm.client.BackendPool` + `trm.rewards.thinking.score_reasoning` (errors raise).
+
+    `deadline` bounds each scoring call in seconds, retries included (None: the pool's default).
+    """
     from trm.client import BackendPool, parse_backends
     from trm.rewards.thinking import score_reasoning
 
@@ -27,7 +30,8 @@ def endpoint_scorer(backends: str | list[str], model: str = "RewardModel", api_k
 
     def score(texts: list[str]) -> list[float]:
         async def run() -> list[float]:
-            pool = BackendPool(urls, max_concurrency_per_backend=max_concurrency_per_backend, api_key=api_key)
+            extra = {} if deadline is None else {"deadline": deadline}
+            pool = BackendPool(urls, max_concurrency_per_backend=max_concurrency_per_backend, api_key=api_key, **extra)
             try:
                 return await score_reasoning(pool, texts, model=model, chunk_size=chunk_size)
             finally:

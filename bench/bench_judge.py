@@ -24,7 +24,9 @@ from trm.dag.build import build_dag  # noqa: E402
 from trm.judge.client import JudgeClient, JudgeConfig  # noqa: E402
 
 
-def run_case(latency_s: float, traces: int, steps: int, use_n: bool, concurrency: int, answer: str) -> tuple[float, int]:
+def run_case(
+    latency_s: float, traces: int, steps: int, use_n: bool, concurrency: int, answer: str
+) -> tuple[float, int]:
     pause = threading.Event()
 
     def policy(req):
@@ -61,13 +63,17 @@ def main() -> None:
     bad = "no marker here"  # every step needs all five rounds (1+3+4+4+4 = 16 samples)
     t_n, r_n = run_case(lat, args.traces, args.steps, True, 8, bad)
     t_1, r_1 = run_case(lat, args.traces, args.steps, False, 8, bad)
-    print(f"[n per request]  worst-case steps: n-samples {r_n} requests {t_n:.2f}s | single calls {r_1} requests "
-          f"{t_1:.2f}s | requests x{r_1 / r_n:.1f}, time x{t_1 / t_n:.2f}")
+    print(
+        f"[n per request]  worst-case steps: n-samples {r_n} requests {t_n:.2f}s | single calls {r_1} requests "
+        f"{t_1:.2f}s | requests x{r_1 / r_n:.1f}, time x{t_1 / t_n:.2f}"
+    )
     good = "ok\n<|action|>continue"
     t_c, r_c = run_case(lat, args.traces, args.steps, True, 8, good)
     t_s, r_s = run_case(lat, args.traces, args.steps, True, 1, good)
-    print(f"[concurrency]    8 traces in flight {t_c:.2f}s | 1 at a time {t_s:.2f}s ({r_s} requests) | "
-          f"speed-up x{t_s / t_c:.1f}")
+    print(
+        f"[concurrency]    8 traces in flight {t_c:.2f}s | 1 at a time {t_s:.2f}s ({r_s} requests) | "
+        f"speed-up x{t_s / t_c:.1f}"
+    )
 
 
 if __name__ == "__main__":

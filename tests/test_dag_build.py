@@ -3,7 +3,6 @@
 import asyncio
 import random
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -50,7 +49,12 @@ def test_rules_keep_the_graph_valid_for_any_decision_sequence(proposals):
 
 
 def test_vote_plurality_and_tie_order():
-    c, b1, b2, m = Decision("continue"), Decision("backtrack", (1,)), Decision("backtrack", (2,)), Decision("merge", (1, 3))
+    c, b1, b2, m = (
+        Decision("continue"),
+        Decision("backtrack", (1,)),
+        Decision("backtrack", (2,)),
+        Decision("merge", (1, 3)),
+    )
     assert vote([b1, c, b1, c]) == c  # tie continue/backtrack -> continue
     assert vote([b1, m, m, b2]) == b2  # tie backtrack/merge -> backtrack; tie between targets -> nearest
     assert vote([m, m, c]) == m
@@ -67,7 +71,9 @@ def random_policy(seed: int):
         main, leaves, step = req.main_path, req.open_leaves, req.step
         kind = rng.random()
         if kind < 0.15:
-            return rng.choice(["I am not sure.", "<|action|>jump", "<|action|>backtrack", "<|action|> merge <|previous|>"])
+            return rng.choice(
+                ["I am not sure.", "<|action|>jump", "<|action|>backtrack", "<|action|> merge <|previous|>"]
+            )
         if kind < 0.45:
             return "Carry on.\n<|action|>continue"
         if kind < 0.8:
@@ -154,7 +160,9 @@ def test_resampling_stops_at_a_unique_majority():
             return "<|action|>continue"
         if req.body.get("n", 1) == 1:  # round 1: an invalid target
             return "<|action|>backtrack <|previous|>1"  # 1 is the end of the main path -> invalid
-        return ["<|action|>backtrack <|previous|>0", "<|action|>backtrack <|previous|>0", "<|action|>continue"][req.choice]
+        return ["<|action|>backtrack <|previous|>0", "<|action|>backtrack <|previous|>0", "<|action|>continue"][
+            req.choice
+        ]
 
     with ScriptedJudge(policy) as judge:
         dag = run(build_dag(client(judge), "Q?", ["a", "b", "c"]))

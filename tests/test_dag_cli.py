@@ -1,7 +1,6 @@
 """`trm dag build` as a batch job: output shape, input order, resume after a kill; `trm dag render`."""
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -16,14 +15,25 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def trm(*args, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "trm", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "trm", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def write_inputs(path: Path, count: int) -> list[dict]:
     records = []
     for i in range(count):
         trace = f"Problem {i}.\n\nSo first idea.\n\nWait, recheck.\n\nAlternatively, another route.\n\nTherefore {i}."
-        record = {"id": f"r{i}", "prompt": f"Q{i}", "trace": trace} if i % 2 == 0 else {"id": f"r{i}", "prompt": f"Q{i}", "steps": ["a\n\n", "So b"]}
+        record = (
+            {"id": f"r{i}", "prompt": f"Q{i}", "trace": trace}
+            if i % 2 == 0
+            else {"id": f"r{i}", "prompt": f"Q{i}", "steps": ["a\n\n", "So b"]}
+        )
         records.append(record)
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return records
@@ -39,7 +49,20 @@ def test_build_resumes_after_kill_without_redoing_or_duplicating(tmp_path):
 
     inputs, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     records = write_inputs(inputs, 6)
-    args = ["dag", "build", "--input", str(inputs), "--output", str(output), "--model", "judge", "--concurrency", "2", "--api-key", "sk-never-written"]
+    args = [
+        "dag",
+        "build",
+        "--input",
+        str(inputs),
+        "--output",
+        str(output),
+        "--model",
+        "judge",
+        "--concurrency",
+        "2",
+        "--api-key",
+        "sk-never-written",
+    ]
     with ScriptedJudge(policy) as judge:
         first = trm(*args, "--base-url", judge.url)
         deadline = time.monotonic() + 60
@@ -57,7 +80,11 @@ def test_build_resumes_after_kill_without_redoing_or_duplicating(tmp_path):
         assert second.returncode == 0, err
         assert "sk-never-written" not in err and "sk-never-written" not in output.read_text()
         assert judge.requests[-1]["_authorization"] == "Bearer sk-never-written"
-        redone = [b for b in judge.requests[requests_before:] if any(f"QUESTION:\nQ{i}\n" in b["messages"][-1]["content"] for i in range(3))]
+        redone = [
+            b
+            for b in judge.requests[requests_before:]
+            if any(f"QUESTION:\nQ{i}\n" in b["messages"][-1]["content"] for i in range(3))
+        ]
         assert redone == []
     out = read_records(output)
     assert [r["index"] for r in out] == list(range(6))
@@ -76,7 +103,18 @@ def test_build_resumes_after_kill_without_redoing_or_duplicating(tmp_path):
 def test_bad_input_is_rejected_before_any_judge_call(tmp_path):
     inputs, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     inputs.write_text(json.dumps({"prompt": "Q", "trace": "x"}) + "\n" + json.dumps({"prompt": "Q2"}) + "\n")
-    proc = trm("dag", "build", "--input", str(inputs), "--output", str(output), "--model", "m", "--base-url", "http://127.0.0.1:9")
+    proc = trm(
+        "dag",
+        "build",
+        "--input",
+        str(inputs),
+        "--output",
+        str(output),
+        "--model",
+        "m",
+        "--base-url",
+        "http://127.0.0.1:9",
+    )
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "'trace'" in err and not output.exists()

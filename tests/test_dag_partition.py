@@ -23,7 +23,13 @@ def test_partition_round_trips_and_new_steps_start_with_keywords(pieces, tail):
 
 def test_blocks_keep_separators_and_preamble_is_step_zero():
     trace = "Find x.\nGiven 2x=6.\n\nSo x = 3.\n\nthat is simple\n\n\nWait, check: 2*3=6.\n \nYes."
-    assert blocks(trace) == ["Find x.\nGiven 2x=6.\n\n", "So x = 3.\n\n", "that is simple\n\n\n", "Wait, check: 2*3=6.\n \n", "Yes."]
+    assert blocks(trace) == [
+        "Find x.\nGiven 2x=6.\n\n",
+        "So x = 3.\n\n",
+        "that is simple\n\n\n",
+        "Wait, check: 2*3=6.\n \n",
+        "Yes.",
+    ]
     steps = partition(trace)
     assert steps == ["Find x.\nGiven 2x=6.\n\n", "So x = 3.\n\nthat is simple\n\n\n", "Wait, check: 2*3=6.\n \nYes."]
 

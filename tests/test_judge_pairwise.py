@@ -52,7 +52,15 @@ def test_consistency_rule():
 
 
 def test_dominant_path_and_macro_headers():
-    steps = ["P\n\n", "So a\n\n", "b gives \\boxed{7}\n\n", "Wait\n\n", "Maybe 8\n\n", "Alternatively \\boxed{7}\n\n", "So 7"]
+    steps = [
+        "P\n\n",
+        "So a\n\n",
+        "b gives \\boxed{7}\n\n",
+        "Wait\n\n",
+        "Maybe 8\n\n",
+        "Alternatively \\boxed{7}\n\n",
+        "So 7",
+    ]
     dag = Dag(
         steps=steps,
         parents=[[], [0], [1], [1], [3], [0], [5]],
@@ -91,7 +99,9 @@ def test_first_position_judge_yields_no_label():
 def test_consistent_judge_yields_the_label_with_a_full_audit_trail():
     def shorter(req):
         one, two = req.traces()
-        return decision(f"Compared {len(one)} vs {len(two)} characters.", "Trace 1" if len(one) < len(two) else "Trace 2")
+        return decision(
+            f"Compared {len(one)} vs {len(two)} characters.", "Trace 1" if len(one) < len(two) else "Trace 2"
+        )
 
     with ScriptedJudge(views_policy(shorter)) as judge:
         outcome = asyncio.run(compare_responses(client(judge), "Solve 2x = 6.", LONG, SHORT, repetitions=2))
@@ -107,7 +117,9 @@ def test_consistent_judge_yields_the_label_with_a_full_audit_trail():
     assert long_views["dag"]["actions"].count("backtrack") == 2  # "Wait" and "Alternatively" in LONG
     assert long_views["macro"].startswith("<Root id=0 depth=0")
     assert short_views["micro"] == "Let x be the number.\n\nSo 2x = 6 and x = 3."
-    assert audit["usage"]["requests"] >= 2 * (4 + 2) + long_views["usage"]["requests"] + short_views["usage"]["requests"]
+    assert (
+        audit["usage"]["requests"] >= 2 * (4 + 2) + long_views["usage"]["requests"] + short_views["usage"]["requests"]
+    )
 
 
 def test_ties_and_unparsable_answers_are_dropped_with_their_reason():

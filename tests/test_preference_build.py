@@ -29,9 +29,15 @@ def traces() -> list[dict]:
     records.append({"prompt": "What is 2+3?", "model": "m3", "response": response(9, "6"), "correct": False})
     records.append({"prompt": "What is 1+1?", "model": "m1", "response": response(1, "2"), "correct": True})
     records.append({"prompt": "What is 1+1?", "model": "m2", "response": response(2, "3"), "correct": False})
-    records.append({"prompt": "What is 3+3?", "model": "m1", "response": response(2, "6"), "correct": True, "prompt_id": "q3"})
-    records.append({"prompt": "What is 3+3?", "model": "m2", "response": response(5, "6"), "correct": True, "prompt_id": "q3"})
-    records.append({"prompt": "What is 3+3?", "model": "m2", "response": response(5, "6"), "correct": True, "prompt_id": "q3"})
+    records.append(
+        {"prompt": "What is 3+3?", "model": "m1", "response": response(2, "6"), "correct": True, "prompt_id": "q3"}
+    )
+    records.append(
+        {"prompt": "What is 3+3?", "model": "m2", "response": response(5, "6"), "correct": True, "prompt_id": "q3"}
+    )
+    records.append(
+        {"prompt": "What is 3+3?", "model": "m2", "response": response(5, "6"), "correct": True, "prompt_id": "q3"}
+    )
     return records
 
 
@@ -61,9 +67,25 @@ def run_build(judge, tmp_path, name, *extra):
     out = tmp_path / f"{name}.jsonl"
     code = build_main(
         [
-            "--input", str(tmp_path / "traces.jsonl"), "--output", str(out), "--base-url", judge.url, "--model", "j",
-            "--repetitions", "2", "--max-pairs-per-prompt", "3", "--concurrency", "2",
-            "--price-input-per-mtok", "0.5", "--price-output-per-mtok", "2.0", *extra,
+            "--input",
+            str(tmp_path / "traces.jsonl"),
+            "--output",
+            str(out),
+            "--base-url",
+            judge.url,
+            "--model",
+            "j",
+            "--repetitions",
+            "2",
+            "--max-pairs-per-prompt",
+            "3",
+            "--concurrency",
+            "2",
+            "--price-input-per-mtok",
+            "0.5",
+            "--price-output-per-mtok",
+            "2.0",
+            *extra,
         ]
     )
     return code, out
@@ -95,7 +117,10 @@ def test_end_to_end_preference_file_stats_and_audit(built):
     assert stats["pairs_kept"] + sum(stats["dropped"].values()) == 4
     usage = stats["judge_usage"]
     assert usage["total_tokens"] > 0
-    assert abs(stats["estimated_cost_usd"] - (usage["prompt_tokens"] * 0.5 + usage["completion_tokens"] * 2.0) / 1e6) < 1e-6
+    assert (
+        abs(stats["estimated_cost_usd"] - (usage["prompt_tokens"] * 0.5 + usage["completion_tokens"] * 2.0) / 1e6)
+        < 1e-6
+    )
     audit = read_records(tmp_path / "prefs.audit.jsonl")
     assert len(audit) == 4 and len({line["pair_id"] for line in audit}) == 4
     for line in audit:
@@ -105,7 +130,9 @@ def test_end_to_end_preference_file_stats_and_audit(built):
     # each trace's views were billed once, to the first pair that used it
     billed = sum(line["view_usage"]["requests"] for line in audit)
     assert billed == sum(
-        v["usage"]["requests"] for line in audit for v, n in zip(line["views"], line["responses"])
+        v["usage"]["requests"]
+        for line in audit
+        for v, n in zip(line["views"], line["responses"])
         if n not in {m for earlier in audit[: audit.index(line)] for m in earlier["responses"]}
     )
 
@@ -136,8 +163,21 @@ def test_resume_after_judge_failure_gives_each_pair_once_in_order(tmp_path):
 
 
 def test_bad_input_names_record_and_field(tmp_path, capsys):
-    (tmp_path / "traces.jsonl").write_text(json.dumps({"prompt": "Q", "model": "m", "response": "r", "correct": "yes"}) + "\n")
-    code = build_main(["--input", str(tmp_path / "traces.jsonl"), "--output", str(tmp_path / "o.jsonl"), "--base-url", "http://127.0.0.1:9", "--model", "j"])
+    (tmp_path / "traces.jsonl").write_text(
+        json.dumps({"prompt": "Q", "model": "m", "response": "r", "correct": "yes"}) + "\n"
+    )
+    code = build_main(
+        [
+            "--input",
+            str(tmp_path / "traces.jsonl"),
+            "--output",
+            str(tmp_path / "o.jsonl"),
+            "--base-url",
+            "http://127.0.0.1:9",
+            "--model",
+            "j",
+        ]
+    )
     assert code == 2
     assert "record 0: 'correct' must be a bool" in capsys.readouterr().err
     assert not (tmp_path / "o.jsonl").exists()
@@ -148,11 +188,26 @@ def test_train_rm_reads_the_preference_file(built, tiny_models):
     tmp_path, out = built
     proc = subprocess.run(
         [
-            sys.executable, "-m", "trm", "train-rm", "--model_name_or_path", str(tiny_models["reward"]),
-            "--train_file", str(out), "--output_dir", str(tmp_path / "rm"), "--max_steps", "1",
-            "--per_device_train_batch_size", "2", "--report_to", "none",
+            sys.executable,
+            "-m",
+            "trm",
+            "train-rm",
+            "--model_name_or_path",
+            str(tiny_models["reward"]),
+            "--train_file",
+            str(out),
+            "--output_dir",
+            str(tmp_path / "rm"),
+            "--max_steps",
+            "1",
+            "--per_device_train_batch_size",
+            "2",
+            "--report_to",
+            "none",
         ],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "train_loss" in proc.stdout + proc.stderr
@@ -163,7 +218,12 @@ def test_render_draws_a_dag_from_the_audit_file(built):
 
     tmp_path, _ = built
     svg = tmp_path / "pair0_trace1.svg"
-    assert render_main(["--input", str(tmp_path / "prefs.audit.jsonl"), "--index", "0", "--trace", "1", "--output", str(svg)]) == 0
+    assert (
+        render_main(
+            ["--input", str(tmp_path / "prefs.audit.jsonl"), "--index", "0", "--trace", "1", "--output", str(svg)]
+        )
+        == 0
+    )
     audit = read_records(tmp_path / "prefs.audit.jsonl")
     steps = audit[0]["views"][1]["dag"]["num_steps"]
     text = svg.read_text()

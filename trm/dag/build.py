@@ -11,7 +11,7 @@ problem is recorded in ``Dag.errors`` with the answers that were rejected.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from trm.dag.graph import ROOT, Dag, DagState, Decision, apply_decision, check_decision
 from trm.dag.partition import partition
@@ -66,7 +66,12 @@ async def decide_step(
     rejected: list[dict] = []
     for size in config.rounds:
         answers = await judge.chat(
-            messages, n=size, temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens, usage=usage
+            messages,
+            n=size,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            max_tokens=config.max_tokens,
+            usage=usage,
         )
         for answer in answers:
             decision, explanation, problem = parse_structure_answer(answer)
@@ -82,7 +87,9 @@ async def decide_step(
     if chosen is None:
         error = {"step": step, "error": "no valid structuring answer; fell back to continue", "rejected": rejected}
         return Decision("continue"), "", error
-    explanation = next(e for d, e in valid if d.action == chosen.action and (chosen.action == "continue" or d == chosen))
+    explanation = next(
+        e for d, e in valid if d.action == chosen.action and (chosen.action == "continue" or d == chosen)
+    )
     return chosen, explanation, None
 
 

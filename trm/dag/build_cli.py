@@ -106,7 +106,10 @@ def main(argv: list[str], prog: str = "trm dag build") -> int:
     try:
         written = asyncio.run(run())
     except JudgeUnavailable as exc:
-        print(f"{prog}: judge failed at {_where(exc)}: {exc}\nFinished records are kept in {args.output}; rerun to resume.", file=sys.stderr)
+        print(
+            f"{prog}: judge failed at {_where(exc)}: {exc}\nFinished records are kept in {args.output}; rerun to resume.",
+            file=sys.stderr,
+        )
         return 1
     except ValueError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)

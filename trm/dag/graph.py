@@ -252,12 +252,7 @@ def merged_view(dag: Dag) -> list[SuperNode]:
     supers: list[SuperNode] = []
     for node in range(len(dag.steps)):
         parents = dag.parents[node]
-        if (
-            node > 0
-            and dag.actions[node] == "continue"
-            and len(parents) == 1
-            and len(children[parents[0]]) == 1
-        ):
+        if node > 0 and dag.actions[node] == "continue" and len(parents) == 1 and len(children[parents[0]]) == 1:
             owner[node] = owner[parents[0]]
             supers[owner[node]].members.append(node)
         else:

@@ -41,12 +41,16 @@ def structure_messages(
     main_ids = ", ".join(str(k) for k in pool.shown_main_path)
     lines = [f"QUESTION:\n{_clip(question, question_chars)}", ""]
     hidden = len(pool.main_path) - len(pool.shown_main_path)
-    lines.append(f"MAIN PATH (step ids, root first{f'; {hidden} older ids not shown' if hidden > 0 else ''}): {main_ids}")
+    lines.append(
+        f"MAIN PATH (step ids, root first{f'; {hidden} older ids not shown' if hidden > 0 else ''}): {main_ids}"
+    )
     for k in pool.shown_main_path:
         lines.append(f"[step {k}] {_clip(steps[k], step_chars)}")
     lines.append("")
     if pool.open_leaves:
-        lines.append(f"OPEN BRANCH LEAVES (ends of abandoned lines of thought): {', '.join(map(str, pool.open_leaves))}")
+        lines.append(
+            f"OPEN BRANCH LEAVES (ends of abandoned lines of thought): {', '.join(map(str, pool.open_leaves))}"
+        )
         for k in pool.open_leaves:
             lines.append(f"[step {k}] {_clip(steps[k], step_chars)}")
     else:

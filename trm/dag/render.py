@@ -59,7 +59,9 @@ def render_svg(dag: Dag, title: str = "") -> str:
             f'<rect class="super" x="{x}" y="{y}" width="{NODE_W + 8}" height="{h}" rx="6">'
             f"<title>super-node {sup.id} ({sup.role}): steps {sup.members}</title></rect>"
         )
-        out.append(f'<text x="{x + NODE_W + 12}" y="{y + 12}" fill="#5b7bb0" font-size="10">S{sup.id} {sup.role}</text>')
+        out.append(
+            f'<text x="{x + NODE_W + 12}" y="{y + 12}" fill="#5b7bb0" font-size="10">S{sup.id} {sup.role}</text>'
+        )
     for node in range(1, n):
         x2, y2 = centre(node)
         for parent in dag.parents[node]:
@@ -85,7 +87,7 @@ def render_svg(dag: Dag, title: str = "") -> str:
         colour = COLOURS.get(action, "#000")
         snippet = escape(" ".join(dag.steps[node].split())[:300])
         out.append(
-            f'<g><title>step {node}: {snippet}</title>'
+            f"<g><title>step {node}: {snippet}</title>"
             f'<rect class="node" x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="4" fill="white" stroke="{colour}"/>'
             f'<rect x="{x}" y="{y}" width="5" height="{NODE_H}" fill="{colour}"/>'
             f'<text x="{x + 12}" y="{y + 15}">{node} {escape(action)}</text></g>'
@@ -112,7 +114,9 @@ def main(argv: list[str], prog: str = "trm dag render") -> int:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--index", type=int, default=0, help="record number in the input (default 0)")
     which.add_argument("--id", default=None, help="record whose 'id' field equals this")
-    parser.add_argument("--trace", type=int, choices=(0, 1), default=0, help="in an audit line: which trace of the pair")
+    parser.add_argument(
+        "--trace", type=int, choices=(0, 1), default=0, help="in an audit line: which trace of the pair"
+    )
     parser.add_argument("--title", default=None, help="title drawn above the graph (default: the record id/index)")
     args = parser.parse_args(argv)
     try:

@@ -19,7 +19,6 @@ from trm.judge.client import JudgeUnavailable, add_judge_arguments, client_from_
 from trm.judge.pairwise import PairwiseConfig
 from trm.judge.preference import (
     PipelineConfig,
-    TraceInputError,
     ViewCache,
     form_pairs,
     iter_jsonl,
@@ -78,7 +77,9 @@ def main(argv: list[str], prog: str = "trm preference build") -> int:
     audit_path = Path(args.audit) if args.audit else _sibling(output, ".audit.jsonl")
     stats_path = Path(args.stats) if args.stats else _sibling(output, ".stats.json")
     if args.repetitions < 1 or args.max_pairs_per_prompt < 1 or not 0.5 < args.min_agreement <= 1.0:
-        print(f"{prog}: need --repetitions >= 1, --max-pairs-per-prompt >= 1, 0.5 < --min-agreement <= 1", file=sys.stderr)
+        print(
+            f"{prog}: need --repetitions >= 1, --max-pairs-per-prompt >= 1, 0.5 < --min-agreement <= 1", file=sys.stderr
+        )
         return 2
     try:
         keywords = resolve_keywords(args.keywords)
@@ -125,7 +126,10 @@ def main(argv: list[str], prog: str = "trm preference build") -> int:
     try:
         asyncio.run(run())
     except JudgeUnavailable as exc:
-        print(f"{prog}: judge failed at {_where(exc)}: {exc}\nJudged pairs are kept in {audit_path}; rerun to resume.", file=sys.stderr)
+        print(
+            f"{prog}: judge failed at {_where(exc)}: {exc}\nJudged pairs are kept in {audit_path}; rerun to resume.",
+            file=sys.stderr,
+        )
         return 1
     output.parent.mkdir(parents=True, exist_ok=True)
     audit = iter_jsonl(audit_path) if audit_path.exists() else iter(())

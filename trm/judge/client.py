@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import openai
 
@@ -48,7 +48,9 @@ class Usage:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Usage":
-        return cls(int(data.get("prompt_tokens", 0)), int(data.get("completion_tokens", 0)), int(data.get("requests", 0)))
+        return cls(
+            int(data.get("prompt_tokens", 0)), int(data.get("completion_tokens", 0)), int(data.get("requests", 0))
+        )
 
 
 @dataclass

@@ -49,7 +49,12 @@ class Verdict:
     attempts: int = 1
 
     def to_dict(self) -> dict:
-        return {"decision": self.decision, "prefers": self.prefers, "rationale": self.rationale, "attempts": self.attempts}
+        return {
+            "decision": self.decision,
+            "prefers": self.prefers,
+            "rationale": self.rationale,
+            "attempts": self.attempts,
+        }
 
 
 @dataclass
@@ -100,7 +105,9 @@ def _position_to_response(decision: str | None, order: tuple[int, int]) -> int |
     return decision  # "tie" or None
 
 
-def consistency_label(verdicts: list[tuple[tuple[int, int], int | str | None]], min_agreement: float = 1.0) -> tuple[int | None, str]:
+def consistency_label(
+    verdicts: list[tuple[tuple[int, int], int | str | None]], min_agreement: float = 1.0
+) -> tuple[int | None, str]:
     """Apply the consistency rule to (order, preferred response) verdicts; returns (label, reason)."""
     if not verdicts or any(prefers is None for _, prefers in verdicts):
         return None, "unparsable"
@@ -136,7 +143,12 @@ async def _ask(judge, messages, n, config, usage) -> list[Verdict]:
         attempts = 1
         while decision is None and attempts <= config.parse_retries:
             (answer,) = await judge.chat(
-                messages, n=1, temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens, usage=usage
+                messages,
+                n=1,
+                temperature=config.temperature,
+                top_p=config.top_p,
+                max_tokens=config.max_tokens,
+                usage=usage,
             )
             decision, rationale = parse_decision(answer)
             attempts += 1
@@ -145,7 +157,13 @@ async def _ask(judge, messages, n, config, usage) -> list[Verdict]:
 
 
 async def _judge_order(
-    judge: JudgeClient, question: str, first: TraceViews, second: TraceViews, order: tuple[int, int], config: PairwiseConfig, usage: Usage
+    judge: JudgeClient,
+    question: str,
+    first: TraceViews,
+    second: TraceViews,
+    order: tuple[int, int],
+    config: PairwiseConfig,
+    usage: Usage,
 ) -> list[Judgement]:
     reps = config.repetitions
 
@@ -157,7 +175,10 @@ async def _judge_order(
     per_dimension = await asyncio.gather(*(dimension(dim) for dim in DIMENSIONS))
 
     async def aggregate(rep: int) -> Verdict:
-        verdicts = [(dim, decision_words(per_dimension[k][rep].decision), per_dimension[k][rep].rationale) for k, dim in enumerate(DIMENSIONS)]
+        verdicts = [
+            (dim, decision_words(per_dimension[k][rep].decision), per_dimension[k][rep].rationale)
+            for k, dim in enumerate(DIMENSIONS)
+        ]
         messages = aggregation_messages(question, ((first.macro, first.micro), (second.macro, second.micro)), verdicts)
         return (await _ask(judge, messages, 1, config, usage))[0]
 

@@ -24,7 +24,7 @@ from trm.dag.build import DagConfig
 from trm.jsonio import read_records
 from trm.judge.client import JudgeClient, Usage
 from trm.judge.pairwise import DROP_REASONS, PairwiseConfig, judge_pair
-from trm.judge.views import TraceViews, ViewConfig, build_views
+from trm.judge.views import ViewConfig, build_views
 
 
 class TraceInputError(ValueError):
@@ -155,7 +155,9 @@ class ViewCache:
         return task, created
 
 
-async def judge_task(judge: JudgeClient, records: list[dict], task: PairTask, cache: ViewCache, config: PipelineConfig) -> dict:
+async def judge_task(
+    judge: JudgeClient, records: list[dict], task: PairTask, cache: ViewCache, config: PipelineConfig
+) -> dict:
     """One audit line: the pair, both views, all judgements, the label and the preference record if kept."""
     (task_1, new_1), (task_2, new_2) = cache.get(task.first, task.prompt), cache.get(task.second, task.prompt)
     views_1, views_2 = await task_1, await task_2

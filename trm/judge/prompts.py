@@ -83,7 +83,9 @@ _DECISION_FORMAT = (
 )
 
 
-def pairwise_messages(dimension: Dimension, question: str, view_1: str, view_2: str, max_chars: int = 12000) -> list[dict]:
+def pairwise_messages(
+    dimension: Dimension, question: str, view_1: str, view_2: str, max_chars: int = 12000
+) -> list[dict]:
     user = (
         f"QUESTION:\n{clip(question, 3000)}\n\n"
         f"CRITERION ({dimension.title}): {dimension.criteria}\n\n"
@@ -147,4 +149,4 @@ def clip(text: str, limit: int) -> str:
     if limit <= 0 or len(text) <= limit:
         return text
     head = limit * 2 // 3
-    return f"{text[:head]}\n[... {len(text) - limit} characters omitted ...]\n{text[-(limit - head):]}"
+    return f"{text[:head]}\n[... {len(text) - limit} characters omitted ...]\n{text[-(limit - head) :]}"

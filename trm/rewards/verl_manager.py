@@ -1,0 +1,174 @@
+"""verl reward manager ``verify``: the thinking reward for a whole rollout batch at once.
+
+Registered with verl's reward-manager registry when this module is imported (``remote_verifier.py`` imports it,
+and verl imports that file before it looks the manager up, also inside its Ray task runner). The class lives in
+the installed package so Ray can unpickle it in the worker that runs ``compute_reward_async``.
+
+Per batch: decode every response, rule-check all answers in one go, then run verifier and TRM calls concurrently
+(``parallelism`` in flight), and write each reward at the last valid response token.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections import Counter, defaultdict
+from typing import Any, Callable
+
+import torch
+from verl import DataProto
+from verl.workers.reward_manager import register
+from verl.workers.reward_manager.abstract import AbstractRewardManager
+
+from trm.traces import THINK_CLOSE, THINK_OPEN
+from trm.rewards.compute import RewardRequest, RewardSettings, request_from_sample, reward_batch_sync
+
+# Keys of reward_extra_info (one value per sample; verl stores them in the batch and logs them).
+EXTRA_KEYS = (
+    "score", "verify_score", "verify_binary", "acc", "rm_score_raw", "trm_scored", "has_answer",
+    "verdict_source", "group_correct", "group_size",
+)
+
+
+def _unwrap_reward_fn(compute_score: Callable | None) -> tuple[Callable | None, dict]:
+    """The user's function inside verl's wrapper, and the keyword arguments verl binds to it.
+
+    verl 0.6.0 wraps custom_reward_function as ``partial(_call_with_kwargs, raw_fn, reward_kwargs)``.
+    """
+    from verl.trainer.ppo.reward import _call_with_kwargs
+
+    bound: dict = {}
+    fn = compute_score
+    while isinstance(fn, functools.partial):
+        if fn.func is _call_with_kwargs:
+            bound = {**dict(fn.args[1]), **bound}
+            fn = fn.args[0]
+        else:
+            bound = {**fn.keywords, **bound}
+            fn = fn.func
+    return fn, bound
+
+
+def settings_for(compute_score: Callable | None, **overrides: Any) -> RewardSettings:
+    """Settings for the manager: its own arguments, then custom_reward_function.reward_kwargs, then the
+    defaults of the reward file (remote_verifier.py's constants via its ``reward_settings`` hook)."""
+    raw_fn, bound = _unwrap_reward_fn(compute_score)
+    merged = {**bound, **{k: v for k, v in overrides.items() if v is not None}}
+    hook = getattr(raw_fn, "reward_settings", None)
+    return hook(**merged) if callable(hook) else RewardSettings.resolve(**merged)
+
+
+@register("verify")
+class VerifyRewardManager(AbstractRewardManager):
+    """Verified-answer reward blended with the TRM's judgement of the reasoning."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        num_examine: int,
+        compute_score: Callable | None = None,
+        reward_fn_key: str = "data_source",
+        parallelism: int | None = None,
+        alpha: float | None = None,
+        score_all: bool | None = None,
+        **settings: Any,
+    ):
+        self.tokenizer = tokenizer
+        self.num_examine = int(num_examine)
+        self.reward_fn_key = reward_fn_key
+        # Only plain settings are kept: verl's wrapped compute_score refers to a module Ray workers cannot import.
+        self.settings = settings_for(compute_score, parallelism=parallelism, alpha=alpha, score_all=score_all, **settings)
+
+    def describe(self) -> list[str]:
+        return self.settings.describe()
+
+    # -- batch layout ---------------------------------------------------------------------------------------------
+    def _response_lengths(self, data: DataProto) -> torch.Tensor:
+        prompt_length = data.batch["prompts"].shape[-1]
+        return data.batch["attention_mask"][:, prompt_length:].sum(dim=-1)
+
+    def _special_ids_to_drop(self) -> set[int]:
+        """Special tokens (EOS, pad, chat markers) leave the text, but the think tags stay: the TRM scores the
+        text before ``</think>``, and tokenizers that mark the tags special would otherwise erase the boundary."""
+        tok = self.tokenizer
+        special = set(tok.all_special_ids)
+        special |= {i for i, added in getattr(tok, "added_tokens_decoder", {}).items() if getattr(added, "special", False)}
+        vocab = tok.get_vocab()
+        return special - {vocab[t] for t in (THINK_OPEN, THINK_CLOSE) if t in vocab}
+
+    def _decode_responses(self, data: DataProto, lengths: torch.Tensor) -> list[str]:
+        responses = data.batch["responses"]
+        drop = self._special_ids_to_drop()
+        ids = [[t for t in responses[i, : int(lengths[i])].tolist() if t not in drop] for i in range(len(responses))]
+        return self.tokenizer.batch_decode(ids, skip_special_tokens=False)
+
+    def _decode_prompt(self, data: DataProto, i: int) -> str:
+        prompts = data.batch["prompts"]
+        mask = data.batch["attention_mask"][i, : prompts.shape[-1]].bool()
+        return self.tokenizer.decode(prompts[i][mask].tolist(), skip_special_tokens=True)
+
+    def _requests(self, data: DataProto, responses: list[str]) -> list[RewardRequest]:
+        nt = data.non_tensor_batch
+        requests = []
+        for i, response in enumerate(responses):
+            extra = nt["extra_info"][i] if "extra_info" in nt else None
+            requests.append(
+                request_from_sample(
+                    nt[self.reward_fn_key][i], response, nt["reward_model"][i]["ground_truth"], extra, f"sample {i}"
+                )
+            )
+        return requests
+
+    # -- the call verl makes ----------------------------------------------------------------------------------------
+    def __call__(self, data: DataProto, return_dict: bool = False) -> torch.Tensor | dict[str, Any]:
+        if "rm_scores" in data.batch.keys():  # a model-based RM already scored this batch (same as verl's managers)
+            if return_dict:
+                keys = data.meta_info.get("reward_extra_keys", [])
+                return {"reward_tensor": data.batch["rm_scores"], "reward_extra_info": {k: data.non_tensor_batch[k] for k in keys}}
+            return data.batch["rm_scores"]
+
+        lengths = self._response_lengths(data)
+        responses = self._decode_responses(data, lengths)
+        requests = self._requests(data, responses)
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(requests), desc="verify reward", file=sys.stderr, mininterval=1.0) as bar:
+            results = reward_batch_sync(requests, self.settings, on_done=lambda: bar.update(1))
+
+        reward_tensor = torch.zeros_like(data.batch["responses"], dtype=torch.float32)
+        for i, result in enumerate(results):
+            reward_tensor[i, max(int(lengths[i]) - 1, 0)] = result["score"]
+        extra = self._extra_info(data, results)
+        self._print_examples(data, requests, results)
+        if return_dict:
+            return {"reward_tensor": reward_tensor, "reward_extra_info": extra}
+        return reward_tensor
+
+    def _extra_info(self, data: DataProto, results: list[dict]) -> dict[str, list]:
+        uids = data.non_tensor_batch.get("uid")
+        groups = [uids[i] for i in range(len(results))] if uids is not None else list(range(len(results)))
+        correct = Counter()
+        size = Counter(groups)
+        for group, result in zip(groups, results):
+            correct[group] += result["verify_binary"]
+        extra: dict[str, list] = defaultdict(list)
+        for group, result in zip(groups, results):
+            for key in ("score", "verify_score", "verify_binary", "rm_score_raw", "has_answer", "verdict_source"):
+                extra[key].append(result[key])
+            extra["acc"].append(float(result["verify_binary"]))
+            extra["trm_scored"].append(result["rm_score_raw"] == result["rm_score_raw"])  # NaN = not scored
+            extra["group_correct"].append(correct[group])
+            extra["group_size"].append(size[group])
+        return dict(extra)
+
+    def _print_examples(self, data: DataProto, requests: list[RewardRequest], results: list[dict]) -> None:
+        shown: Counter = Counter()
+        for i, (request, result) in enumerate(zip(requests, results)):
+            if shown[request.data_source] >= self.num_examine:
+                continue
+            shown[request.data_source] += 1
+            print("[prompt]", self._decode_prompt(data, i))
+            print("[response]", request.response)
+            print("[ground_truth]", request.ground_truth)
+            for key in ("answer", "verdict_source", "verify_binary", "rm_score_raw", "score"):
+                print(f"[{key}]", result[key])

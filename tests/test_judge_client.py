@@ -86,3 +86,15 @@ def test_one_client_serves_several_event_loops():
         assert asyncio.run(client.chat([{"role": "user", "content": "a"}])) == ["ok"]
         assert asyncio.run(client.chat([{"role": "user", "content": "b"}])) == ["ok"]
     assert client.usage.requests == 2
+
+
+def test_endpoint_rejecting_n_gets_single_calls():
+    def policy(req):
+        return Fault(400, "n must be 1") if int(req.body.get("n") or 1) > 1 else f"answer {req.call}"
+
+    with ScriptedJudge(policy) as judge:
+        client = JudgeClient(judge.url, "m", config=JudgeConfig(**FAST))
+        first = asyncio.run(client.chat([{"role": "user", "content": "x"}], n=3))
+        second = asyncio.run(client.chat([{"role": "user", "content": "y"}], n=2))
+        assert [body.get("n", 1) for body in judge.requests] == [3, 1, 1, 1, 1, 1]
+    assert first == ["answer 1", "answer 2", "answer 3"] and second == ["answer 4", "answer 5"]

@@ -135,3 +135,16 @@ def test_ties_and_unparsable_answers_are_dropped_with_their_reason():
         assert judge.count("dimension") + judge.count("aggregate") == 2 * 5 * 2
     assert (outcome.label, outcome.reason) == (None, "unparsable")
     assert outcome.judgements[0].aggregate.attempts == 2
+
+
+def test_empty_summaries_fall_back_to_the_segment_text_and_are_recorded():
+    from trm.judge.views import build_views
+
+    def policy(req):
+        return "" if req.kind == "summary" else demo_policy(req)
+
+    with ScriptedJudge(policy) as judge:
+        views = asyncio.run(build_views(client(judge), "Solve 2x = 6.", SHORT))
+    assert views.macro.splitlines()[0] == "<Root id=0 depth=0 parents=[] children=[]> Let x be the number. So 2x = 6 and x = 3."
+    assert views.errors == [{"super_node": 0, "error": "empty summary; used the segment's opening text"}]
+    assert views.usage.requests == 2  # one structuring request (step 1), one summary (one super-node)

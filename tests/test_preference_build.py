@@ -228,3 +228,16 @@ def test_render_draws_a_dag_from_the_audit_file(built):
     steps = audit[0]["views"][1]["dag"]["num_steps"]
     text = svg.read_text()
     assert text.startswith("<svg") and text.count('class="node"') == steps
+
+
+def test_a_first_position_judge_keeps_nothing(tmp_path):
+    (tmp_path / "traces.jsonl").write_text("".join(json.dumps(r) + "\n" for r in traces()))
+
+    def first(req):
+        return decision("The first one.", "Trace 1") if req.kind in ("dimension", "aggregate") else demo_policy(req)
+
+    with ScriptedJudge(first) as judge:
+        code, out = run_build(judge, tmp_path, "biased")
+    assert code == 0 and out.read_text() == ""
+    stats = json.loads((tmp_path / "biased.stats.json").read_text())
+    assert stats["pairs_kept"] == 0 and stats["dropped"]["position_bias"] == stats["pairs_judged"] == 4

@@ -241,3 +241,28 @@ def test_a_first_position_judge_keeps_nothing(tmp_path):
     assert code == 0 and out.read_text() == ""
     stats = json.loads((tmp_path / "biased.stats.json").read_text())
     assert stats["pairs_kept"] == 0 and stats["dropped"]["position_bias"] == stats["pairs_judged"] == 4
+
+
+def test_reuses_dags_from_trm_dag_build(tmp_path):
+    from trm.dag.build_cli import main as dag_main
+
+    (tmp_path / "traces.jsonl").write_text("".join(json.dumps(r) + "\n" for r in traces()))
+    dags = tmp_path / "dags.jsonl"
+    with ScriptedJudge(demo_policy) as judge:
+        args = ["--input", str(tmp_path / "traces.jsonl"), "--output", str(dags), "--base-url", judge.url]
+        assert dag_main([*args, "--model", "j"]) == 0
+
+    def no_structuring(req):  # any structuring request would fail the run
+        return Fault(400, "no DAG requests expected") if req.kind == "structure" else shorter_wins(req)
+
+    with ScriptedJudge(no_structuring) as judge:
+        code, out = run_build(judge, tmp_path, "reused", "--dags", str(dags))
+        assert code == 0 and judge.count("structure") == 0
+    built = read_records(dags)
+    for line in read_records(tmp_path / "reused.audit.jsonl"):
+        for number, views in zip(line["responses"], line["views"]):
+            assert views["dag"] == built[number]["dag"]
+
+    (tmp_path / "short.jsonl").write_text("".join(r + "\n" for r in dags.read_text().splitlines()[:3]))
+    code, _ = run_build(judge, tmp_path, "bad", "--dags", str(tmp_path / "short.jsonl"))
+    assert code == 2

@@ -23,6 +23,7 @@ from trm.judge.preference import (
     form_pairs,
     iter_jsonl,
     judge_task,
+    load_dags,
     load_traces,
     summarise_audit,
 )
@@ -42,6 +43,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, help="TRM-Preference JSONL (kept pairs)")
     parser.add_argument("--audit", default=None, help="per-pair audit JSONL (default: OUTPUT with .audit.jsonl)")
     parser.add_argument("--stats", default=None, help="stats JSON (default: OUTPUT with .stats.json)")
+    parser.add_argument(
+        "--dags",
+        default=None,
+        help="reuse DAGs from `trm dag build` run on this same input file (skips DAG construction)",
+    )
     parser.add_argument("--max-pairs-per-prompt", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0, help="seed of the per-prompt pair sample")
     parser.add_argument("--cross-model-only", action="store_true", help="only pair responses of different models")
@@ -86,6 +92,7 @@ def main(argv: list[str], prog: str = "trm preference build") -> int:
         records = load_traces(args.input)
         tasks, pairing = form_pairs(records, args.max_pairs_per_prompt, args.seed, args.cross_model_only)
         _check_resume(audit_path, tasks)
+        dags = load_dags(args.dags, records) if args.dags else None
     except (OSError, ValueError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
@@ -111,7 +118,7 @@ def main(argv: list[str], prog: str = "trm preference build") -> int:
 
     async def run() -> None:
         done = count_complete_lines(audit_path)
-        cache = ViewCache(judge, records, tasks[done:], config)
+        cache = ViewCache(judge, records, tasks[done:], config, dags)
         try:
             await run_ordered(
                 tasks,

@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from trm.dag.build import DagConfig
+from trm.dag.graph import Dag, validate_dag
 from trm.jsonio import read_records
 from trm.judge.client import JudgeClient, Usage
 from trm.judge.pairwise import DROP_REASONS, PairwiseConfig, judge_pair
 from trm.judge.views import ViewConfig, build_views
+from trm.traces import reasoning
 
 
 class TraceInputError(ValueError):
@@ -114,6 +116,28 @@ def form_pairs(
     return tasks, stats
 
 
+def load_dags(path, records: list[dict]) -> dict[int, Dag]:
+    """DAGs from a `trm dag build` run over the same input file, checked against it record by record."""
+    built = read_records(path)
+    if len(built) != len(records):
+        raise TraceInputError(
+            f"{path} has {len(built)} DAG records but the input has {len(records)}: "
+            "run `trm dag build` on this same input file (to the end) first"
+        )
+    dags: dict[int, Dag] = {}
+    for number, (record, line) in enumerate(zip(built, records)):
+        if not isinstance(record.get("dag"), dict):
+            raise TraceInputError(f"{path}: record {number} has no 'dag': give a `trm dag build` output")
+        dag = Dag.from_dict(record["dag"])
+        if record.get("prompt") != line["prompt"] or "".join(dag.steps) != reasoning(line["response"]):
+            raise TraceInputError(f"{path}: DAG record {number} does not belong to input record {number}")
+        problems = validate_dag(dag)
+        if problems:
+            raise TraceInputError(f"{path}: DAG record {number} is invalid: {problems[0]}")
+        dags[number] = dag
+    return dags
+
+
 def preference_record(prompt: str, chosen: str, rejected: str) -> dict:
     """TRL's conversational preference format with an explicit prompt (what `trm train-rm` reads)."""
     return {
@@ -135,8 +159,16 @@ class PipelineConfig:
 class ViewCache:
     """Views of each trace built once and shared by all its pairs; dropped after its last pair starts."""
 
-    def __init__(self, judge: JudgeClient, records: list[dict], tasks: list[PairTask], config: PipelineConfig):
+    def __init__(
+        self,
+        judge: JudgeClient,
+        records: list[dict],
+        tasks: list[PairTask],
+        config: PipelineConfig,
+        dags: dict[int, Dag] | None = None,
+    ):
         self.judge, self.records, self.config = judge, records, config
+        self.dags = dags or {}  # DAGs built earlier (`trm dag build` on the same input), by record number
         self.remaining = Counter(n for task in tasks for n in (task.first, task.second))
         self.tasks: dict[int, asyncio.Task] = {}
 
@@ -146,7 +178,15 @@ class ViewCache:
         if created:
             response = self.records[number]["response"]
             self.tasks[number] = asyncio.ensure_future(
-                build_views(self.judge, prompt, response, self.config.dag, self.config.views, self.config.keywords)
+                build_views(
+                    self.judge,
+                    prompt,
+                    response,
+                    self.config.dag,
+                    self.config.views,
+                    self.config.keywords,
+                    dag=self.dags.get(number),
+                )
             )
         task = self.tasks[number]
         self.remaining[number] -= 1

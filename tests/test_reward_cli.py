@@ -1,0 +1,68 @@
+"""`trm reward`: rewards for the bundled tiny responses through the real reward server."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import REPO, free_port
+
+RESPONSES = REPO / "data" / "webinstruct_tiny_responses.jsonl"
+
+
+def run_reward(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "trm", "reward", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=300)
+
+
+def rule_only_rows(tmp_path):
+    """The tiny rows under a data source the LLM verifier does not cover (so no chat server is needed)."""
+    rows = pq.read_table(REPO / "data" / "webinstruct_tiny.parquet").to_pylist()
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps({**row, "data_source": "math"}) + "\n" for row in rows))
+    return path
+
+
+def test_reward_cli_prints_components_and_writes_records(tmp_path, reward_server, tiny_models):
+    from trm.serving.scorer import RewardScorer
+    from trm.traces import trm_input
+
+    out = tmp_path / "rewards.jsonl"
+    result = run_reward("--data", str(rule_only_rows(tmp_path)), "--responses", str(RESPONSES),
+                        "--rm-backends", reward_server, "--verifier-backends", f"127.0.0.1:{free_port()}",
+                        "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "24 responses, 12 verified, 12 TRM calls (12 saved by scoring verified answers only)" in result.stdout
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    expected = [json.loads(line)["expected"] for line in RESPONSES.read_text().splitlines()]
+    assert [r["verify_binary"] for r in records] == [int(e == "correct") for e in expected]
+    rows = pq.read_table(REPO / "data" / "webinstruct_tiny.parquet").to_pylist()
+    right = [r for r in records if r["verify_binary"]]
+    t = RewardScorer(tiny_models["reward"]).score([trm_input(rows[r["index"]]["extra_info"]["user_prompt"], r["response"]) for r in right])
+    for record, score in zip(right, t):
+        assert record["rm_score_raw"] == pytest.approx(score, abs=1e-4)
+        assert record["score"] == pytest.approx(0.8 + 0.2 / (1 + math.exp(-score)), abs=1e-6)
+    assert all(r["score"] == 0.0 and r["rm_score_raw"] is None for r in records if not r["verify_binary"])
+    line = next(l for l in result.stdout.splitlines() if l.split()[:2] == ["0", "0"])
+    assert "exact_match" in line and f"{records[0]['score']:.4f}" in line
+
+
+def test_reward_cli_dead_trm_fails_without_printing_rewards(tmp_path):
+    dead = f"127.0.0.1:{free_port()}"
+    result = run_reward("--data", str(rule_only_rows(tmp_path)), "--responses", str(RESPONSES),
+                        "--rm-backends", dead, "--deadline", "2")
+    assert result.returncode == 1
+    assert "BackendsUnavailable" in result.stderr and dead in result.stderr
+    assert "verified" not in result.stdout
+
+
+def test_reward_cli_names_a_response_without_its_row(tmp_path):
+    responses = tmp_path / "r.jsonl"
+    responses.write_text(json.dumps({"index": 99, "response": "x"}) + "\n")
+    result = run_reward("--data", str(REPO / "data" / "webinstruct_tiny.parquet"), "--responses", str(responses))
+    assert result.returncode == 2 and "no data row has extra_info.index 99" in result.stderr

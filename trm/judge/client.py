@@ -181,7 +181,12 @@ class JudgeClient:
                 log.warning("judge request failed (%s); retry %d in %.1fs", _describe(exc), attempt, delay)
                 await asyncio.sleep(delay)
             except openai.APIStatusError as exc:  # 401, 403, 404, ...: retrying will not help
-                raise JudgeUnavailable(f"{self.base_url}: {_describe(exc)}") from None
+                hint = ""
+                if exc.status_code == 404:
+                    hint = f" (is {self.model!r} served there? `curl {self.base_url}/models` lists the names)"
+                elif exc.status_code in (401, 403):
+                    hint = " (check --api-key / $TRM_JUDGE_API_KEY / $OPENAI_API_KEY)"
+                raise JudgeUnavailable(f"{self.base_url}: {_describe(exc)}{hint}") from None
         got = Usage(requests=1)
         if response.usage is not None:
             got.prompt_tokens = response.usage.prompt_tokens or 0

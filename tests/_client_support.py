@@ -39,6 +39,7 @@ class FaultServer:
 
     script: Callable[[int, Request], Action]
     target: str | None = None
+    capacity: int | None = None  # requests served at once; others queue (a backend with fixed capacity)
     requests: list[Request] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     in_flight: int = 0
@@ -53,6 +54,7 @@ class FaultServer:
             self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
             self.port = self._server.sockets[0].getsockname()[1]
             self._client = httpx.AsyncClient(timeout=60.0)
+            self._capacity = asyncio.Semaphore(self.capacity) if self.capacity else None
             ready.set()
             self._loop.run_forever()
 
@@ -66,6 +68,10 @@ class FaultServer:
     def __exit__(self, *exc) -> None:
         async def stop():
             self._server.close()
+            handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in handlers:  # requests still sleeping in an injected delay
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
             await self._client.aclose()
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
@@ -86,7 +92,11 @@ class FaultServer:
                 self.in_flight += 1
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)
                 try:
-                    answer = await self._perform(self.script(index, request), request)
+                    if self._capacity is None:
+                        answer = await self._perform(self.script(index, request), request)
+                    else:
+                        async with self._capacity:
+                            answer = await self._perform(self.script(index, request), request)
                 finally:
                     self.in_flight -= 1
                 if answer is None:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from _client_support import FaultServer
-from conftest import free_port
+from conftest import free_port, running_server
 
 from trm.client import BackendPool, BackendRequestError, BackendsUnavailable, parse_backends
 from trm.rewards.thinking import score_reasoning, score_responses
@@ -97,6 +97,34 @@ def test_backend_dying_mid_batch_every_text_still_scored(reward_server, referenc
         scores = run(score_and_close(pool, TEXTS, chunk_size=2))
     assert scores == pytest.approx(reference_scores, abs=1e-4)
     assert flaky.actions.count("forward") == 2 and flaky.actions.count("drop") >= 1
+
+
+def test_real_server_stopped_mid_batch_every_text_still_scored(tiny_models, reward_server, reference_scores):
+    server = running_server(["serve", "reward", "--model", str(tiny_models["reward"])])
+    doomed = server.__enter__()
+    try:
+        pool = BackendPool([doomed, reward_server], max_concurrency_per_backend=4, unhealthy_cooldown=30)
+
+        async def go():
+            # One request per text; the doomed server stops after it has taken three of them.
+            batch = asyncio.create_task(score_reasoning(pool, TEXTS * 2, chunk_size=1))
+            give_up = time.monotonic() + 60
+            while pool.stats()[doomed]["requests"] < 3 and time.monotonic() < give_up:
+                await asyncio.sleep(0.005)  # polling with a deadline
+            await asyncio.to_thread(server.__exit__, None, None, None)
+            try:
+                return await batch
+            finally:
+                await pool.aclose()
+
+        scores = asyncio.run(go())
+    finally:
+        server.__exit__(None, None, None)  # idempotent when already stopped
+    assert scores == pytest.approx(reference_scores * 2, abs=1e-4)
+    stats = pool.stats()[doomed]
+    assert stats["failures"] >= 1 and not stats["healthy"], stats
+    # Calls waiting for a slot moved to the live server instead of each failing on the dead one in turn.
+    assert stats["failures"] <= 4 + 1, stats
 
 
 def test_5xx_and_slow_backends_are_retried_elsewhere(reward_server, reference_scores):

@@ -6,8 +6,10 @@ the call gives up only at its total deadline, with :class:`BackendsUnavailable` 
 its last error. Other 4xx answers are the caller's mistake: they raise :class:`BackendRequestError` with the
 server's message at once, on no other backend. Nothing here ever turns a failure into a number.
 
-httpx clients and semaphores belong to one event loop, so the pool keeps one pooled ``httpx.AsyncClient``
-(and one set of per-backend concurrency limits) per running loop; health is shared by all loops.
+Calls that find every usable backend at its concurrency limit wait for the next free slot on *any* backend,
+not in a queue of one backend: when a backend dies, the waiting calls drain to the others instead of each
+discovering the failure in turn. httpx clients and futures belong to one event loop, so the pool keeps one
+pooled ``httpx.AsyncClient`` (and its slot accounting) per running loop; health is shared by all loops.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import random
 import threading
 import time
 import weakref
+from collections import deque
 from dataclasses import dataclass, field
 
 import httpx
@@ -63,6 +66,7 @@ def parse_backends(spec: str | list[str] | tuple[str, ...]) -> list[str]:
 class _BackendState:
     url: str
     unhealthy_until: float = 0.0
+    failed_at: float = float("-inf")
     last_error: str = ""
     requests: int = 0
     failures: int = 0
@@ -71,8 +75,8 @@ class _BackendState:
 @dataclass
 class _LoopState:
     client: httpx.AsyncClient
-    semaphores: dict[str, asyncio.Semaphore]
-    in_flight: dict[str, int] = field(default_factory=dict)
+    in_flight: dict[str, int]  # requests sent to each backend and not yet answered
+    waiters: deque = field(default_factory=deque)  # futures of calls waiting for a free slot, oldest first
 
 
 class BackendPool:
@@ -133,8 +137,7 @@ class BackendPool:
                     limits=httpx.Limits(max_connections=total, max_keepalive_connections=total),
                     timeout=httpx.Timeout(self.request_timeout),
                 )
-                semaphores = {url: asyncio.Semaphore(self.max_concurrency_per_backend) for url in self.backends}
-                state = self._loops[loop] = _LoopState(client, semaphores, {url: 0 for url in self.backends})
+                state = self._loops[loop] = _LoopState(client, {url: 0 for url in self.backends})
             return state
 
     async def aclose(self) -> None:
@@ -156,7 +159,8 @@ class BackendPool:
         state = self._states[url]
         state.failures += 1
         state.last_error = error
-        state.unhealthy_until = time.monotonic() + self.unhealthy_cooldown
+        state.failed_at = time.monotonic()
+        state.unhealthy_until = state.failed_at + self.unhealthy_cooldown
 
     def healthy_backends(self) -> list[str]:
         now = time.monotonic()
@@ -169,20 +173,44 @@ class BackendPool:
             for url, s in self._states.items()
         }
 
-    def _pick(self, loop_state: _LoopState, tried: set[str]) -> str:
-        """Least-loaded healthy backend not yet tried in this call; then untried ones on cooldown; then any."""
+    def _choose(self, loop_state: _LoopState, tried: set[str]) -> str | None:
+        """A backend with a free slot: healthy ones (all, when none is), untried in this call first, least
+        loaded first; None when every candidate is at its limit."""
         now = time.monotonic()
-        untried = [url for url in self.backends if url not in tried]
-        for candidates in (
-            [url for url in untried if self._states[url].unhealthy_until <= now],
-            untried,
-            [url for url in self.backends if self._states[url].unhealthy_until <= now],
-            self.backends,
-        ):
-            if candidates:
-                least = min(loop_state.in_flight[url] for url in candidates)
-                return random.choice([url for url in candidates if loop_state.in_flight[url] == least])
-        raise AssertionError("unreachable: the pool has at least one backend")
+        usable = [url for url in self.backends if self._states[url].unhealthy_until <= now] or self.backends
+        limit = self.max_concurrency_per_backend
+        for candidates in ([url for url in usable if url not in tried], usable):
+            free = [url for url in candidates if loop_state.in_flight[url] < limit]
+            if free:
+                least = min(loop_state.in_flight[url] for url in free)
+                return random.choice([url for url in free if loop_state.in_flight[url] == least])
+        return None
+
+    async def _acquire(self, loop_state: _LoopState, tried: set[str], give_up_at: float) -> str | None:
+        """Take a slot on a backend, waiting for one to free up; None at the deadline."""
+        while True:
+            url = self._choose(loop_state, tried)
+            if url is not None:
+                loop_state.in_flight[url] += 1
+                return url
+            remaining = give_up_at - time.monotonic()
+            if remaining <= 0:
+                return None
+            waiter = asyncio.get_running_loop().create_future()
+            loop_state.waiters.append(waiter)
+            try:
+                # A released slot wakes the oldest waiter; the timeout re-checks health changes meanwhile.
+                await asyncio.wait_for(waiter, timeout=min(remaining, 1.0))
+            except TimeoutError:
+                pass
+
+    def _release(self, loop_state: _LoopState, url: str) -> None:
+        loop_state.in_flight[url] -= 1
+        while loop_state.waiters:
+            waiter = loop_state.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                break
 
     # -- requests ------------------------------------------------------------------------------------------
     async def post_json(self, path: str, payload: dict) -> dict:
@@ -193,18 +221,16 @@ class BackendPool:
         tried: set[str] = set()
         attempt = 0
         while True:
-            remaining = give_up_at - time.monotonic()
-            if remaining <= 0:
+            url = await self._acquire(loop_state, tried, give_up_at)
+            if url is None:
                 raise self._unavailable(path, started)
-            url = self._pick(loop_state, tried)
             tried.add(url)
             if len(tried) == len(self.backends):
                 tried = set()  # every backend had a go: the next round starts over, after a backoff
-            loop_state.in_flight[url] += 1
             try:
-                result = await self._attempt(loop_state, url, path, payload, remaining)
+                result = await self._attempt(loop_state, url, path, payload, give_up_at - time.monotonic())
             finally:
-                loop_state.in_flight[url] -= 1
+                self._release(loop_state, url)
             if result is not None:
                 return result
             attempt += 1
@@ -218,14 +244,14 @@ class BackendPool:
     async def _attempt(self, loop_state: _LoopState, url: str, path: str, payload: dict, remaining: float) -> dict | None:
         """One try on one backend: the JSON answer, None for a retryable failure; raises on 4xx."""
         state = self._states[url]
+        state.requests += 1
+        sent_at = time.monotonic()
         try:
-            async with asyncio.timeout(remaining):
-                async with loop_state.semaphores[url]:
-                    state.requests += 1
-                    response = await loop_state.client.post(
-                        f"{url}{path}", json=payload, timeout=min(self.request_timeout, max(remaining, 0.001))
-                    )
-                    body = response.content
+            async with asyncio.timeout(max(remaining, 0.001)):
+                response = await loop_state.client.post(
+                    f"{url}{path}", json=payload, timeout=min(self.request_timeout, max(remaining, 0.001))
+                )
+                body = response.content
         except (TimeoutError, httpx.TimeoutException):
             self._mark_unhealthy(url, f"timed out on {path}")
             return None
@@ -242,7 +268,8 @@ class BackendPool:
         except ValueError:
             self._mark_unhealthy(url, f"answered {response.status_code} with a body that is not JSON: {body[:200]!r}")
             return None
-        state.unhealthy_until = 0.0  # a good answer ends any cooldown early
+        if sent_at > state.failed_at:  # a good answer to a request sent after the last failure ends the cooldown
+            state.unhealthy_until = 0.0
         return result
 
     def _unavailable(self, path: str, started: float) -> BackendsUnavailable:

@@ -15,3 +15,11 @@ def echo_or_fault(item):
     if item == "raise":
         raise ValueError("asked to raise")
     return {"echo": item, "pid": os.getpid()}
+
+
+def rule_check_in_child(pairs):
+    """Run a rule-check batch inside a (daemonic) multiprocessing worker, as reward workers do."""
+    from trm.rewards.correctness import rule_check_batch
+
+    verdicts = rule_check_batch([a for a, _ in pairs], [g for _, g in pairs], timeout_s=2.0)
+    return [(v.correct, v.source) for v in verdicts]

@@ -115,6 +115,16 @@ def test_rule_check_from_non_main_threads_concurrently():
         assert verdicts[0].source == "math_verify"
 
 
+def test_rule_check_inside_a_daemonic_worker_process():
+    import multiprocessing
+
+    from _rule_check_support import rule_check_in_child
+
+    with multiprocessing.get_context("spawn").Pool(1) as processes:  # pool workers are daemonic
+        result = processes.apply(rule_check_in_child, ([("0.5", "\\frac12"), (PATHOLOGICAL, "5")],))
+    assert result == [(True, "math_verify"), (False, "timeout")]
+
+
 def test_batch_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="2 answers but 1 ground truths"):
         rule_check_batch(["1", "2"], ["1"])
@@ -138,6 +148,31 @@ def test_worker_pool_crash_hang_and_error_are_reported_per_item(fault_pool):
     again = fault_pool.map(["c", "d", "e"], timeout_s=5.0)
     assert [o.value["echo"] for o in again] == ["c", "d", "e"]
     assert len({o.value["pid"] for o in again}) <= 2  # persistent workers, not a process per item
+
+
+def test_workers_outlive_the_thread_that_needed_them(monkeypatch):
+    # Workers die with their parent (PR_SET_PDEATHSIG), which Linux takes to be the starting *thread*.
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    made: list[WorkerPool] = []
+
+    def in_thread():
+        made.append(WorkerPool("_rule_check_support:echo_or_fault", workers=2))
+        made[0].map(["hang", "a"], timeout_s=1.0)  # the replacement worker is started from here too
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join(60)
+    pool = made[0]
+    try:
+        workers = pool._idle + pool._starting
+        give_up = time.monotonic() + 1.0
+        while time.monotonic() < give_up and all(w.proc.poll() is None for w in workers):
+            time.sleep(0.05)  # polling with a deadline: a wrongly tied worker dies within this second
+        assert [w.proc.poll() for w in workers] == [None, None]
+        assert [o.status for o in pool.map(["b", "c", "d"], timeout_s=5.0)] == ["ok"] * 3
+        assert pool.replaced == 1
+    finally:
+        pool.shutdown()
 
 
 def test_worker_pool_start_failure_is_an_error_not_a_verdict():

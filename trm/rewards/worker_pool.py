@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -51,6 +52,25 @@ def _worker_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "PYTHONWARNINGS": "ignore"}
 
 
+_SPAWNER: tuple[int, ThreadPoolExecutor] | None = None
+_SPAWNER_LOCK = threading.Lock()
+
+
+def _spawn(function: str) -> "_Worker":
+    """Start a worker from one long-lived thread per process.
+
+    Workers ask the kernel to kill them when their parent dies (PR_SET_PDEATHSIG), and Linux counts the
+    *thread* that started a child as its parent: a worker started from a short-lived caller thread would be
+    killed when that thread ends. Starting them all from this thread ties their life to the process.
+    """
+    global _SPAWNER
+    with _SPAWNER_LOCK:
+        if _SPAWNER is None or _SPAWNER[0] != os.getpid():
+            _SPAWNER = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="trm-worker-spawner"))
+        executor = _SPAWNER[1]
+    return executor.submit(_Worker, function).result()
+
+
 class _Worker:
     def __init__(self, function: str):
         parent_sock, child_sock = socket.socketpair()
@@ -65,8 +85,9 @@ class _Worker:
         self.conn = Connection(parent_sock.detach())
         self.ready = False
 
-    def poll_ready(self) -> bool:
-        """Non-blocking: has the worker finished importing? Raises WorkerStartError if it failed to."""
+    def poll_ready(self) -> bool | None:
+        """Non-blocking: has the worker finished importing? None if a signal killed it while it started;
+        raises WorkerStartError if it failed by itself (a broken install, which no restart fixes)."""
         if self.ready:
             return True
         if not self.conn.poll():
@@ -75,7 +96,9 @@ class _Worker:
             message = json.loads(self.conn.recv_bytes())
         except (EOFError, OSError):
             code = self.proc.wait()
-            raise WorkerStartError(f"rule-check worker exited with code {code} before it was ready (see stderr)")
+            if code < 0:
+                return None
+            raise WorkerStartError(f"worker exited with code {code} before it was ready (see its stderr above)")
         if message[0] != READY:
             raise WorkerStartError(f"rule-check worker failed to start: {message[1]}")
         self.ready = True
@@ -105,7 +128,7 @@ class WorkerPool:
         self.replaced = 0  # workers killed after a timeout or crash (for diagnostics and tests)
         self._pid = os.getpid()
         for _ in range(workers):
-            self._starting.append(_Worker(function))
+            self._starting.append(_spawn(function))
 
     # -- worker bookkeeping (all under self._lock) ------------------------------------------------------
     def _take_idle(self) -> _Worker | None:
@@ -113,9 +136,15 @@ class WorkerPool:
             if self._closed:
                 raise RuntimeError("worker pool is shut down")
             for worker in list(self._starting):
-                if worker.poll_ready():
+                ready = worker.poll_ready()
+                if ready:
                     self._starting.remove(worker)
                     self._idle.append(worker)
+                elif ready is None:  # killed from outside while starting: start another
+                    self._starting.remove(worker)
+                    worker.kill()
+                    self.replaced += 1
+                    self._starting.append(_spawn(self.function))
             return self._idle.pop() if self._idle else None
 
     def _give_back(self, worker: _Worker) -> None:
@@ -131,7 +160,7 @@ class WorkerPool:
         with self._lock:
             self.replaced += 1
             if not self._closed:
-                self._starting.append(_Worker(self.function))
+                self._starting.append(_spawn(self.function))
             self._lock.notify_all()
 
     def _wait_for_any_worker(self) -> None:
@@ -268,9 +297,10 @@ def _worker_main(fd: int, function: str) -> int:
         if callable(getattr(module, "warm_up", None)):
             module.warm_up()  # heavy imports happen before "ready", never inside an item's time bound
     except Exception as exc:
-        conn.send_bytes(json.dumps(["error", f"cannot import {function}: {type(exc).__name__}: {exc}"]).encode())
+        _send(conn, ["error", f"cannot import {function}: {type(exc).__name__}: {exc}"])
         return 1
-    conn.send_bytes(json.dumps([READY, None]).encode())
+    if not _send(conn, [READY, None]):
+        return 0
     while True:
         try:
             item = json.loads(conn.recv_bytes())
@@ -280,7 +310,17 @@ def _worker_main(fd: int, function: str) -> int:
             reply = ["ok", func(item)]
         except Exception as exc:
             reply = ["error", f"{type(exc).__name__}: {exc}"[:500]]
-        conn.send_bytes(json.dumps(reply).encode())
+        if not _send(conn, reply):
+            return 0
+
+
+def _send(conn: Connection, message: list) -> bool:
+    """Send one message; False when the parent has gone (the worker then exits quietly)."""
+    try:
+        conn.send_bytes(json.dumps(message).encode())
+        return True
+    except OSError:
+        return False
 
 
 if __name__ == "__main__":

@@ -133,7 +133,7 @@ def load_model_and_tokenizer(model_args: ModelArguments, config: TRMRewardConfig
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     dtype = model_args.torch_dtype if model_args.torch_dtype == "auto" else getattr(torch, model_args.torch_dtype)
-    kwargs: dict[str, Any] = {"num_labels": 1, "trust_remote_code": model_args.trust_remote_code, "torch_dtype": dtype}
+    kwargs: dict[str, Any] = {"num_labels": 1, "trust_remote_code": model_args.trust_remote_code, "dtype": dtype}
     if model_args.attn_implementation:
         kwargs["attn_implementation"] = model_args.attn_implementation
     kwargs.update(config.model_init_kwargs or {})
@@ -193,8 +193,12 @@ def train(script_args: ScriptArguments, config: TRMRewardConfig, model_args: Mod
 
     from trm.data.preference import load_valid_records
 
+    import torch
+
     if config.gradient_checkpointing and not config.gradient_checkpointing_kwargs:
         config.gradient_checkpointing_kwargs = {"use_reentrant": False}
+    if not torch.cuda.is_available():
+        config.dataloader_pin_memory = False  # nothing to pin for; avoids a warning per dataloader
     train_records = load_valid_records(script_args.train_file)
     if script_args.max_train_samples is not None:
         train_records = train_records[: script_args.max_train_samples]
@@ -244,7 +248,8 @@ def train(script_args: ScriptArguments, config: TRMRewardConfig, model_args: Mod
 
 
 def main(argv: list[str], prog: str = "trm train-rm") -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logger.setLevel(logging.INFO)
     script_args, config, model_args = parse_args(argv, prog)
     try:
         metrics = train(script_args, config, model_args)

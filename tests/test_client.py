@@ -172,6 +172,14 @@ def test_api_key_is_sent_as_bearer_token(reward_server, reference_scores):
     assert recording.requests[0].headers["authorization"] == "Bearer sekret"
 
 
+def test_proxy_variables_do_not_capture_backend_requests(reward_server, reference_scores, monkeypatch):
+    dead_proxy = f"http://{dead_backend()}"
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, dead_proxy)
+    pool = BackendPool(reward_server, deadline=5)
+    assert run(score_and_close(pool, TEXTS[:2])) == pytest.approx(reference_scores[:2], abs=1e-4)
+
+
 def test_per_backend_concurrency_limit_and_least_loaded_spread():
     reply = {"data": [{"index": 0, "embedding": [1.5]}]}
     with FaultServer(lambda i, req: ("delay", 0.2, ("status", 200, reply))) as a, FaultServer(

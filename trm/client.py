@@ -93,6 +93,7 @@ class BackendPool:
         unhealthy_cooldown: float = 10.0,
         backoff_base: float = 0.05,
         backoff_max: float = 2.0,
+        trust_env: bool = False,
     ):
         """
         Args:
@@ -103,11 +104,12 @@ class BackendPool:
             api_key: sent as ``Authorization: Bearer <key>`` when set.
             unhealthy_cooldown: seconds a failing backend is skipped while healthy ones remain.
             backoff_base, backoff_max: exponential backoff between retries (with jitter), in seconds.
+            trust_env: honour HTTP(S)_PROXY and friends. Off by default: backends are cluster-internal, and a
+                proxy variable set for downloads would otherwise capture every reward request.
         """
         self.backends = parse_backends(backends)
-        for name, value in (("max_concurrency_per_backend", max_concurrency_per_backend),):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        if max_concurrency_per_backend < 1:
+            raise ValueError(f"max_concurrency_per_backend must be >= 1, got {max_concurrency_per_backend}")
         for name, value in (("request_timeout", request_timeout), ("deadline", deadline)):
             if value <= 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
@@ -117,6 +119,7 @@ class BackendPool:
         self.unhealthy_cooldown = unhealthy_cooldown
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self.trust_env = trust_env
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._states = {url: _BackendState(url) for url in self.backends}
         self._loops: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState]" = weakref.WeakKeyDictionary()
@@ -136,6 +139,7 @@ class BackendPool:
                     headers=self._headers,
                     limits=httpx.Limits(max_connections=total, max_keepalive_connections=total),
                     timeout=httpx.Timeout(self.request_timeout),
+                    trust_env=self.trust_env,
                 )
                 state = self._loops[loop] = _LoopState(client, {url: 0 for url in self.backends})
             return state

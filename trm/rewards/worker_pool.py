@@ -203,7 +203,10 @@ class WorkerPool:
                     try:
                         status, payload = json.loads(conn.recv_bytes())
                     except (EOFError, OSError, ValueError):
-                        code = worker.proc.poll()
+                        try:
+                            code = worker.proc.wait(timeout=2)  # it closed its end: it is exiting
+                        except subprocess.TimeoutExpired:
+                            code = None
                         results[index] = Outcome("crash", detail=f"worker died while checking this item (exit code {code})")
                         self._replace(worker)
                         continue

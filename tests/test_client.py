@@ -195,7 +195,8 @@ def test_per_backend_concurrency_limit_and_least_loaded_spread():
 
         assert run(go()) == [[1.5]] * 12
     assert a.max_in_flight <= 2 and b.max_in_flight <= 2
-    assert len(a.requests) == len(b.requests) == 6  # least-loaded picking splits equal work evenly
+    assert len(a.requests) + len(b.requests) == 12
+    assert min(len(a.requests), len(b.requests)) >= 4  # least-loaded picking spreads equal work
 
 
 def test_one_client_per_event_loop_and_use_from_threads(reward_server, reference_scores):

@@ -31,6 +31,10 @@ class BatcherConfig:
     """Padded tokens per batch (rows x longest row). An item longer than this still runs, alone."""
     max_batch_size: int = 64
     """Rows per batch; 1 turns batching off."""
+    max_wait_ms: float = 0.0
+    """Wait this long for more requests when a batch is not full (adds latency at low load; 0 = never wait)."""
+    gather_yields: int = 3
+    """Event-loop turns given to already-arrived requests before a batch is cut (costs microseconds)."""
 
 
 @dataclass
@@ -156,6 +160,15 @@ class DynamicBatcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            if len(self._pending) < self.config.max_batch_size:
+                # let requests whose bytes already arrived reach the queue before the batch is cut
+                for _ in range(self.config.gather_yields):
+                    await asyncio.sleep(0)
+                if self.config.max_wait_ms > 0 and len(self._pending) < self.config.max_batch_size:
+                    await asyncio.sleep(self.config.max_wait_ms / 1000)
+                self._pending = [p for p in self._pending if not p.future.done()]
+                if not self._pending:
+                    continue
             batch = plan_batch(self._pending, self.config)
             chosen = {id(p) for p in batch}
             self._pending = [p for p in self._pending if id(p) not in chosen]

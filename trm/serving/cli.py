@@ -42,12 +42,22 @@ def common_parser(prog: str, description: str, default_port: int, default_name: 
     parser.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body in MiB (default 32)")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="run Python code shipped with the checkpoint (off by default)")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch's choice); 1 avoids oversubscription when several "
+                             "servers share a small CPU box")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
 
 
 def resolve_api_key(value: str | None) -> str | None:
     return value or os.environ.get(API_KEY_ENV) or None
+
+
+def setup_torch(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def setup_logging(level: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trm.serving.cli import common_parser, fail, resolve_api_key, setup_logging
+from trm.serving.cli import common_parser, fail, resolve_api_key, setup_logging, setup_torch
 
 
 def main(argv: list[str], prog: str = "trm serve chat") -> int:
@@ -15,6 +15,7 @@ def main(argv: list[str], prog: str = "trm serve chat") -> int:
                         help="max_tokens for requests that do not set it (default 1024)")
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
+    setup_torch(args.torch_threads)
 
     from trm.serving.batching import BatcherConfig
     from trm.serving.chat_server import ChatServerConfig, build_app

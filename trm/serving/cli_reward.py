@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trm.serving.cli import common_parser, fail, resolve_api_key, setup_logging
+from trm.serving.cli import common_parser, fail, resolve_api_key, setup_logging, setup_torch
 
 
 def main(argv: list[str], prog: str = "trm serve reward") -> int:
@@ -11,6 +11,7 @@ def main(argv: list[str], prog: str = "trm serve reward") -> int:
                         help="truncate over-long inputs from this side (default: reject them with 400)")
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
+    setup_torch(args.torch_threads)
 
     from trm.serving.batching import BatcherConfig
     from trm.serving.http import run_app

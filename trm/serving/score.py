@@ -43,31 +43,18 @@ def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
         yield items[start : start + size]
 
 
-async def _post_embeddings(pool, texts: list[str], model: str) -> list[float]:
-    """Scores through the embeddings API (used when trm.rewards.thinking is not available)."""
-    answer = await pool.post_json("/v1/embeddings", {"model": model, "input": texts})
-    data = sorted(answer.get("data") or [], key=lambda item: item.get("index", 0))
-    if len(data) != len(texts):
-        raise RuntimeError(f"the TRM server returned {len(data)} embeddings for {len(texts)} inputs")
-    return [float(item["embedding"][0]) for item in data]
-
-
 def endpoint_scorer(endpoints: str, model: str, api_key: str | None, concurrency: int, timeout: float,
                     deadline: float):
     """A function scoring a list of text chunks through TRM servers, the chunks in flight together."""
     from trm.client import BackendPool
-
-    try:
-        from trm.rewards.thinking import score_reasoning
-    except ImportError:  # the rewards package may not be installed in a trimmed deployment
-        score_reasoning = _post_embeddings
+    from trm.rewards.thinking import score_reasoning
 
     def score_chunks(chunks: list[list[str]]) -> list[list[float]]:
         async def run():
             pool = BackendPool(endpoints, api_key=api_key, max_concurrency_per_backend=concurrency,
                                request_timeout=timeout, deadline=deadline)
             try:
-                return await asyncio.gather(*(score_reasoning(pool, list(chunk), model=model) for chunk in chunks))
+                return await asyncio.gather(*(score_reasoning(pool, list(chunk), model=model, chunk_size=len(chunk)) for chunk in chunks))
             finally:
                 await pool.aclose()
 

@@ -117,3 +117,13 @@ def test_general_verifier_sh_serves_chat_with_the_concatenating_template(tiny_mo
         assert httpx.get(f"{server.url}/v1/models").json()["data"][0]["id"] == "TIGER-Lab/general-verifier"
     finally:
         stop(server.proc)
+
+
+def test_serve_wait_returns_once_healthy_and_fails_on_dead_servers(reward_server, capsys):
+    from trm.serving.cli import main as serve_main
+
+    assert serve_main(["wait", reward_server, "--timeout", "30"]) == 0
+    dead = f"127.0.0.1:{free_port()}"
+    assert serve_main(["wait", f"{reward_server},{dead}", "--timeout", "1"]) == 1
+    err = capsys.readouterr().err
+    assert dead in err and "not healthy" in err

@@ -22,6 +22,7 @@ REPO=$(dirname "$(readlink -f "$0")")
 . "$REPO/server/launch-lib.sh"
 
 require_model_dir "$MODEL_PATH"
+warn_open_host
 choose_backend "$BACKEND" sglang
 if [ "$CHOSEN" = sglang ]; then
   run_command "$PYTHON" -m sglang.launch_server --model-path "$MODEL_PATH" --is-embedding \
@@ -29,7 +30,7 @@ if [ "$CHOSEN" = sglang ]; then
     ${MAX_LENGTH:+--context-length "$MAX_LENGTH"} ${API_KEY:+--api-key "$API_KEY"} $EXTRA_ARGS
 else
   require_trm
+  [ -z "$API_KEY" ] || export TRM_API_KEY="$API_KEY"  # by environment, not visible in `ps`
   run_command "$PYTHON" -m trm serve reward --model "$MODEL_PATH" --host "$HOST" --port "$PORT" \
-    --served-model-name "$SERVED_MODEL_NAME" ${MAX_LENGTH:+--max-length "$MAX_LENGTH"} \
-    ${API_KEY:+--api-key "$API_KEY"} $EXTRA_ARGS
+    --served-model-name "$SERVED_MODEL_NAME" ${MAX_LENGTH:+--max-length "$MAX_LENGTH"} $EXTRA_ARGS
 fi

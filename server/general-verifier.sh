@@ -24,16 +24,19 @@ REPO=$(dirname "$(dirname "$(readlink -f "$0")")")
 CHAT_TEMPLATE=${CHAT_TEMPLATE:-$REPO/chat_templates/verifier.jinja}
 
 require_model_dir "$MODEL_PATH"
+warn_open_host
 [ -f "$CHAT_TEMPLATE" ] || die "CHAT_TEMPLATE '$CHAT_TEMPLATE' does not exist"
 choose_backend "$BACKEND" vllm
 if [ "$CHOSEN" = vllm ]; then
+  [ -z "$API_KEY" ] || export VLLM_API_KEY="$API_KEY"  # vLLM reads the key from here; not visible in `ps`
   run_command "$PYTHON" -m vllm.entrypoints.openai.api_server --model "$MODEL_PATH" \
     --served-model-name "$SERVED_MODEL_NAME" --chat-template "$CHAT_TEMPLATE" \
     --host "$HOST" --port "$PORT" --tensor-parallel-size "$TP_SIZE" \
-    ${MAX_MODEL_LEN:+--max-model-len "$MAX_MODEL_LEN"} ${API_KEY:+--api-key "$API_KEY"} $EXTRA_ARGS
+    ${MAX_MODEL_LEN:+--max-model-len "$MAX_MODEL_LEN"} $EXTRA_ARGS
 else
   require_trm
+  [ -z "$API_KEY" ] || export TRM_API_KEY="$API_KEY"
   run_command "$PYTHON" -m trm serve chat --model "$MODEL_PATH" --chat-template "$CHAT_TEMPLATE" \
     --host "$HOST" --port "$PORT" --served-model-name "$SERVED_MODEL_NAME" \
-    ${MAX_MODEL_LEN:+--max-length "$MAX_MODEL_LEN"} ${API_KEY:+--api-key "$API_KEY"} $EXTRA_ARGS
+    ${MAX_MODEL_LEN:+--max-length "$MAX_MODEL_LEN"} $EXTRA_ARGS
 fi

@@ -44,9 +44,19 @@ require_trm() {
   python_has trm || die "the embedded server needs the trm package, which '$PYTHON' cannot import; set PYTHON=/path/to/venv/bin/python or run 'pip install -e .'"
 }
 
+# warn_open_host: say so when the server will accept other machines without a key.
+warn_open_host() {
+  case "$HOST" in
+    127.*|localhost|::1) ;;
+    *) [ -n "$API_KEY" ] || echo "$LAUNCHER: warning: HOST=$HOST accepts other machines and API_KEY is empty; anyone who can reach port $PORT can use the model" >&2 ;;
+  esac
+}
+
 # run_command ARGS...: print the command, then exec it (DRY_RUN=1 or --dry-run: print only).
 run_command() {
-  echo "$LAUNCHER: $*"
+  local shown="$*"
+  [ -z "${API_KEY:-}" ] || shown=${shown//"$API_KEY"/"<API_KEY>"}  # keys stay out of logs
+  echo "$LAUNCHER: $shown"
   [ "$DRY_RUN" = 1 ] && exit 0
   exec "$@"
 }

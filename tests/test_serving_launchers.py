@@ -46,6 +46,20 @@ def test_missing_or_wrong_model_path_fails_at_once(script, tmp_path):
     assert bad_backend.returncode == 2
 
 
+@pytest.mark.parametrize("script,model", [("trm.sh", "reward"), ("server/general-verifier.sh", "chat")])
+def test_open_host_without_key_is_warned_about(script, model, tiny_models):
+    result = _run(script, {"MODEL_PATH": str(tiny_models[model]), "HOST": "0.0.0.0"}, "--dry-run")
+    assert result.returncode == 0 and "API_KEY is empty" in result.stderr and "--host 0.0.0.0" in result.stdout
+    keyed = _run(script, {"MODEL_PATH": str(tiny_models[model]), "HOST": "0.0.0.0", "API_KEY": "k"}, "--dry-run")
+    assert "warning" not in keyed.stderr and keyed.returncode == 0
+
+
+def test_sglang_gets_the_key_but_logs_do_not_show_it(tiny_models, fake_gpu_box):
+    result = _run("trm.sh", {"MODEL_PATH": str(tiny_models["reward"]), "API_KEY": "s3cret-key", **fake_gpu_box},
+                  "--dry-run")
+    assert "--api-key <API_KEY>" in result.stdout and "s3cret-key" not in result.stdout + result.stderr
+
+
 def test_auto_picks_the_embedded_server_without_gpu_engines_and_says_why(tiny_models, tmp_path):
     # no nvidia-smi on PATH and an empty sglang-free interpreter path: this machine's situation
     env = {"MODEL_PATH": str(tiny_models["reward"]), "PATH": f"{os.path.dirname(sys.executable)}:/usr/bin:/bin"}
@@ -102,11 +116,15 @@ def test_trm_sh_serves_the_embedded_reward_server(tiny_models, tmp_path):
 
 def test_general_verifier_sh_serves_chat_with_the_concatenating_template(tiny_models, tmp_path):
     port = free_port()
-    env = {"MODEL_PATH": str(tiny_models["chat"]), "PORT": str(port), "PYTHON": sys.executable}
+    env = {"MODEL_PATH": str(tiny_models["chat"]), "PORT": str(port), "PYTHON": sys.executable, "API_KEY": "k-9"}
     server = spawn(["bash", str(REPO / "server/general-verifier.sh")], port, tmp_path, env=env)
     try:
         messages = [{"role": "system", "content": "Judge: "}, {"role": "user", "content": "is 91 equal to 91.0?"}]
-        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x")
+        body = {"model": "TIGER-Lab/general-verifier", "messages": messages, "max_tokens": 1}
+        assert httpx.post(f"{server.url}/v1/chat/completions", json=body).status_code == 401  # the key reached it
+        wrong = httpx.post(f"{server.url}/v1/chat/completions", json=body, headers={"Authorization": "Bearer k-8"})
+        assert wrong.status_code == 401
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="k-9")
         answer = client.chat.completions.create(model="TIGER-Lab/general-verifier", messages=messages,
                                                 temperature=0, max_tokens=4)
         from transformers import AutoTokenizer
@@ -114,7 +132,7 @@ def test_general_verifier_sh_serves_chat_with_the_concatenating_template(tiny_mo
         tokenizer = AutoTokenizer.from_pretrained(tiny_models["chat"])
         plain = tokenizer("Judge: is 91 equal to 91.0?", add_special_tokens=False)["input_ids"]
         assert answer.usage.prompt_tokens == len(plain)  # no roles, no markers: contents joined as they are
-        assert httpx.get(f"{server.url}/v1/models").json()["data"][0]["id"] == "TIGER-Lab/general-verifier"
+        assert [m.id for m in client.models.list().data] == ["TIGER-Lab/general-verifier"]
     finally:
         stop(server.proc)
 

@@ -96,7 +96,8 @@ class ChatGenerator:
             output = self.model.generate(input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
                                          **kwargs)
         new_tokens = output[:, longest:].cpu().tolist()
-        return [self._finish(item, tokens) for item, tokens in zip(items, new_tokens)]
+        with self._tokenizer_lock:  # request threads tokenize concurrently; decode under the same lock
+            return [self._finish(item, tokens) for item, tokens in zip(items, new_tokens)]
 
     def _finish(self, item: GenerationItem, tokens: list[int]) -> GenerationResult:
         """Cut one continuation at its end token, its max_tokens or its first stop string."""

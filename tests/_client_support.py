@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
@@ -139,3 +140,15 @@ def chat_completion(text: str) -> dict:
         "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
     }
+
+
+_RESERVED: list[socket.socket] = []
+
+
+def dead_backend() -> str:
+    """``host:port`` of a port that is bound but never listens: connections are refused, and no server
+    started meanwhile (ours or another test run's) can take the port, as it could after a plain free_port()."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _RESERVED.append(sock)  # held for the life of the test process
+    return f"127.0.0.1:{sock.getsockname()[1]}"

@@ -7,8 +7,8 @@ import threading
 import time
 
 import pytest
-from _client_support import FaultServer
-from conftest import free_port, running_server
+from _client_support import FaultServer, dead_backend
+from conftest import running_server
 
 from trm.client import BackendPool, BackendRequestError, BackendsUnavailable, parse_backends
 from trm.rewards.thinking import score_reasoning, score_responses
@@ -23,10 +23,6 @@ def reference_scores(tiny_models):
     from trm.serving.scorer import RewardScorer
 
     return RewardScorer(tiny_models["reward"], device="cpu").score(TEXTS)
-
-
-def dead_backend() -> str:
-    return f"127.0.0.1:{free_port()}"  # nothing listens there: connections are refused
 
 
 def run(coro):
@@ -149,7 +145,7 @@ def test_all_backends_down_raises_naming_them_within_the_deadline():
         with pytest.raises(BackendsUnavailable) as info:
             run(score_and_close(pool, ["x"]))
         elapsed = time.monotonic() - started
-    assert 1.9 <= elapsed < 5.0  # kept retrying until the deadline, then gave up promptly
+    assert 1.9 <= elapsed < 8.0  # kept retrying until the deadline, then gave up promptly (60 s hang injected)
     message = str(info.value)
     assert f"http://{dead}" in message and hanging.url in message and broken.url in message
     assert "HTTP 500: boom" in message and "timed out" in message

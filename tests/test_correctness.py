@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from _client_support import dead_backend
 
 from trm.client import BackendPool, BackendsUnavailable
 from trm.rewards.correctness import (
@@ -200,7 +200,7 @@ def test_length_rule(answer, gold, expected):
 
 
 def dead_pool(deadline: float = 1.0) -> BackendPool:
-    return BackendPool(f"127.0.0.1:{free_port()}", deadline=deadline)
+    return BackendPool(dead_backend(), deadline=deadline)
 
 
 WEBINSTRUCT = "TIGER-Lab/WebInstruct-verified"

@@ -247,3 +247,9 @@ def test_verify_response_uses_a_given_rule_verdict_and_config():
     assert verdict is given
     with pytest.raises(ValueError, match="rule_timeout_s"):
         VerifyConfig(rule_timeout_s=0)
+    assert VerifyConfig(llm_data_sources="a, b").llm_data_sources == {"a", "b"}
+    assert VerifyConfig().llm_data_sources == {WEBINSTRUCT}
+
+
+def test_numbers_are_checked_as_text():
+    assert [v.correct for v in rule_check_batch([5, 0.5], [5, "\\frac{1}{2}"])] == [True, True]

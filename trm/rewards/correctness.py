@@ -50,7 +50,10 @@ class VerifyConfig:
     """The student answer is cut to its last this-many characters before it goes to the verifier."""
 
     def __post_init__(self):
-        self.llm_data_sources = frozenset(self.llm_data_sources)
+        sources = self.llm_data_sources
+        if isinstance(sources, str):  # "a,b" from a command line or a Hydra override, not a set of characters
+            sources = [name.strip() for name in sources.split(",") if name.strip()]
+        self.llm_data_sources = frozenset(sources)
         if self.rule_timeout_s <= 0:
             raise ValueError(f"rule_timeout_s must be > 0, got {self.rule_timeout_s}")
 
@@ -91,6 +94,7 @@ def rule_check_batch(
     """
     if len(answers) != len(ground_truths):
         raise ValueError(f"{len(answers)} answers but {len(ground_truths)} ground truths")
+    answers = [None if a is None else str(a) for a in answers]
     golds = [clean_ground_truth(gt) for gt in ground_truths]
     verdicts: list[Verdict | None] = [_precheck(a, g) for a, g in zip(answers, golds)]
     todo = [i for i, verdict in enumerate(verdicts) if verdict is None]

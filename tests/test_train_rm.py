@@ -112,10 +112,14 @@ def test_interrupted_training_resumes_to_the_same_step_count(tiny_models, tmp_pa
     assert (out / "checkpoint-2").is_dir() and not (out / "checkpoint-4").exists()
     assert not (out / "model.safetensors").exists()
 
+    # A run killed while saving leaves a newer, partial checkpoint: resuming must skip it.
+    partial = out / "checkpoint-4"
+    partial.mkdir()
+    (partial / "trainer_state.json").write_text('{"global_step": 4, "log_hi')
     steps = CountSteps()
     metrics = train(*parse_args(argv + ["--resume_from_checkpoint", "auto"]), callbacks=[steps])
     err = capsys.readouterr().err
-    assert "resuming from" in err and "checkpoint-2" in err
+    assert f"resuming from {out / 'checkpoint-2'}" in err and f"skipping incomplete checkpoint {partial}" in err
     assert steps.seen == [3, 4, 5, 6]  # continued after the checkpoint, did not start over
     assert metrics["global_step"] == 48 // 8
     state = json.loads((out / "trainer_state.json").read_text())

@@ -146,34 +146,60 @@ def load_model_and_tokenizer(model_args: ModelArguments, config: TRMRewardConfig
     return model, tokenizer
 
 
+def say(message: str) -> None:
+    """A note on stderr, once per job (rank 0 only under accelerate/torchrun)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"[trm train-rm] {message}", file=sys.stderr)
+
+
 def report_lengths(name: str, stats: EncodeStats) -> None:
     """Say on stderr what happened to over-long pairs (never silent)."""
     if stats.dropped_too_long:
         hint = "" if stats.truncation else "; pass --truncation left|right to keep them with a cut trace, or raise --max_length"
-        print(
-            f"[trm train-rm] {name}: dropped {stats.dropped_too_long} of {stats.pairs} pairs longer than "
-            f"--max_length {stats.max_length} tokens (rows {stats.dropped_rows[:10]}{'...' if stats.dropped_too_long > 10 else ''}){hint}",
-            file=sys.stderr,
+        say(
+            f"{name}: dropped {stats.dropped_too_long} of {stats.pairs} pairs longer than "
+            f"--max_length {stats.max_length} tokens (rows {stats.dropped_rows[:10]}{'...' if stats.dropped_too_long > 10 else ''}){hint}"
         )
     if stats.truncated:
-        print(
-            f"[trm train-rm] {name}: truncated the trace of {stats.truncated} of {stats.pairs} pairs "
-            f"({stats.truncation} side) to fit --max_length {stats.max_length}",
-            file=sys.stderr,
+        say(
+            f"{name}: truncated the trace of {stats.truncated} of {stats.pairs} pairs "
+            f"({stats.truncation} side) to fit --max_length {stats.max_length}"
         )
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """Newest ``checkpoint-N`` whose trainer_state.json (written last by the Trainer) is complete JSON.
+
+    A run killed while saving leaves a newer, partial checkpoint folder; resuming from it would fail or
+    silently load a half-written optimizer, so such folders are skipped with a message.
+    """
+    import re
+
+    if not os.path.isdir(output_dir):
+        return None
+    found = []
+    for name in os.listdir(output_dir):
+        match = re.fullmatch(r"checkpoint-(\d+)", name)
+        if match and os.path.isdir(os.path.join(output_dir, name)):
+            found.append((int(match.group(1)), os.path.join(output_dir, name)))
+    for _, path in sorted(found, reverse=True):
+        try:
+            json.loads(Path(path, "trainer_state.json").read_text())
+            return path
+        except (OSError, ValueError):
+            say(f"skipping incomplete checkpoint {path} (no readable trainer_state.json)")
+    return None
 
 
 def resolve_resume(config: TRMRewardConfig) -> str | None:
-    """The checkpoint to resume from: an explicit path, or the newest under output_dir for 'auto'/'true'."""
-    from transformers.trainer_utils import get_last_checkpoint
-
+    """The checkpoint to resume from: an explicit path, or the newest complete one for 'auto'/'true'."""
     value = config.resume_from_checkpoint
     if value is None or str(value).lower() in ("false", "no", "none", ""):
         return None
     if str(value).lower() in ("auto", "true", "yes", "last"):
-        last = get_last_checkpoint(config.output_dir) if os.path.isdir(config.output_dir) else None
+        last = last_complete_checkpoint(config.output_dir)
         if last is None:
-            print(f"[trm train-rm] no checkpoint under {config.output_dir}; starting from scratch", file=sys.stderr)
+            say(f"no checkpoint under {config.output_dir}; starting from scratch")
         return last
     if not os.path.isdir(value):
         raise FileNotFoundError(f"--resume_from_checkpoint {value}: no such checkpoint folder")
@@ -227,7 +253,7 @@ def train(script_args: ScriptArguments, config: TRMRewardConfig, model_args: Mod
         callbacks=callbacks,
     )
     if resume:
-        print(f"[trm train-rm] resuming from {resume}", file=sys.stderr)
+        say(f"resuming from {resume}")
     train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(config.output_dir)
     data_stats = {"train_pairs": train_stats.as_dict()}

@@ -197,7 +197,10 @@ class WorkerPool:
                     continue
                 next_deadline = min(deadline for _, deadline in running.values())
                 by_conn = {worker.conn: worker for worker in running}
-                for conn in wait(list(by_conn), timeout=max(0.0, next_deadline - time.monotonic())):
+                wait_s = max(0.0, next_deadline - time.monotonic())
+                if pending:  # look again soon for workers that became ready or were given back meanwhile
+                    wait_s = min(wait_s, 0.05)
+                for conn in wait(list(by_conn), timeout=wait_s):
                     worker = by_conn[conn]
                     index, _ = running.pop(worker)
                     try:

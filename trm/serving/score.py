@@ -49,14 +49,18 @@ def endpoint_scorer(endpoints: str, model: str, api_key: str | None, concurrency
     from trm.client import BackendPool
     from trm.rewards.thinking import score_reasoning
 
+    # one pool for the whole run: backend health carries over from one window of chunks to the next
+    pool = BackendPool(endpoints, api_key=api_key, max_concurrency_per_backend=concurrency,
+                       request_timeout=timeout, deadline=deadline)
+
     def score_chunks(chunks: list[list[str]]) -> list[list[float]]:
         async def run():
-            pool = BackendPool(endpoints, api_key=api_key, max_concurrency_per_backend=concurrency,
-                               request_timeout=timeout, deadline=deadline)
             try:
-                return await asyncio.gather(*(score_reasoning(pool, list(chunk), model=model, chunk_size=len(chunk)) for chunk in chunks))
+                return await asyncio.gather(
+                    *(score_reasoning(pool, list(chunk), model=model, chunk_size=len(chunk)) for chunk in chunks)
+                )
             finally:
-                await pool.aclose()
+                await pool.aclose()  # this loop's HTTP client
 
         return asyncio.run(run())
 

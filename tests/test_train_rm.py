@@ -11,7 +11,7 @@ import pytest
 from transformers import TrainerCallback
 
 from _train_support import SERVER_ENV, TOY_TEST, TOY_TRAIN, TRAIN_PAIRS, one_torch_thread, release_flags, trained_reward_model
-from trm.data.preference import load_records
+from trm.data.preference import load_records, save_records
 from trm.training.encode import encode_pairs
 from trm.training.eval_rm import main as eval_main
 from trm.training.pairs import preference_parts, preference_texts
@@ -105,8 +105,10 @@ class StopAfter(TrainerCallback):
 
 def test_interrupted_training_resumes_to_the_same_step_count(tiny_models, tmp_path, capsys):
     out = tmp_path / "run"
-    argv = release_flags(tiny_models["reward"], out, max_train_samples=48, validation_file=None, eval_strategy="no",
-                         load_best_model_at_end=None, metric_for_best_model=None, save_steps=2)
+    parquet = tmp_path / "train.parquet"  # training reads parquet as well as JSON/JSONL
+    save_records(load_records(TOY_TRAIN)[:48], parquet)
+    argv = release_flags(tiny_models["reward"], out, train_file=parquet, max_train_samples=48, validation_file=None,
+                         eval_strategy="no", load_best_model_at_end=None, metric_for_best_model=None, save_steps=2)
     with pytest.raises(KeyboardInterrupt):
         train(*parse_args(argv), callbacks=[StopAfter(3)])
     assert (out / "checkpoint-2").is_dir() and not (out / "checkpoint-4").exists()

@@ -96,7 +96,13 @@ class TRMRewardConfig(RewardConfig):
 def parse_args(argv: list[str], prog: str = "trm train-rm") -> tuple[ScriptArguments, TRMRewardConfig, ModelArguments]:
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser((ScriptArguments, TRMRewardConfig, ModelArguments), prog=prog, description=__doc__)
+    import argparse
+
+    class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+        pass
+
+    parser = HfArgumentParser((ScriptArguments, TRMRewardConfig, ModelArguments), prog=prog, description=__doc__,
+                              formatter_class=Formatter)
     if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
         return parser.parse_yaml_file(os.path.abspath(argv[0]))
     if len(argv) == 1 and argv[0].endswith(".json") and "=" not in argv[0]:

@@ -61,7 +61,7 @@ def running_server(args: list[str], port: int | None = None, timeout: float = 18
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
+                if httpx.get(f"{url}/health", timeout=2.0, trust_env=False).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

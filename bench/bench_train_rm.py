@@ -8,7 +8,7 @@ gradient clipping, AdamW, linear schedule) and nothing else. The trainer side is
 to its on_train_end callback (model loading, tokenization and saving are outside both timings); its batch
 collation is inside its timing and outside the plain loop's, so the ratio is, if anything, pessimistic.
 
-    python bench/bench_train_rm.py                 # small tiny-Llama (4 layers, hidden 256), 64 pairs, ~2 min
+    python bench/bench_train_rm.py                 # small tiny-Llama (4 layers, hidden 256), 64 pairs, 3 repeats, ~2 min
     python bench/bench_train_rm.py --size tiny --repeats 3
 
 Prints pairs/s for each and the overhead ratio (plain loop pairs/s / trainer pairs/s; target <= 1.3).
@@ -107,7 +107,7 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each; medians are reported")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each; medians are reported")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps a shared CPU box steady)")
     parser.add_argument("--data", default=str(REPO / "data" / "toy_preferences_train.jsonl"))
     args = parser.parse_args()

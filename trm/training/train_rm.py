@@ -201,6 +201,10 @@ def resolve_resume(config: TRMRewardConfig) -> str | None:
     """The checkpoint to resume from: an explicit path, or the newest complete one for 'auto'/'true'."""
     value = config.resume_from_checkpoint
     if value is None or str(value).lower() in ("false", "no", "none", ""):
+        existing = last_complete_checkpoint(config.output_dir)
+        if existing:
+            say(f"{config.output_dir} already has {Path(existing).name}; starting from scratch anyway "
+                "(pass --resume_from_checkpoint auto to continue from it)")
         return None
     if str(value).lower() in ("auto", "true", "yes", "last"):
         last = last_complete_checkpoint(config.output_dir)
@@ -221,12 +225,12 @@ def _dataset(rows: list[dict]):
 def train(script_args: ScriptArguments, config: TRMRewardConfig, model_args: ModelArguments,
           callbacks: list | None = None) -> dict:
     """Train, save model + tokenizer + eval_results.json into output_dir; return the final metrics."""
+    import torch
     from trl import RewardTrainer
 
     from trm.data.preference import load_valid_records
 
-    import torch
-
+    resume = resolve_resume(config)  # before any heavy work, so a wrong path fails fast
     if config.gradient_checkpointing and not config.gradient_checkpointing_kwargs:
         config.gradient_checkpointing_kwargs = {"use_reentrant": False}
     if not torch.cuda.is_available():
@@ -249,7 +253,6 @@ def train(script_args: ScriptArguments, config: TRMRewardConfig, model_args: Mod
             raise ValueError(f"{script_args.validation_file}: every pair is longer than --max_length {config.max_length}")
         eval_dataset = _dataset(eval_rows)
 
-    resume = resolve_resume(config)
     trainer = RewardTrainer(
         model=model,
         args=config,

@@ -149,3 +149,42 @@ def test_command_is_reachable_from_the_trm_entry_point(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["malformed"] == 0
+
+
+def _toy_generator():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_toy_preferences", REPO / "scripts" / "make_toy_preferences.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_toy_pairs_are_correct_length_matched_and_only_the_rejected_has_defects():
+    from trm.traces import extract_answer, reasoning
+
+    generator = _toy_generator()
+    records = generator.make_pairs(300, seed=5)
+    defect_words = ("wait", "hmm", "other words", "start over", "no,")
+    longer = 0
+    for record in records:
+        question = record["prompt"][0]["content"]
+        chosen, rejected = record["chosen"][0]["content"], record["rejected"][0]["content"]
+        # Both are correct: the same boxed answer, and it is the question's answer.
+        numbers = [int(w) for w in question.replace("?", " ").replace(".", " ").split() if w.isdigit()]
+        assert extract_answer(chosen) == extract_answer(rejected) == str(numbers[0] + numbers[1] * numbers[2])
+        assert not any(w in reasoning(chosen).lower() for w in defect_words)
+        assert any(w in reasoning(rejected).lower() for w in defect_words) and record["defects"]
+        ratio = len(reasoning(chosen)) / len(reasoning(rejected))
+        assert 0.85 <= ratio <= 1.15
+        longer += len(reasoning(chosen)) > len(reasoning(rejected))
+    assert 0.4 * len(records) <= longer <= 0.6 * len(records)  # no length shortcut either way
+    assert {d for r in records for d in r["defects"]} == set(generator.DEFECTS)
+
+
+def test_committed_toy_files_are_what_the_generator_writes(tmp_path):
+    generator = _toy_generator()
+    assert generator.main(["--train", "256", "--test", "96", "--seed", "0", "--out", str(tmp_path / "toy")]) == 0
+    for split in ("train", "test"):
+        committed = (REPO / "data" / f"toy_preferences_{split}.jsonl").read_text()
+        assert (tmp_path / f"toy_{split}.jsonl").read_text() == committed

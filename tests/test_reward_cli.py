@@ -55,7 +55,7 @@ def test_reward_cli_prints_components_and_writes_records(tmp_path, reward_server
 def test_reward_cli_dead_trm_fails_without_printing_rewards(tmp_path):
     dead = f"127.0.0.1:{free_port()}"
     result = run_reward("--data", str(rule_only_rows(tmp_path)), "--responses", str(RESPONSES),
-                        "--rm-backends", dead, "--deadline", "2")
+                        "--rm-backends", dead, "--deadline", "1.5")
     assert result.returncode == 1
     assert "BackendsUnavailable" in result.stderr and dead in result.stderr
     assert "verified" not in result.stdout

@@ -121,7 +121,7 @@ def test_score_all_scores_every_response_but_still_rewards_only_verified(tokeniz
 
 def test_dead_trm_backend_raises_instead_of_rewarding(tokenizer):
     manager = load_verify_manager(tokenizer, f"+reward_model.reward_kwargs.rm_backends=127.0.0.1:{free_port()}",
-                                  "+reward_model.reward_kwargs.deadline_s=3")
+                                  "+reward_model.reward_kwargs.deadline_s=1.5")
     from trm.client import BackendsUnavailable
 
     with pytest.raises(BackendsUnavailable, match="127.0.0.1"):

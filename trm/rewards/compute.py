@@ -3,7 +3,8 @@
     r = v * (1 - alpha + alpha * sigmoid(t))      v in {0, 1} from the verifier, t the raw TRM score
 
 One pipeline serves every caller (``remote_verifier.compute_score``, the verl ``verify`` manager, ``trm reward``):
-1. rule check of the whole batch at once (math-verify in the persistent worker pool, time-bounded);
+1. rule check of the whole batch in the persistent worker pool (math-verify, time-bounded), in rounds of
+   ``rule_chunk`` answers so that the network calls of finished rounds overlap the CPU work of the next;
 2. per response, concurrently and bounded by ``parallelism``: the LLM verifier where the rule check failed and the
    data source allows it, then the TRM on ``trm_input(user_prompt, response)`` for verified answers (or for all
    responses with ``score_all``, for analysis; unverified ones still get 0).
@@ -53,6 +54,8 @@ class RewardSettings:
     """Requests one backend gets at a time; the rest wait for the least-loaded healthy backend."""
     request_timeout_s: float = 300.0
     """Time one HTTP request may take before it is retried elsewhere."""
+    rule_chunk: int = 256
+    """Answers per rule-check round in the worker pool; finished rounds go on to the network while the next runs."""
     deadline_s: float = 900.0
     """Total time one call may take across retries; then it raises naming the backends."""
     verify: VerifyConfig = field(default_factory=VerifyConfig)
@@ -167,6 +170,37 @@ def _pool(backends: str, api_key: str | None, settings: RewardSettings):
     )
 
 
+class _RuleVerdicts:
+    """Rule verdicts of a batch, produced chunk by chunk in the worker pool while earlier chunks already go on to
+    the verifier and the TRM (math-verify is CPU-bound, the rest waits on the network: the two overlap)."""
+
+    def __init__(self, requests: Sequence[RewardRequest], settings: RewardSettings, given: Sequence[Verdict] | None):
+        self.requests, self.settings = requests, settings
+        self.chunk = max(1, settings.rule_chunk)
+        self.chunks = [asyncio.get_running_loop().create_future() for _ in range(0, len(requests), self.chunk)]
+        if given is not None:
+            if len(given) != len(requests):
+                raise ValueError(f"{len(given)} rule verdicts for {len(requests)} requests")
+            for n, future in enumerate(self.chunks):
+                future.set_result(list(given[n * self.chunk : (n + 1) * self.chunk]))
+
+    async def produce(self) -> None:
+        for n, future in enumerate(self.chunks):
+            if future.done():
+                continue
+            part = self.requests[n * self.chunk : (n + 1) * self.chunk]
+            try:
+                future.set_result(await asyncio.to_thread(rule_check_requests, part, self.settings))
+            except BaseException as error:  # waiting items fail with the same error
+                for pending in self.chunks[n:]:
+                    if not pending.done():
+                        pending.set_exception(error)
+                raise
+
+    async def get(self, i: int) -> Verdict:
+        return (await self.chunks[i // self.chunk])[i % self.chunk]
+
+
 async def reward_batch(
     requests: Sequence[RewardRequest],
     settings: RewardSettings,
@@ -174,20 +208,20 @@ async def reward_batch(
     rule_verdicts: Sequence[Verdict] | None = None,
     on_done: Callable[[], None] | None = None,
 ) -> list[dict]:
-    """Rewards and components for `requests`, in order (see the module docstring for the steps)."""
+    """Rewards and components for `requests`, in order (see the module docstring for the steps).
+
+    ``rule_verdicts`` skips step 1 when the caller already rule-checked the batch.
+    """
     from trm.rewards.thinking import score_reasoning
 
-    if rule_verdicts is None:
-        rule_verdicts = await asyncio.to_thread(rule_check_requests, requests, settings)
-    if len(rule_verdicts) != len(requests):
-        raise ValueError(f"{len(rule_verdicts)} rule verdicts for {len(requests)} requests")
+    rules = _RuleVerdicts(requests, settings, rule_verdicts)
     limit = asyncio.Semaphore(settings.parallelism)
     verifier_pool = _pool(settings.verifier_backends, settings.verifier_api_key, settings)
     rm_pool = _pool(settings.rm_backends, settings.rm_api_key, settings)
     results: list[dict | None] = [None] * len(requests)
 
     async def one(i: int, request: RewardRequest) -> None:
-        verdict = rule_verdicts[i]
+        verdict = await rules.get(i)
         if not verdict.correct:
             async with limit:
                 verdict = await verify_response(
@@ -210,6 +244,7 @@ async def reward_batch(
 
     try:
         async with asyncio.TaskGroup() as group:  # the first failure cancels the rest and propagates
+            group.create_task(rules.produce())
             for i, request in enumerate(requests):
                 group.create_task(one(i, request))
     except BaseExceptionGroup as failures:
@@ -233,9 +268,8 @@ def run_coroutine(make: Callable[[], Awaitable[T]]) -> T:
 def reward_batch_sync(
     requests: Sequence[RewardRequest], settings: RewardSettings, on_done: Callable[[], None] | None = None
 ) -> list[dict]:
-    """:func:`reward_batch` from sync code: rule check of the whole batch first, then the async calls."""
-    verdicts = rule_check_requests(requests, settings)
-    return run_coroutine(lambda: reward_batch(requests, settings, rule_verdicts=verdicts, on_done=on_done))
+    """:func:`reward_batch` from sync code (also where an event loop already runs)."""
+    return run_coroutine(lambda: reward_batch(requests, settings, on_done=on_done))
 
 
 def compute_score(

@@ -4,15 +4,17 @@ Registered with verl's reward-manager registry when this module is imported (``r
 and verl imports that file before it looks the manager up, also inside its Ray task runner). The class lives in
 the installed package so Ray can unpickle it in the worker that runs ``compute_reward_async``.
 
-Per batch: decode every response, rule-check all answers in one go, then run verifier and TRM calls concurrently
-(``parallelism`` in flight), and write each reward at the last valid response token.
+Per batch: decode every response (think tags kept), rule-check all answers in the persistent worker pool (in
+rounds that overlap the network calls), run verifier and TRM calls concurrently (``parallelism`` in flight), and
+write each reward at the last valid response token. Settings come from the manager's own arguments
+(``reward_model.reward_kwargs``), then ``custom_reward_function.reward_kwargs``, then remote_verifier.py.
 """
 
 from __future__ import annotations
 
 import functools
 import sys
-from collections import Counter, defaultdict
+from collections import Counter
 from typing import Any, Callable
 
 import torch
@@ -20,8 +22,8 @@ from verl import DataProto
 from verl.workers.reward_manager import register
 from verl.workers.reward_manager.abstract import AbstractRewardManager
 
-from trm.traces import THINK_CLOSE, THINK_OPEN
 from trm.rewards.compute import RewardRequest, RewardSettings, request_from_sample, reward_batch_sync
+from trm.traces import THINK_CLOSE, THINK_OPEN
 
 # Keys of reward_extra_info (one value per sample; verl stores them in the batch and logs them).
 EXTRA_KEYS = (
@@ -151,15 +153,18 @@ class VerifyRewardManager(AbstractRewardManager):
         size = Counter(groups)
         for group, result in zip(groups, results):
             correct[group] += result["verify_binary"]
-        extra: dict[str, list] = defaultdict(list)
+        extra: dict[str, list] = {key: [] for key in EXTRA_KEYS}
         for group, result in zip(groups, results):
-            for key in ("score", "verify_score", "verify_binary", "rm_score_raw", "has_answer", "verdict_source"):
-                extra[key].append(result[key])
-            extra["acc"].append(float(result["verify_binary"]))
-            extra["trm_scored"].append(result["rm_score_raw"] == result["rm_score_raw"])  # NaN = not scored
-            extra["group_correct"].append(correct[group])
-            extra["group_size"].append(size[group])
-        return dict(extra)
+            row = {
+                **{k: result[k] for k in ("score", "verify_score", "verify_binary", "rm_score_raw", "has_answer", "verdict_source")},
+                "acc": float(result["verify_binary"]),  # verl's validation treats "acc" as the core metric
+                "trm_scored": result["rm_score_raw"] == result["rm_score_raw"],  # NaN = the TRM was not asked
+                "group_correct": correct[group],  # right rollouts among this prompt's group (uid)
+                "group_size": size[group],
+            }
+            for key in EXTRA_KEYS:
+                extra[key].append(row[key])
+        return extra
 
     def _print_examples(self, data: DataProto, requests: list[RewardRequest], results: list[dict]) -> None:
         shown: Counter = Counter()

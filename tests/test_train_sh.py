@@ -40,9 +40,12 @@ def test_dry_run_applies_extra_overrides_and_environment(tmp_path):
     result = dry_run(
         "+reward_model.reward_kwargs.score_all=true",
         f"data.train_files={REPO / 'data' / 'webinstruct_tiny.parquet'}",
+        "data.train_batch_size=8",
         env={"ALPHA": "0.5", "TRM_RM_BACKENDS": "10.0.0.1:1,10.0.0.2:2"},
     )
     assert result.returncode == 0, result.stderr
+    assert "8 prompts x 8 rollouts = 64 responses/step" in result.stdout
+    assert "note: actor.ppo_mini_batch_size 128 > data.train_batch_size 8: one policy update per step" in result.stdout
     assert "alpha 0.5; parallelism 1024; TRM scores every response (analysis)" in result.stdout
     assert "TRM backends 10.0.0.1:1,10.0.0.2:2" in result.stdout
     assert "data.train_files" not in result.stdout  # the tiny parquet exists and validates: no note about it
@@ -75,6 +78,8 @@ def train_sh_overrides(tmp_path_factory) -> list[str]:
         ("+reward_model.reward_kwargs.paralelism=8", "unknown reward setting(s) paralelism"),
         ("reward_model.reward_kwargs.alpha=1.5", "alpha must be in [0, 1]"),
         ("reward_model.reward_manager=verfy", "Unknown reward manager: verfy"),
+        (f"data.train_files={REPO / 'data' / 'webinstruct_tiny.parquet'}",
+         "data.train_files has 12 rows, fewer than data.train_batch_size=512"),
         ("actor_rollout_ref.actor.use_dynamic_bsz=false", "Please set at least one of 'actor.ppo_micro_batch_size'"),
     ],
 )

@@ -19,11 +19,14 @@ from trm.rl.config import compose_ppo_config, local_path, validate_ppo_config
 
 def _data_notes(config: DictConfig) -> list[str]:
     """Where the data files are missing here (fine on a laptop), or present but unusable (an error)."""
+    import pyarrow.parquet as pq
+
     from trm.data.webinstruct import validate_parquet
 
     notes = []
     for split in ("train_files", "val_files"):
         files = config.data[split]
+        rows = 0
         for file in [files] if isinstance(files, str) else list(files):
             path = local_path(file)
             if path is None:
@@ -33,6 +36,10 @@ def _data_notes(config: DictConfig) -> list[str]:
             if problems:
                 shown = "\n  ".join(problems[:10])
                 raise ValueError(f"data.{split}: {file} is not usable for the verify reward:\n  {shown}")
+            rows += pq.ParquetFile(path).metadata.num_rows
+        if split == "train_files" and 0 < rows < config.data.train_batch_size:
+            raise ValueError(f"data.train_files has {rows} rows, fewer than data.train_batch_size="
+                             f"{config.data.train_batch_size}: verl's train dataloader (drop_last) would be empty")
     return notes
 
 
@@ -91,6 +98,10 @@ def run_check(overrides: list[str]) -> str:
     notes = _data_notes(config)
     tokenizer, note = _load_tokenizer(config)
     notes += [note] if note else []
+    actor = config.actor_rollout_ref.actor
+    if actor.ppo_mini_batch_size > config.data.train_batch_size:
+        notes.append(f"actor.ppo_mini_batch_size {actor.ppo_mini_batch_size} > data.train_batch_size "
+                     f"{config.data.train_batch_size}: one policy update per step")
     manager = load_manager(config, tokenizer)
     checks.append("reward manager loaded")
     return summary(config, manager, checks, notes)

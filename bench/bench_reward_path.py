@@ -9,7 +9,7 @@ ceil(W / (B * capacity)) * latency; the verifier and the TRM are separate servic
 lower bound of the step is the larger of the two. We report bound / wall time (target >= 0.85), side by side for
 the default (TRM on verified answers only) and `score_all`, plus the TRM calls the default saves.
 
-    .venv/bin/python bench/bench_reward_path.py [--responses 4096] [--latency 0.5] [--capacity 64] [--backends 2]
+    .venv/bin/python bench/bench_reward_path.py [--responses 4096] [--latency 1.0] [--capacity 32] [--backends 2]
 """
 
 from __future__ import annotations
@@ -131,8 +131,8 @@ def make_samples(n: int, group: int = 8):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--responses", type=int, default=4096)
-    parser.add_argument("--latency", type=float, default=0.5, help="seconds each fake request takes")
-    parser.add_argument("--capacity", type=int, default=64, help="concurrent requests one fake backend serves")
+    parser.add_argument("--latency", type=float, default=1.0, help="seconds each fake request takes")
+    parser.add_argument("--capacity", type=int, default=32, help="concurrent requests one fake backend serves")
     parser.add_argument("--backends", type=int, default=2, help="fake backends per service (TRM, verifier)")
     parser.add_argument("--parallelism", type=int, default=1024)
     parser.add_argument("--client-concurrency", type=int, default=None,

@@ -119,6 +119,15 @@ def test_score_all_scores_every_response_but_still_rewards_only_verified(tokeniz
         assert (result["reward_tensor"][i].sum().item() > 0) == correct
 
 
+def test_a_dead_trm_backend_beside_a_live_one_costs_no_reward(tokenizer, reward_server, scorer):
+    dead = f"127.0.0.1:{free_port()}"
+    manager = load_verify_manager(tokenizer, f"+reward_model.reward_kwargs.rm_backends='{dead},{reward_server}'")
+    rollouts = samples("math")
+    batch = rollout_batch(tokenizer, rollouts)
+    result = manager(batch, return_dict=True)
+    check_result(batch, result["reward_tensor"], result["reward_extra_info"], rollouts, scorer)
+
+
 def test_dead_trm_backend_raises_instead_of_rewarding(tokenizer):
     manager = load_verify_manager(tokenizer, f"+reward_model.reward_kwargs.rm_backends=127.0.0.1:{free_port()}",
                                   "+reward_model.reward_kwargs.deadline_s=1.5")

@@ -141,7 +141,7 @@ def blend_result(verdict: Verdict, trm_score: float | None, alpha: float) -> dic
     from trm.rewards.blend import thinking_reward
 
     verified = 1.0 if verdict.correct else 0.0
-    score = thinking_reward(verified, trm_score, alpha) if verdict.correct else 0.0
+    score = thinking_reward(verified, trm_score, alpha)  # 0 for a wrong answer, whatever the TRM says
     return {
         "score": float(score),
         "verify_score": verified,

@@ -1,12 +1,80 @@
 #!/usr/bin/env bash
-# The whole TRM pipeline at toy scale on CPU, with the embedded servers. Run through `make quickstart`.
+# The whole TRM loop at toy scale on a CPU, with the embedded servers. Run it through `make quickstart`
+# (which sets up .venv first). Every model here is tiny and built on the spot; nothing is downloaded.
+#
+# Servers started (and stopped on exit):
+#   TRM       `trm.sh` -> embedded `trm serve reward` on the tiny TRM trained in step 3   127.0.0.1:$TRM_PORT
+#   verifier  `server/general-verifier.sh` -> embedded `trm serve chat` on the tiny chat model  127.0.0.1:$VERIFIER_PORT
+#             (also used as the LLM judge of the ME² pipeline in step 7; its answers are random text)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WORK:-runs/quickstart}
-mkdir -p "$WORK"
+TRM_PORT=${TRM_PORT:-39999}
+VERIFIER_PORT=${VERIFIER_PORT:-23888}
+PYTHON=${PYTHON:-python3}
+export PYTHON OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+rm -rf "$WORK" && mkdir -p "$WORK"
+PIDS=()
+trap 'for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
 
-echo "== 1. tiny models (built here, no downloads)"
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "1. tiny models (a 2-layer Llama reward model and chat model, built here)"
 trm tiny --out "$WORK/models"
 
-echo "== 2. how the toolkit reads data/sample.json"
+step "2. how every part of the toolkit reads data/sample.json"
 trm inspect --input data/sample.json
+
+step "3. train the tiny TRM on toy preference pairs (TRL RewardTrainer), then its pairwise accuracy"
+trm data trm-preference describe data/toy_preferences_train.jsonl
+trm train-rm --model_name_or_path "$WORK/models/reward" \
+  --train_file data/toy_preferences_train.jsonl --validation_file data/toy_preferences_test.jsonl \
+  --output_dir "$WORK/trm" --learning_rate 1e-3 --per_device_train_batch_size 8 --num_train_epochs 1 \
+  --max_train_samples 128 --eval_strategy steps --eval_steps 8 --save_steps 8 \
+  --load_best_model_at_end --metric_for_best_model accuracy --disable_tqdm true > "$WORK/train_rm.log" 2>&1 \
+  || { tail -n 30 "$WORK/train_rm.log"; exit 1; }
+trm eval-rm --data data/toy_preferences_test.jsonl --model "$WORK/trm" --table
+
+step "4. serve the trained TRM and the verifier (the launchers pick the embedded servers on CPU)"
+MODEL_PATH="$WORK/trm" PORT=$TRM_PORT bash trm.sh > "$WORK/trm-server.log" 2>&1 &
+PIDS+=($!)
+MODEL_PATH="$WORK/models/chat" PORT=$VERIFIER_PORT bash server/general-verifier.sh > "$WORK/verifier-server.log" 2>&1 &
+PIDS+=($!)
+trm serve wait "127.0.0.1:$TRM_PORT,127.0.0.1:$VERIFIER_PORT" --timeout 180
+head -n 1 "$WORK/trm-server.log"
+
+step "5. score data/sample.json over HTTP (the original release's wire format), and in-process"
+trm score --input data/sample.json --endpoint "127.0.0.1:$TRM_PORT"
+trm score --input data/sample.json --model "$WORK/trm"
+TRM_PORT=$TRM_PORT "$PYTHON" - <<'PY'
+import json, os
+import requests
+
+with open("data/sample.json", encoding="utf-8") as f:
+    sample = json.load(f)
+reasoning = sample["response"].split("</think>", 1)[0].removeprefix("<think>")
+payload = {"model": "RewardModel", "input": f"{sample['prompt']}\n{reasoning}"}
+resp = requests.post(f"http://127.0.0.1:{os.environ['TRM_PORT']}/v1/embeddings", json=payload, timeout=60)
+resp.raise_for_status()
+print("TRM score via requests:", resp.json()["data"][0]["embedding"][0])
+PY
+
+step "6. RL rewards r = v * (0.8 + 0.2 * sigmoid(t)) for a small batch, through both servers"
+trm reward --data data/webinstruct_tiny.parquet --responses data/webinstruct_tiny_responses.jsonl \
+  --rm-backends "127.0.0.1:$TRM_PORT" --verifier-backends "127.0.0.1:$VERIFIER_PORT"
+bash train.sh --dry-run data.train_files=data/webinstruct_tiny.parquet data.val_files=data/webinstruct_tiny.parquet \
+  data.train_batch_size=8 actor_rollout_ref.model.path="$WORK/models/chat"
+
+step "7. ME² pipeline plumbing: trace -> DAG with an LLM judge (the tiny chat model answers noise, so steps fall back to 'continue')"
+tail -n 2 docs/examples/traces.jsonl > "$WORK/pref_in.jsonl"
+trm dag build --input "$WORK/pref_in.jsonl" --output "$WORK/dags.jsonl" \
+  --base-url "http://127.0.0.1:$VERIFIER_PORT/v1" --model TIGER-Lab/general-verifier --rounds 1 --dag-max-tokens 16
+trm dag render --input "$WORK/dags.jsonl" --output "$WORK/dag.svg"
+
+step "8. best-of-N with the trained TRM on a synthetic candidate pool, with tables and a plot"
+"$PYTHON" -m trm.evaluation.toy --benchmark aime24 --data-dir data/benchmarks --n 16 --repeat-items 8 --out "$WORK/pool.jsonl"
+trm bon --generations "$WORK/pool.jsonl" --trm-endpoint "127.0.0.1:$TRM_PORT" --out-dir "$WORK/bon" \
+  --n-values 1 2 4 8 16 --title "CPU toy: synthetic pool, tiny TRM"
+
+
+step "done: outputs are under $WORK (trained TRM, server logs, dags.jsonl, dag.svg, bon/bon.png)"

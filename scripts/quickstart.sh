@@ -72,9 +72,9 @@ trm dag build --input "$WORK/pref_in.jsonl" --output "$WORK/dags.jsonl" \
 trm dag render --input "$WORK/dags.jsonl" --output "$WORK/dag.svg"
 
 step "8. best-of-N with the trained TRM on a synthetic candidate pool, with tables and a plot"
-"$PYTHON" -m trm.evaluation.toy --benchmark aime24 --data-dir data/benchmarks --n 16 --repeat-items 8 --out "$WORK/pool.jsonl"
+"$PYTHON" -m trm.evaluation.toy --benchmark aime24 --data-dir data/benchmarks --n 16 --repeat-items 16 --out "$WORK/pool.jsonl"
 trm bon --generations "$WORK/pool.jsonl" --trm-endpoint "127.0.0.1:$TRM_PORT" --out-dir "$WORK/bon" \
-  --n-values 1 2 4 8 16 --title "CPU toy: synthetic pool, tiny TRM"
+  --n-values 1 2 4 8 16 --title "CPU toy: synthetic pool (wrong answers tend to have ME² defects), trained tiny TRM"
 
 
 step "done: outputs are under $WORK (trained TRM, server logs, dags.jsonl, dag.svg, bon/bon.png)"

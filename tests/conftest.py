@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from _serving_support import REPO, spawn, stop, trm_command  # noqa: F401 (REPO is imported from here by tests)
 
 # Never touch a model hub from the tests.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -46,40 +43,13 @@ def running_server(args: list[str], port: int | None = None, timeout: float = 18
 
     The server's output goes to a log file whose tail is shown if it fails to come up.
     """
-    import httpx
-
     port = port or free_port()
-    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"trm-test-server-{port}.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "trm", *args, "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env={**os.environ, **(env or {})},
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
+    server = spawn(trm_command(*args, "--port", str(port)), port, Path(os.environ.get("TMPDIR", "/tmp")), env=env,
+                   timeout=timeout, log_name=f"trm-test-server-{port}.log")
     try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2.0, trust_env=False).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server not healthy after {timeout}s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)  # polling a health endpoint with a deadline, not a synchronisation sleep
-        yield url
+        yield server.url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(server.proc)
 
 
 @pytest.fixture

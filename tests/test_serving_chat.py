@@ -81,6 +81,58 @@ def test_stop_strings_cut_the_text(chat_server, reference):
     assert result.choices[0].finish_reason == "stop"
 
 
+@pytest.fixture(scope="module")
+def generator(tiny_models):
+    """The server's in-process generator, with a forward hook counting decoding steps."""
+    from trm.serving.generator import ChatGenerator
+
+    generator = ChatGenerator(tiny_models["chat"])
+    generator.forward_calls = 0
+
+    def count(*_):
+        generator.forward_calls += 1
+
+    generator.model.register_forward_hook(count)
+    return generator
+
+
+def _generate(generator, items):
+    """(results, decoding steps) of one batched generate call."""
+    generator.forward_calls = 0
+    results = generator.generate(items)
+    return results, generator.forward_calls
+
+
+def test_generation_halts_at_a_stop_string_per_row(generator):
+    from trm.serving.generator import GenerationItem, Sampling
+
+    greedy = Sampling(temperature=0)
+    prompt = generator.encode_chat(MESSAGES)
+    other = generator.encode_chat([{"role": "user", "content": "question 3: why why"}])
+    (full,), steps = _generate(generator, [GenerationItem(prompt, 24, [], greedy)])
+    assert full.finish_reason == "length" and full.completion_tokens == steps == 24
+    stop = full.text[len(full.text) // 3 : len(full.text) // 3 + 2]
+    assert stop.strip() and full.text.find(stop) > 0, full.text
+
+    (cut,), steps = _generate(generator, [GenerationItem(prompt, 24, [stop], greedy)])
+    assert cut.text == full.text[: full.text.find(stop)] and cut.finish_reason == "stop"
+    assert cut.completion_tokens < 24
+    assert steps == cut.completion_tokens  # generation ended on the token that completed the stop string
+
+    # one batch, rows with their own stop strings and max_tokens: each row equals its solo run
+    (alone,), _ = _generate(generator, [GenerationItem(other, 24, [], greedy)])
+    mixed, steps = _generate(generator, [GenerationItem(prompt, 24, [stop], greedy),
+                                         GenerationItem(other, 24, [], greedy),
+                                         GenerationItem(prompt, 5, [], greedy)])
+    assert mixed[0] == cut and mixed[1] == alone and steps == 24
+    assert mixed[2].finish_reason == "length" and mixed[2].completion_tokens == 5
+    assert full.text.startswith(mixed[2].text)
+    early, steps = _generate(generator, [GenerationItem(prompt, 24, [stop], greedy),
+                                         GenerationItem(prompt, 5, [], greedy)])
+    assert early == [cut, mixed[2]]
+    assert steps == max(cut.completion_tokens, 5) < 24  # the batch ends once every row has stopped
+
+
 def test_n_samples_and_concurrent_requests_are_batched(chat_server, reference):
     client = _client(chat_server.url)
     two = client.chat.completions.create(model=NAME, messages=MESSAGES, temperature=0, max_tokens=6, n=2)

@@ -211,8 +211,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits(slow_server, reference):
     assert outcome["response"].status_code == 200, outcome["response"].text
     scores = [d["embedding"][0] for d in outcome["response"].json()["data"]]
     assert scores == pytest.approx([reference.score(t) for t in texts], abs=1e-4)
-    # uvicorn re-raises the captured SIGTERM after a clean shutdown, the usual exit status for a supervisor
-    assert slow_server.proc.wait(timeout=30) in (0, -signal.SIGTERM)
+    assert slow_server.proc.wait(timeout=30) == 0  # a drained SIGTERM is a clean stop, not a death by signal
     assert "Application shutdown complete" in slow_server.log()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{slow_server.url}/health")

@@ -5,6 +5,7 @@ speak the same wire format so clients never need to know which one answers.
 
 - `scorer.RewardScorer`: in-process raw reward scores (the server's forward path, usable without HTTP).
 - `batching.DynamicBatcher`: coalesces concurrent requests into shared forward passes.
-- `reward_server` / `chat_server`: the two HTTP apps; `http` holds what they share (errors, auth, body limits).
+- `reward_server` / `chat_server`: the two API routes; `http` holds what they share (the app around a route,
+  errors, auth, body limits, the uvicorn runner). `generator.ChatGenerator`: batched generation for the chat route.
 - `cli`: `trm serve reward|chat`; `score`: `trm score`.
 """

@@ -7,14 +7,11 @@ are rows of that batch.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import uuid
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -23,15 +20,11 @@ from trm.serving.batching import BatcherConfig, DynamicBatcher
 from trm.serving.generator import ChatGenerator, GenerationItem, Sampling
 from trm.serving.http import (
     DEFAULT_MAX_BODY_BYTES,
-    EXCEPTION_HANDLERS,
     ApiError,
-    BearerAuthMiddleware,
     check_model,
-    models_payload,
     read_json_object,
+    serving_app,
 )
-
-log = logging.getLogger("trm.serving")
 
 
 @dataclass
@@ -111,28 +104,7 @@ def _stop(body: dict) -> list[str]:
 
 def build_app(generator: ChatGenerator, config: ChatServerConfig) -> Starlette:
     batcher = DynamicBatcher(generator.generate, config.batcher, name="chat")
-    created = int(time.time())
     context = config.max_length or generator.context_length
-    state = {"ready": False}
-
-    @asynccontextmanager
-    async def lifespan(app):
-        batcher.start()
-        state["ready"] = True
-        log.info("chat server ready: %s as %s", generator.model_path, ", ".join(config.served_model_names))
-        try:
-            yield
-        finally:
-            state["ready"] = False
-            await batcher.stop()
-
-    async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok" if state["ready"] else "loading", "model": config.served_model_names[0],
-                             "queued": batcher.queued, "in_flight": batcher.in_flight, **batcher.stats.as_dict()},
-                            status_code=200 if state["ready"] else 503)
-
-    async def models(request: Request) -> JSONResponse:
-        return JSONResponse(models_payload(config.served_model_names, created, context))
 
     async def chat_completions(request: Request) -> JSONResponse:
         body = await read_json_object(request, config.max_body_bytes)
@@ -176,10 +148,5 @@ def build_app(generator: ChatGenerator, config: ChatServerConfig) -> Starlette:
                       "total_tokens": len(prompt_ids) + completion},
         })
 
-    routes = [
-        Route("/health", health, methods=["GET"]),
-        Route("/v1/models", models, methods=["GET"]),
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-    ]
-    middleware = [Middleware(BearerAuthMiddleware, api_key=config.api_key)] if config.api_key else []
-    return Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    return serving_app("chat", generator.model_path, batcher, config.served_model_names, config.api_key, context,
+                       Route("/v1/chat/completions", chat_completions, methods=["POST"]))

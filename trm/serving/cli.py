@@ -50,20 +50,31 @@ def common_parser(prog: str, description: str, default_port: int, default_name: 
     return parser
 
 
-def resolve_api_key(value: str | None) -> str | None:
-    return value or os.environ.get(API_KEY_ENV) or None
-
-
-def setup_torch(threads: int | None) -> None:
-    if threads:
+def parse_server_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse the flags, then set up logging and torch threads as they ask (before any model loads)."""
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    if args.torch_threads:
         import torch
 
-        torch.set_num_threads(threads)
+        torch.set_num_threads(args.torch_threads)
+    return args
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+def shared_config(args: argparse.Namespace) -> dict:
+    """Config fields both servers take from the shared flags (API key, body limit, batching)."""
+    from trm.serving.batching import BatcherConfig
+
+    return dict(
+        api_key=resolve_api_key(args.api_key),
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        batcher=BatcherConfig(max_batch_tokens=args.max_batch_tokens, max_batch_size=args.max_batch_size),
+    )
+
+
+def resolve_api_key(value: str | None) -> str | None:
+    return value or os.environ.get(API_KEY_ENV) or None
 
 
 def fail(prog: str, message: str) -> int:

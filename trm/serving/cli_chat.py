@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trm.serving.cli import common_parser, fail, resolve_api_key, setup_logging, setup_torch
+from trm.serving.cli import common_parser, fail, parse_server_args, shared_config
 
 
 def main(argv: list[str], prog: str = "trm serve chat") -> int:
@@ -13,11 +13,8 @@ def main(argv: list[str], prog: str = "trm serve chat") -> int:
                         help="Jinja chat template replacing the model's (e.g. chat_templates/verifier.jinja)")
     parser.add_argument("--default-max-tokens", type=int, default=1024,
                         help="max_tokens for requests that do not set it (default 1024)")
-    args = parser.parse_args(argv)
-    setup_logging(args.log_level)
-    setup_torch(args.torch_threads)
+    args = parse_server_args(parser, argv)
 
-    from trm.serving.batching import BatcherConfig
     from trm.serving.chat_server import ChatServerConfig, build_app
     from trm.serving.generator import ChatGenerator
     from trm.serving.http import run_app
@@ -34,14 +31,8 @@ def main(argv: list[str], prog: str = "trm serve chat") -> int:
     except ValueError as exc:
         return fail(prog, str(exc))
     names = args.served_model_names or [Path(args.model).resolve().name]
-    config = ChatServerConfig(
-        served_model_names=names,
-        api_key=resolve_api_key(args.api_key),
-        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
-        max_length=args.max_length,
-        default_max_tokens=args.default_max_tokens,
-        batcher=BatcherConfig(max_batch_tokens=args.max_batch_tokens, max_batch_size=args.max_batch_size),
-    )
+    config = ChatServerConfig(served_model_names=names, max_length=args.max_length,
+                              default_max_tokens=args.default_max_tokens, **shared_config(args))
     print(f"{prog}: {args.model} on {generator.device} as {', '.join(names)} at http://{args.host}:{args.port} "
           f"(template {args.chat_template or 'from the model'}, auth {'on' if config.api_key else 'off'})", flush=True)
     run_app(build_app(generator, config), args.host, args.port, args.log_level)

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from trm.serving.cli import common_parser, fail, resolve_api_key, setup_logging, setup_torch
+from trm.serving.cli import common_parser, fail, parse_server_args, shared_config
 
 
 def main(argv: list[str], prog: str = "trm serve reward") -> int:
     parser = common_parser(prog, __doc__, default_port=39999, default_name="RewardModel")
     parser.add_argument("--truncation", choices=["left", "right"], default=None,
                         help="truncate over-long inputs from this side (default: reject them with 400)")
-    args = parser.parse_args(argv)
-    setup_logging(args.log_level)
-    setup_torch(args.torch_threads)
+    args = parse_server_args(parser, argv)
 
-    from trm.serving.batching import BatcherConfig
     from trm.serving.http import run_app
     from trm.serving.reward_server import RewardServerConfig, build_app
     from trm.serving.scorer import RewardScorer, check_model_dir
@@ -24,12 +21,8 @@ def main(argv: list[str], prog: str = "trm serve reward") -> int:
         return fail(prog, str(exc))
     scorer = RewardScorer(args.model, device=args.device, max_length=args.max_length, truncation=args.truncation,
                           dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-    config = RewardServerConfig(
-        served_model_names=args.served_model_names or ["RewardModel"],
-        api_key=resolve_api_key(args.api_key),
-        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
-        batcher=BatcherConfig(max_batch_tokens=args.max_batch_tokens, max_batch_size=args.max_batch_size),
-    )
+    config = RewardServerConfig(served_model_names=args.served_model_names or ["RewardModel"],
+                                **shared_config(args))
     print(f"{prog}: {args.model} on {scorer.device} as {', '.join(config.served_model_names)} at "
           f"http://{args.host}:{args.port} (max length {scorer.max_length}, truncation {args.truncation or 'off'}, "
           f"auth {'on' if config.api_key else 'off'})", flush=True)

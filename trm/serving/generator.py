@@ -1,7 +1,8 @@
 """In-process chat generation: left-padded batched `generate` for the chat server (and for tests/tools).
 
 Items in one batch share their sampling settings (the batcher groups them); each item keeps its own
-`max_tokens` and stop strings, applied to its own continuation.
+`max_tokens` and stop strings: a row stops generating once it reaches either, and the batch ends when every row
+has (see `RowStops`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,37 @@ class GenerationResult:
     finish_reason: str  # "stop" (end token or stop string) or "length"
 
 
+class RowStops:
+    """A transformers StoppingCriteria that ends each row at its own max_tokens or its own stop strings.
+
+    `generate(stop_strings=...)` applies one list to every row; batched requests each bring their own. The check
+    decodes only the last few tokens of a row (enough bytes to hold the longest stop string), and a hit there is
+    confirmed on the row's whole continuation, the text `ChatGenerator._finish` cuts.
+    """
+
+    def __init__(self, items: Sequence[GenerationItem], prompt_length: int, decode):
+        self.items = items
+        self.prompt_length = prompt_length
+        self.decode = decode
+        # every token decodes to at least one byte, so this many tokens hold the stop string plus a token of context
+        self.windows = [max((len(s.encode("utf-8")) for s in item.stop), default=0) + 2 for item in items]
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        new = input_ids[:, self.prompt_length:]
+        done = [False] * len(self.items)
+        for row, item in enumerate(self.items):
+            if new.shape[1] >= item.max_tokens:
+                done[row] = True
+            elif item.stop:
+                tail = self.decode(new[row, -self.windows[row]:].tolist())
+                if any(stop in tail for stop in item.stop if stop):
+                    text = self.decode(new[row].tolist())
+                    done[row] = any(stop in text for stop in item.stop if stop)
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
 class ChatGenerator:
     """A causal LM and its tokenizer/chat template, generating for batches of prompts."""
 
@@ -67,7 +99,7 @@ class ChatGenerator:
             eos.append(self.tokenizer.eos_token_id)
         self.eos_ids = eos
         self.context_length = getattr(self.model.config, "max_position_embeddings", None)
-        self._tokenizer_lock = threading.Lock()
+        self._tokenizer_lock = threading.RLock()
         self._torch = torch
 
     def encode_chat(self, messages: list[dict]) -> list[int]:
@@ -77,6 +109,8 @@ class ChatGenerator:
             return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def generate(self, items: Sequence[GenerationItem]) -> list[GenerationResult]:
+        from transformers import StoppingCriteriaList
+
         torch = self._torch
         sampling = items[0].sampling
         longest = max(len(item.prompt_ids) for item in items)
@@ -92,12 +126,17 @@ class ChatGenerator:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
             kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=None)
+        stops = StoppingCriteriaList([RowStops(items, longest, self._decode)])
         with torch.inference_mode():
             output = self.model.generate(input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
-                                         **kwargs)
+                                         stopping_criteria=stops, **kwargs)
         new_tokens = output[:, longest:].cpu().tolist()
-        with self._tokenizer_lock:  # request threads tokenize concurrently; decode under the same lock
+        with self._tokenizer_lock:
             return [self._finish(item, tokens) for item, tokens in zip(items, new_tokens)]
+
+    def _decode(self, ids: list[int]) -> str:
+        with self._tokenizer_lock:  # request threads tokenize concurrently; decode under the same lock
+            return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def _finish(self, item: GenerationItem, tokens: list[int]) -> GenerationResult:
         """Cut one continuation at its end token, its max_tokens or its first stop string."""
@@ -107,8 +146,7 @@ class ChatGenerator:
             if token in self.eos_ids:
                 tokens, finish, end_token = tokens[:position], "stop", 1  # the end token counts, as in vLLM
                 break
-        decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
-        text = decode(tokens)
+        text = self._decode(tokens)
         hits = [(text.find(stop), stop) for stop in item.stop if stop and stop in text]
         if hits:
             cut, _ = min(hits)
@@ -117,7 +155,7 @@ class ChatGenerator:
             lo, hi = 1, len(tokens)
             while lo < hi:
                 mid = (lo + hi) // 2
-                if any(stop in decode(tokens[:mid]) for _, stop in hits):
+                if any(stop in self._decode(tokens[:mid]) for _, stop in hits):
                     hi = mid
                 else:
                     lo = mid + 1

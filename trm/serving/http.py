@@ -1,4 +1,5 @@
-"""HTTP pieces both embedded servers share: JSON errors, bearer auth, bounded request bodies, uvicorn runner.
+"""HTTP pieces both embedded servers share: JSON errors, bearer auth, bounded request bodies, the app around one
+API route (/health, /v1/models, batcher lifetime), and the uvicorn runner.
 
 Errors use the OpenAI shape ``{"error": {"message", "type", "param", "code"}}`` so the official client raises
 them with their message intact.
@@ -6,14 +7,23 @@ them with their message intact.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
+import signal
+import time
+from pathlib import Path
 from typing import Any
 
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from trm.serving.batching import DynamicBatcher
 
 log = logging.getLogger("trm.serving")
 
@@ -132,10 +142,52 @@ def models_payload(served_names: list[str], created: int, max_model_len: int | N
     }
 
 
+def serving_app(kind: str, model_path: str | Path, batcher: DynamicBatcher, served_model_names: list[str],
+                api_key: str | None, max_model_len: int | None, api_route: Route) -> Starlette:
+    """A server around one API route: GET /health (503 until the batcher runs, then its counters), GET /v1/models,
+    bearer auth when `api_key` is set, OpenAI-shaped errors; the batcher lives as long as the app."""
+    created = int(time.time())
+    state = {"ready": False}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        batcher.start()
+        state["ready"] = True
+        log.info("%s server ready: %s as %s", kind, model_path, ", ".join(served_model_names))
+        try:
+            yield
+        finally:
+            state["ready"] = False
+            await batcher.stop()
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok" if state["ready"] else "loading", "model": served_model_names[0],
+                             "queued": batcher.queued, "in_flight": batcher.in_flight, **batcher.stats.as_dict()},
+                            status_code=200 if state["ready"] else 503)
+
+    async def models(request: Request) -> JSONResponse:
+        return JSONResponse(models_payload(served_model_names, created, max_model_len))
+
+    routes = [Route("/health", health, methods=["GET"]), Route("/v1/models", models, methods=["GET"]), api_route]
+    middleware = [Middleware(BearerAuthMiddleware, api_key=api_key)] if api_key else []
+    return Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+
+
 def run_app(app, host: str, port: int, log_level: str = "info", graceful_timeout_s: float = 300.0) -> None:
-    """Serve until SIGINT/SIGTERM; uvicorn then stops accepting and lets in-flight requests finish."""
+    """Serve until SIGINT/SIGTERM; uvicorn then stops accepting and lets in-flight requests finish (a SIGTERM stop
+    returns normally, so the process exits 0)."""
     import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):
+            """uvicorn re-raises the signals it caught once shut down; a SIGTERM it drained cleanly is not re-raised,
+            so a supervisor's ordinary stop ends with exit status 0."""
+            with super().capture_signals():
+                yield
+                captured = getattr(self, "_captured_signals", [])
+                captured[:] = [sig for sig in captured if sig != signal.SIGTERM]
 
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
                             timeout_graceful_shutdown=int(graceful_timeout_s), access_log=log_level == "debug")
-    uvicorn.Server(config).run()
+    Server(config).run()

@@ -9,13 +9,9 @@ from __future__ import annotations
 import array
 import asyncio
 import base64
-import logging
-import time
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -23,16 +19,13 @@ from starlette.routing import Route
 from trm.serving.batching import BatcherConfig, DynamicBatcher
 from trm.serving.http import (
     DEFAULT_MAX_BODY_BYTES,
-    EXCEPTION_HANDLERS,
     ApiError,
-    BearerAuthMiddleware,
     check_model,
-    models_payload,
     read_json_object,
+    serving_app,
 )
 from trm.serving.scorer import InputTooLong, RewardScorer
 
-log = logging.getLogger("trm.serving")
 
 # Requests with fewer characters are tokenized on the event loop (well under a millisecond); longer ones in a thread.
 INLINE_TOKENIZE_CHARS = 8192
@@ -88,27 +81,6 @@ def _encode_embedding(values: list[float], encoding_format: str):
 
 def build_app(scorer: RewardScorer, config: RewardServerConfig) -> Starlette:
     batcher = DynamicBatcher(scorer.forward, config.batcher, name="reward")
-    created = int(time.time())
-    state = {"ready": False}
-
-    @asynccontextmanager
-    async def lifespan(app):
-        batcher.start()
-        state["ready"] = True
-        log.info("reward server ready: %s as %s", scorer.model_path, ", ".join(config.served_model_names))
-        try:
-            yield
-        finally:
-            state["ready"] = False
-            await batcher.stop()
-
-    async def health(request: Request) -> JSONResponse:
-        status = 200 if state["ready"] else 503
-        return JSONResponse({"status": "ok" if state["ready"] else "loading", "model": config.served_model_names[0],
-                             "queued": batcher.queued, "in_flight": batcher.in_flight, **batcher.stats.as_dict()}, status_code=status)
-
-    async def models(request: Request) -> JSONResponse:
-        return JSONResponse(models_payload(config.served_model_names, created, scorer.max_length))
 
     async def embeddings(request: Request) -> JSONResponse:
         body = await read_json_object(request, config.max_body_bytes)
@@ -151,10 +123,5 @@ def build_app(scorer: RewardScorer, config: RewardServerConfig) -> Starlette:
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         })
 
-    routes = [
-        Route("/health", health, methods=["GET"]),
-        Route("/v1/models", models, methods=["GET"]),
-        Route("/v1/embeddings", embeddings, methods=["POST"]),
-    ]
-    middleware = [Middleware(BearerAuthMiddleware, api_key=config.api_key)] if config.api_key else []
-    return Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    return serving_app("reward", scorer.model_path, batcher, config.served_model_names, config.api_key,
+                       scorer.max_length, Route("/v1/embeddings", embeddings, methods=["POST"]))

@@ -195,14 +195,42 @@ def test_per_backend_concurrency_limit_and_least_loaded_spread():
     assert min(len(a.requests), len(b.requests)) >= 4  # least-loaded picking spreads equal work
 
 
+def test_requests_spread_over_small_clients_within_the_limits():
+    """Each backend's requests go through small clients of connections_per_client connections, made on demand."""
+    reply = {"data": [{"index": 0, "embedding": [2.5]}]}
+    with FaultServer(lambda i, req: ("delay", 0.2, ("status", 200, reply))) as a, FaultServer(
+        lambda i, req: ("delay", 0.2, ("status", 200, reply))
+    ) as b:
+        pool = BackendPool([a.url, b.url], max_concurrency_per_backend=6, connections_per_client=2)
+
+        async def go():
+            try:
+                scores = await asyncio.gather(*(score_reasoning(pool, ["x"]) for _ in range(30)))
+                lanes = pool._loop_state().lanes
+                return scores, {url: len(made) for url, made in lanes.items()}
+            finally:
+                await pool.aclose()
+
+        scores, lanes = run(go())
+    assert scores == [[2.5]] * 30
+    assert lanes == {a.url: 3, b.url: 3}  # 6 slots / 2 connections each, no more
+    assert a.max_in_flight <= 6 and b.max_in_flight <= 6
+    assert max(a.max_in_flight, b.max_in_flight) >= 5  # the small clients together still fill the backend's slots
+    with pytest.raises(ValueError, match="connections_per_client"):
+        BackendPool("a:1", connections_per_client=0)
+
+
 def test_one_client_per_event_loop_and_use_from_threads(reward_server, reference_scores):
     pool = BackendPool(reward_server)
 
     async def client_identity_and_scores():
-        first = pool._loop_state().client
+        first = pool._loop_state()
         scores = await score_reasoning(pool, TEXTS[:3])
-        assert pool._loop_state().client is first  # reused within the loop
+        assert pool._loop_state() is first  # clients and slot accounting reused within the loop
+        clients = first.clients()
+        assert clients and all(not client.is_closed for client in clients)
         await pool.aclose()
+        assert all(client.is_closed for client in clients)
         return id(first), scores
 
     results: list = []

@@ -8,8 +8,15 @@ server's message at once, on no other backend. Nothing here ever turns a failure
 
 Calls that find every usable backend at its concurrency limit wait for the next free slot on *any* backend,
 not in a queue of one backend: when a backend dies, the waiting calls drain to the others instead of each
-discovering the failure in turn. httpx clients and futures belong to one event loop, so the pool keeps one
-pooled ``httpx.AsyncClient`` (and its slot accounting) per running loop; health is shared by all loops.
+discovering the failure in turn. httpx clients and futures belong to one event loop, so the pool keeps its
+clients (and its slot accounting) per running loop; health is shared by all loops.
+
+Per backend and loop the requests go through a small set of ``httpx.AsyncClient`` s ("lanes") of
+``connections_per_client`` connections each, and each request takes the least busy lane. One client with
+hundreds of connections would do the same job at several times the CPU cost: httpcore's connection pool walks
+every connection and every queued request on each request start and end (httpx issue #3215), so its cost per
+request grows with its size, and at a few hundred requests in flight the client, not the backends, sets the pace.
+Lanes are created only when the busy ones are full and share one SSL context (building one costs ~40 ms).
 """
 
 from __future__ import annotations
@@ -73,10 +80,21 @@ class _BackendState:
 
 
 @dataclass
-class _LoopState:
+class _Lane:
+    """One small pooled client for one backend (see the module docstring for why not one big one)."""
+
     client: httpx.AsyncClient
+    in_flight: int = 0
+
+
+@dataclass
+class _LoopState:
     in_flight: dict[str, int]  # requests sent to each backend and not yet answered
+    lanes: dict[str, list[_Lane]]  # per backend, created on demand
     waiters: deque = field(default_factory=deque)  # futures of calls waiting for a free slot, oldest first
+
+    def clients(self) -> list[httpx.AsyncClient]:
+        return [lane.client for lanes in self.lanes.values() for lane in lanes]
 
 
 class BackendPool:
@@ -87,6 +105,7 @@ class BackendPool:
         backends: str | list[str],
         *,
         max_concurrency_per_backend: int = 64,
+        connections_per_client: int = 2,
         request_timeout: float = 60.0,
         deadline: float = 300.0,
         api_key: str | None = None,
@@ -99,6 +118,8 @@ class BackendPool:
         Args:
             backends: comma-separated ``host:port`` / URLs, or a list of them.
             max_concurrency_per_backend: requests in flight to one backend at a time (per event loop).
+            connections_per_client: connections of each of the small clients a backend's requests are spread
+                over (per event loop); small keeps the client's CPU cost per request flat, see the module docstring.
             request_timeout: seconds one attempt on one backend may take.
             deadline: seconds one :meth:`post_json` call may take in total, waiting and retries included.
             api_key: sent as ``Authorization: Bearer <key>`` when set.
@@ -110,10 +131,13 @@ class BackendPool:
         self.backends = parse_backends(backends)
         if max_concurrency_per_backend < 1:
             raise ValueError(f"max_concurrency_per_backend must be >= 1, got {max_concurrency_per_backend}")
+        if connections_per_client < 1:
+            raise ValueError(f"connections_per_client must be >= 1, got {connections_per_client}")
         for name, value in (("request_timeout", request_timeout), ("deadline", deadline)):
             if value <= 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
         self.max_concurrency_per_backend = max_concurrency_per_backend
+        self.connections_per_client = min(connections_per_client, max_concurrency_per_backend)
         self.request_timeout = request_timeout
         self.deadline = deadline
         self.unhealthy_cooldown = unhealthy_cooldown
@@ -124,6 +148,8 @@ class BackendPool:
         self._states = {url: _BackendState(url) for url in self.backends}
         self._loops: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState]" = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
+        self._ssl_context = None  # shared by every client of this pool, made on first use
+        self._urls: dict[tuple[str, str], httpx.URL] = {}  # parsed once: httpx's URL parsing is costly per request
 
     def __repr__(self) -> str:
         return f"BackendPool({','.join(self.backends)})"
@@ -133,24 +159,41 @@ class BackendPool:
         loop = asyncio.get_running_loop()
         with self._lock:
             state = self._loops.get(loop)
-            if state is None or state.client.is_closed:
-                total = self.max_concurrency_per_backend * len(self.backends)
-                client = httpx.AsyncClient(
-                    headers=self._headers,
-                    limits=httpx.Limits(max_connections=total, max_keepalive_connections=total),
-                    timeout=httpx.Timeout(self.request_timeout),
-                    trust_env=self.trust_env,
-                )
-                state = self._loops[loop] = _LoopState(client, {url: 0 for url in self.backends})
+            if state is None:
+                state = self._loops[loop] = _LoopState({url: 0 for url in self.backends}, {url: [] for url in self.backends})
             return state
 
+    def _new_client(self) -> httpx.AsyncClient:
+        with self._lock:
+            if self._ssl_context is None:
+                self._ssl_context = httpx.create_ssl_context(trust_env=self.trust_env)
+        size = self.connections_per_client
+        return httpx.AsyncClient(
+            headers=self._headers,
+            limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+            timeout=httpx.Timeout(self.request_timeout),
+            trust_env=self.trust_env,
+            verify=self._ssl_context,
+        )
+
+    def _take_lane(self, loop_state: _LoopState, url: str) -> _Lane:
+        """The least busy lane of ``url`` with a free connection; a new lane when all are full (the backend's
+        slot limit guarantees that there is room for one)."""
+        lanes = loop_state.lanes[url]
+        lane = min(lanes, key=lambda candidate: candidate.in_flight, default=None)
+        if lane is None or lane.in_flight >= self.connections_per_client:
+            lane = _Lane(self._new_client())
+            lanes.append(lane)
+        lane.in_flight += 1
+        return lane
+
     async def aclose(self) -> None:
-        """Close the HTTP client of the running loop (clients of other, finished loops are just dropped)."""
+        """Close the HTTP clients of the running loop (clients of other, finished loops are just dropped)."""
         loop = asyncio.get_running_loop()
         with self._lock:
             state = self._loops.pop(loop, None)
         if state is not None:
-            await state.client.aclose()
+            await asyncio.gather(*(client.aclose() for client in state.clients()), return_exceptions=True)
 
     async def __aenter__(self) -> "BackendPool":
         return self
@@ -231,9 +274,11 @@ class BackendPool:
             tried.add(url)
             if len(tried) == len(self.backends):
                 tried = set()  # every backend had a go: the next round starts over, after a backoff
+            lane = self._take_lane(loop_state, url)
             try:
-                result = await self._attempt(loop_state, url, path, payload, give_up_at - time.monotonic())
+                result = await self._attempt(lane.client, url, path, payload, give_up_at - time.monotonic())
             finally:
+                lane.in_flight -= 1
                 self._release(loop_state, url)
             if result is not None:
                 return result
@@ -245,15 +290,15 @@ class BackendPool:
                 raise self._unavailable(path, started)
             await asyncio.sleep(min(delay, remaining))
 
-    async def _attempt(self, loop_state: _LoopState, url: str, path: str, payload: dict, remaining: float) -> dict | None:
+    async def _attempt(self, client: httpx.AsyncClient, url: str, path: str, payload: dict, remaining: float) -> dict | None:
         """One try on one backend: the JSON answer, None for a retryable failure; raises on 4xx."""
         state = self._states[url]
         state.requests += 1
         sent_at = time.monotonic()
         try:
             async with asyncio.timeout(max(remaining, 0.001)):
-                response = await loop_state.client.post(
-                    f"{url}{path}", json=payload, timeout=min(self.request_timeout, max(remaining, 0.001))
+                response = await client.post(
+                    self._url(url, path), json=payload, timeout=min(self.request_timeout, max(remaining, 0.001))
                 )
                 body = response.content
         except (TimeoutError, httpx.TimeoutException):
@@ -275,6 +320,13 @@ class BackendPool:
         if sent_at > state.failed_at:  # a good answer to a request sent after the last failure ends the cooldown
             state.unhealthy_until = 0.0
         return result
+
+    def _url(self, base: str, path: str) -> httpx.URL:
+        key = (base, path)
+        parsed = self._urls.get(key)
+        if parsed is None:
+            parsed = self._urls[key] = httpx.URL(f"{base}{path}")
+        return parsed
 
     def _unavailable(self, path: str, started: float) -> BackendsUnavailable:
         lines = [f"  {url}: {self._states[url].last_error or 'no answer before the deadline'}" for url in self.backends]

@@ -23,3 +23,19 @@ def rule_check_in_child(pairs):
 
     verdicts = rule_check_batch([a for a, _ in pairs], [g for _, g in pairs], timeout_s=2.0)
     return [(v.correct, v.source) for v in verdicts]
+
+
+def check_or_crash(item):
+    """The real rule check, except for answers "once|<marker file>|<answer>" (the worker dies the first time,
+    while the marker does not exist yet; afterwards <answer> is checked) and "always|-|<answer>" (always dies)."""
+    from trm.rewards.math_rules import check_item
+
+    answer, ground_truth = item
+    if answer.count("|") >= 2:
+        mode, marker, answer = answer.split("|", 2)
+        if mode == "always":
+            os._exit(4)
+        if mode == "once" and not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(4)
+    return check_item([answer, ground_truth])

@@ -175,6 +175,48 @@ def test_workers_outlive_the_thread_that_needed_them(monkeypatch):
         pool.shutdown()
 
 
+@pytest.fixture
+def crashing_rule_check(monkeypatch):
+    """rule_check_batch with workers that die on request (see _rule_check_support.check_or_crash)."""
+    import trm.rewards.correctness as correctness
+
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    monkeypatch.setattr(correctness, "RULE_CHECK_FUNCTION", "_rule_check_support:check_or_crash")
+    yield lambda answers, golds, **kw: rule_check_batch(answers, golds, timeout_s=10.0, workers=2, **kw)
+    get_pool("_rule_check_support:check_or_crash", 2).shutdown()
+
+
+def test_answer_whose_worker_dies_once_is_retried_and_judged(crashing_rule_check, tmp_path):
+    marker = tmp_path / "crashed-once"
+    verdicts = crashing_rule_check([f"once|{marker}|0.5", "0.25", "7"], ["\\frac{1}{2}", "\\frac{1}{4}", "8"])
+    assert marker.exists()  # the first attempt did kill its worker
+    assert [(v.correct, v.source) for v in verdicts] == [(True, "math_verify"), (True, "math_verify"), (False, "math_verify")]
+
+
+def test_answer_that_kills_two_workers_is_wrong_with_worker_error(crashing_rule_check, caplog):
+    answers = ["always|-|0.5"] + [f"{k}/4" for k in range(1, 10)]
+    with caplog.at_level("WARNING", logger="trm.rewards.correctness"):
+        verdicts = crashing_rule_check(answers, ["\\frac{1}{2}"] + [f"{k / 4}" for k in range(1, 10)])
+    assert (verdicts[0].correct, verdicts[0].source) == (False, "worker_error")
+    assert "exit code 4" in verdicts[0].detail and "retry" in verdicts[0].detail
+    assert all(v.correct and v.source == "math_verify" for v in verdicts[1:])  # the rest of the batch is judged
+    assert "1 of 10 answers marked wrong (source worker_error)" in caplog.text
+
+
+def test_systematic_worker_deaths_raise_instead_of_returning_verdicts(crashing_rule_check):
+    from trm.rewards.correctness import RuleCheckUnavailable, worker_error_limit
+
+    assert worker_error_limit(10) == 2 and worker_error_limit(256) == 26 and worker_error_limit(1) == 2
+    answers = ["always|-|1", "always|-|2"] + [str(k) for k in range(3, 11)]
+    with pytest.raises(RuleCheckUnavailable, match="failed on 2 of 10 answers"):
+        crashing_rule_check(answers, [f"{k}.0" for k in range(1, 11)])
+    # a higher tolerance is a setting
+    verdicts = crashing_rule_check(answers, [f"{k}.0" for k in range(1, 11)], max_worker_error_fraction=0.3)
+    assert [v.source for v in verdicts[:2]] == ["worker_error"] * 2 and all(v.correct for v in verdicts[2:])
+    with pytest.raises(ValueError, match="max_worker_error_fraction"):
+        VerifyConfig(max_worker_error_fraction=1.5)
+
+
 def test_worker_pool_start_failure_is_an_error_not_a_verdict():
     pool = WorkerPool("no_such_module_anywhere:f", workers=1)
     try:

@@ -48,6 +48,9 @@ def test_reward_cli_prints_components_and_writes_records(tmp_path, reward_server
         assert record["rm_score_raw"] == pytest.approx(score, abs=1e-4)
         assert record["score"] == pytest.approx(0.8 + 0.2 / (1 + math.exp(-score)), abs=1e-6)
     assert all(r["score"] == 0.0 and r["rm_score_raw"] is None for r in records if not r["verify_binary"])
+    summary = next(l for l in result.stdout.splitlines() if l.startswith("verdicts: "))
+    counts = dict(item.rsplit(" ", 1) for item in summary[len("verdicts: "):].split(", "))
+    assert sum(map(int, counts.values())) == 24 and set(counts) == {r["verdict_source"] for r in records}
     line = next(l for l in result.stdout.splitlines() if l.split()[:2] == ["0", "0"])
     assert "exact_match" in line and f"{records[0]['score']:.4f}" in line
 

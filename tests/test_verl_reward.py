@@ -173,3 +173,35 @@ def test_async_path_on_local_ray_matches_sync(manager, tokenizer, scorer):
     finally:
         ray.shutdown()
     check_result(batch, reward_tensor, extra, rollouts, scorer)
+
+
+@pytest.fixture
+def crashing_rule_check(monkeypatch):
+    """Rule-check workers that die on answers "always|-|<answer>" (see _rule_check_support.check_or_crash)."""
+    import trm.rewards.correctness as correctness
+    from trm.rewards.worker_pool import get_pool
+
+    monkeypatch.setenv("PYTHONPATH", str(REPO / "tests"))
+    monkeypatch.setattr(correctness, "RULE_CHECK_FUNCTION", "_rule_check_support:check_or_crash")
+    yield
+    get_pool("_rule_check_support:check_or_crash").shutdown()
+
+
+def test_worker_errors_are_visible_and_systematic_ones_raise(tokenizer, reward_server, crashing_rule_check, capsys):
+    import dataclasses
+
+    from trm.rewards.correctness import RuleCheckUnavailable
+
+    manager = load_verify_manager(tokenizer, f"+reward_model.reward_kwargs.rm_backends={reward_server}")
+    rollouts = samples("math")
+    crasher = "<think>\nHard.\n</think>\nThe answer is \\boxed{always|-|7}."
+    one_crash = [dataclasses.replace(rollouts[0], response=crasher)] + rollouts[1:]
+    result = manager(rollout_batch(tokenizer, one_crash), return_dict=True)
+    extra = result["reward_extra_info"]
+    assert extra["verdict_source"][0] == "worker_error" and extra["verify_binary"][0] == 0
+    assert torch.count_nonzero(result["reward_tensor"][0]) == 0  # an answer that kills its checker twice is wrong
+    assert extra["verify_binary"][1:] == [int(c) for c in EXPECT_CORRECT[1:]]  # the rest of the batch is judged
+    assert "worker_error 1" in capsys.readouterr().err  # the per-batch verdict summary shows it
+    two_crashes = one_crash[:2] + [dataclasses.replace(rollouts[2], response=crasher)] + rollouts[3:]
+    with pytest.raises(RuleCheckUnavailable, match="failed on 2 of 6 answers"):
+        manager(rollout_batch(tokenizer, two_crashes), return_dict=True)

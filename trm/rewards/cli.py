@@ -11,7 +11,7 @@ import math
 import sys
 from pathlib import Path
 
-from trm.rewards.compute import RewardSettings, request_from_sample, reward_batch_sync
+from trm.rewards.compute import RewardSettings, request_from_sample, reward_batch_sync, verdict_counts
 
 
 def load_rows(path: Path) -> list[dict]:
@@ -109,6 +109,7 @@ def main(argv: list[str], prog: str = "trm reward") -> int:
         print(f"{prog}: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     print(table(pairs, results))
+    print(f"verdicts: {verdict_counts(results)}")
     verified = sum(r["verify_binary"] for r in results)
     scored = sum(not math.isnan(r["rm_score_raw"]) for r in results)
     print(f"{len(results)} responses, {verified} verified, {scored} TRM calls "

@@ -153,10 +153,24 @@ def blend_result(verdict: Verdict, trm_score: float | None, alpha: float) -> dic
     }
 
 
+def verdict_counts(results: Sequence[dict]) -> str:
+    """"exact_match 3, llm_verifier 2, worker_error 1": how the verdicts of a batch were reached, most common
+    first, so that timeouts and worker errors show up in logs next to the rewards they produced."""
+    from collections import Counter
+
+    counts = Counter(result["verdict_source"] for result in results)
+    return ", ".join(f"{source} {count}" for source, count in counts.most_common()) or "none"
+
+
 def rule_check_requests(requests: Sequence[RewardRequest], settings: RewardSettings) -> list[Verdict]:
     """Step 1 for a whole batch (blocking; the worker pool bounds each item's time)."""
     answers = [extract_answer(r.response) for r in requests]
-    return rule_check_batch(answers, [r.ground_truth for r in requests], timeout_s=settings.verify.rule_timeout_s)
+    return rule_check_batch(
+        answers,
+        [r.ground_truth for r in requests],
+        timeout_s=settings.verify.rule_timeout_s,
+        max_worker_error_fraction=settings.verify.max_worker_error_fraction,
+    )
 
 
 def _pool(backends: str, api_key: str | None, settings: RewardSettings):

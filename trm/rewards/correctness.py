@@ -4,6 +4,8 @@ Order for one response (every verdict records which step decided it, in ``Verdic
 1. no extractable answer -> wrong ("no_answer");
 2. exact match after light normalisation -> right ("exact_match");
 3. math-verify in a worker process with a hard time bound -> right ("math_verify"), or "timeout" if it hung;
+   an answer whose worker dies is retried once on another worker; if it kills that one too it is wrong
+   ("worker_error", logged), unless too many answers of the batch did that: then :class:`RuleCheckUnavailable`;
 4. an answer much longer than the ground truth -> wrong ("length_rule"), before any LLM call;
 5. only for data sources in ``VerifyConfig.llm_data_sources``: the LLM verifier ("llm_verifier").
 Backend failures in step 5 raise; they never become a wrong verdict.
@@ -12,6 +14,8 @@ Backend failures in step 5 raise; they never become a wrong verdict.
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 from dataclasses import dataclass, field
 
 from trm.rewards.worker_pool import get_pool
@@ -19,7 +23,15 @@ from trm.traces import extract_answer, last_boxed
 
 RULE_CHECK_FUNCTION = "trm.rewards.math_rules:check_item"
 DEFAULT_RULE_TIMEOUT_S = 5.0
+DEFAULT_MAX_WORKER_ERROR_FRACTION = 0.1
 WEBINSTRUCT_VERIFIED = "TIGER-Lab/WebInstruct-verified"
+
+log = logging.getLogger(__name__)
+
+
+class RuleCheckUnavailable(RuntimeError):
+    """Rule-check workers failed on too many answers of one batch: the checker, not the answers, is broken
+    (out of memory, a broken install, workers killed from outside). Raised instead of returning verdicts."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,10 @@ class VerifyConfig:
     """Data sources whose rule-check failures are re-judged by the LLM verifier (others stay rule-only)."""
     rule_timeout_s: float = DEFAULT_RULE_TIMEOUT_S
     """Hard time bound per answer for the math-verify check; a hung check is wrong with source "timeout"."""
+    max_worker_error_fraction: float = DEFAULT_MAX_WORKER_ERROR_FRACTION
+    """Answers whose rule-check worker dies twice (or whose check raises) are wrong with source "worker_error"
+    and logged, so that one pathological answer cannot stop an RL run; but when at least max(2, this fraction
+    of the batch) answers do so, :func:`rule_check_batch` raises :class:`RuleCheckUnavailable` instead."""
     length_rule: bool = True
     """Apply the paper's length rule (answer much longer than the ground truth is wrong) before the LLM."""
     verifier_model: str = "TIGER-Lab/general-verifier"
@@ -56,6 +72,8 @@ class VerifyConfig:
         self.llm_data_sources = frozenset(sources)
         if self.rule_timeout_s <= 0:
             raise ValueError(f"rule_timeout_s must be > 0, got {self.rule_timeout_s}")
+        if not 0 <= self.max_worker_error_fraction <= 1:
+            raise ValueError(f"max_worker_error_fraction must be within [0, 1], got {self.max_worker_error_fraction}")
 
 
 def clean_ground_truth(ground_truth: str) -> str:
@@ -81,16 +99,26 @@ def _precheck(answer: str | None, ground_truth: str) -> Verdict | None:
     return None
 
 
+def worker_error_limit(batch_size: int, max_fraction: float = DEFAULT_MAX_WORKER_ERROR_FRACTION) -> int:
+    """Worker errors in a batch of ``batch_size`` answers at which :func:`rule_check_batch` raises."""
+    return max(2, math.ceil(max_fraction * batch_size))
+
+
 def rule_check_batch(
     answers: list[str | None],
     ground_truths: list[str],
     timeout_s: float = DEFAULT_RULE_TIMEOUT_S,
     workers: int | None = None,
+    max_worker_error_fraction: float = DEFAULT_MAX_WORKER_ERROR_FRACTION,
 ) -> list[Verdict]:
     """Rule-check extracted answers against ground truths, in order; safe from any thread.
 
     math-verify runs in the process-wide persistent worker pool (sized to the machine, created on first
-    use); each item gets ``timeout_s`` seconds of worker time, a worker that overruns is killed and replaced.
+    use); each item gets ``timeout_s`` seconds of worker time, a worker that overruns is killed and replaced
+    (the item is wrong, source "timeout"). An item whose worker dies is retried once on another worker; if it
+    fails again it is wrong with source "worker_error" and a warning is logged. When that happens to
+    ``worker_error_limit(len(answers), max_worker_error_fraction)`` items or more, the workers are what is
+    broken: raises :class:`RuleCheckUnavailable` rather than pass their failures off as wrong answers.
     """
     if len(answers) != len(ground_truths):
         raise ValueError(f"{len(answers)} answers but {len(ground_truths)} ground truths")
@@ -98,16 +126,36 @@ def rule_check_batch(
     golds = [clean_ground_truth(gt) for gt in ground_truths]
     verdicts: list[Verdict | None] = [_precheck(a, g) for a, g in zip(answers, golds)]
     todo = [i for i, verdict in enumerate(verdicts) if verdict is None]
-    if todo:
-        outcomes = get_pool(RULE_CHECK_FUNCTION, workers).map([[answers[i], golds[i]] for i in todo], timeout_s)
-        for i, outcome in zip(todo, outcomes):
-            if outcome.status == "ok":
-                value = outcome.value
-                verdicts[i] = Verdict(bool(value["correct"]), value["source"], answers[i], value["detail"])
-            elif outcome.status == "timeout":
-                verdicts[i] = Verdict(False, "timeout", answers[i], outcome.detail)
-            else:
-                verdicts[i] = Verdict(False, "worker_error", answers[i], outcome.detail)
+    if not todo:
+        return verdicts  # type: ignore[return-value]
+    pool = get_pool(RULE_CHECK_FUNCTION, workers)
+    outcomes = dict(zip(todo, pool.map([[answers[i], golds[i]] for i in todo], timeout_s)))
+    crashed = [i for i in todo if outcomes[i].status == "crash"]
+    if crashed:  # the dead worker is replaced; a second death on the same answer is the answer's doing
+        outcomes.update(zip(crashed, pool.map([[answers[i], golds[i]] for i in crashed], timeout_s)))
+    failed = []
+    for i in todo:
+        outcome = outcomes[i]
+        if outcome.status == "ok":
+            value = outcome.value
+            verdicts[i] = Verdict(bool(value["correct"]), value["source"], answers[i], value["detail"])
+        elif outcome.status == "timeout":
+            verdicts[i] = Verdict(False, "timeout", answers[i], outcome.detail)
+        else:  # "crash" twice, or "error": the check itself raised
+            again = " (also on its retry)" if i in crashed else ""
+            verdicts[i] = Verdict(False, "worker_error", answers[i], f"{outcome.detail}{again}")
+            failed.append(i)
+    if failed:
+        limit = worker_error_limit(len(answers), max_worker_error_fraction)
+        examples = "; ".join(f"item {i} (answer {str(answers[i])[:60]!r}): {verdicts[i].detail}" for i in failed[:3])
+        if len(failed) >= limit:
+            raise RuleCheckUnavailable(
+                f"the rule check failed on {len(failed)} of {len(answers)} answers (limit {limit}: "
+                f"max(2, {max_worker_error_fraction:g} x batch)), so its workers, not the answers, look broken "
+                f"(out of memory? killed from outside?); no verdicts returned. First: {examples}"
+            )
+        log.warning("rule check: %d of %d answers marked wrong (source worker_error) because their check failed "
+                    "twice: %s", len(failed), len(answers), examples)
     return verdicts  # type: ignore[return-value]
 
 

@@ -8,6 +8,15 @@ Per batch: decode every response (think tags kept), rule-check all answers in th
 rounds that overlap the network calls), run verifier and TRM calls concurrently (``parallelism`` in flight), and
 write each reward at the last valid response token. Settings come from the manager's own arguments
 (``reward_model.reward_kwargs``), then ``custom_reward_function.reward_kwargs``, then remote_verifier.py.
+
+``reward_extra_info["verdict_source"]`` says per sample what decided its correctness (``worker_error`` and
+``timeout`` included), and each batch prints one line of verdict-source counts to stderr.
+
+Failures raise; verl decides what happens next. Note that verl 0.6.0's ``compute_reward`` (also the one inside
+``compute_reward_async``) catches any exception of the reward manager, prints it and calls the manager a
+second time without ``return_dict``; only that second failure ends the step. So a dead backend costs two call
+deadlines (``deadline_s``, 900 s by default) before training stops, and a :class:`RuleCheckUnavailable` rule
+check is run twice. Lower ``deadline_s`` (``reward_model.reward_kwargs.deadline_s=...``) to fail faster.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from verl import DataProto
 from verl.workers.reward_manager import register
 from verl.workers.reward_manager.abstract import AbstractRewardManager
 
-from trm.rewards.compute import RewardRequest, RewardSettings, request_from_sample, reward_batch_sync
+from trm.rewards.compute import RewardRequest, RewardSettings, request_from_sample, reward_batch_sync, verdict_counts
 from trm.traces import THINK_CLOSE, THINK_OPEN
 
 # Keys of reward_extra_info (one value per sample; verl stores them in the batch and logs them).
@@ -136,6 +145,7 @@ class VerifyRewardManager(AbstractRewardManager):
 
         with tqdm(total=len(requests), desc="verify reward", file=sys.stderr, mininterval=1.0) as bar:
             results = reward_batch_sync(requests, self.settings, on_done=lambda: bar.update(1))
+        print(f"verify reward: {len(results)} responses; verdicts: {verdict_counts(results)}", file=sys.stderr)
 
         reward_tensor = torch.zeros_like(data.batch["responses"], dtype=torch.float32)
         for i, result in enumerate(results):

@@ -236,6 +236,10 @@ class WorkerPool:
             worker.kill()
 
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def owned_by_this_process(self) -> bool:
         return self._pid == os.getpid()
 
@@ -263,7 +267,7 @@ def get_pool(function: str, workers: int | None = None) -> WorkerPool:
     key = (function, workers)
     with _POOLS_LOCK:
         pool = _POOLS.get(key)
-        if pool is None or not pool.owned_by_this_process:
+        if pool is None or pool.closed or not pool.owned_by_this_process:
             pool = _POOLS[key] = WorkerPool(function, workers)
         return pool
 

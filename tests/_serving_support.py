@@ -40,6 +40,43 @@ class ReferenceRewardModel:
         return len(self.tokenizer(text)["input_ids"])
 
 
+class ReferenceCausalLM:
+    """Plain transformers greedy decoding, one prompt, no padding: what the chat server's temperature-0 text must
+    equal, through the chat template (/v1/chat/completions) or on raw text (/v1/completions)."""
+
+    def __init__(self, path):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForCausalLM.from_pretrained(path).eval()
+
+    def chat_ids(self, messages: list[dict]) -> list[int]:
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+
+    def text_ids(self, prompt: str) -> list[int]:
+        return self.tokenizer(prompt)["input_ids"]
+
+    def greedy_ids(self, ids: list[int], max_tokens: int) -> tuple[str, list[int]]:
+        """(text, new tokens before the end token) of greedy `generate`."""
+        import torch
+
+        with torch.inference_mode():
+            out = self.model.generate(torch.tensor([ids]), max_new_tokens=max_tokens, do_sample=False,
+                                      pad_token_id=self.tokenizer.pad_token_id)
+        new = out[0, len(ids):].tolist()
+        for i, token in enumerate(new):
+            if token in self.model.generation_config.eos_token_id:
+                new = new[:i]
+                break
+        return self.tokenizer.decode(new, skip_special_tokens=True), new
+
+    def greedy_chat(self, messages: list[dict], max_tokens: int) -> tuple[str, list[int]]:
+        return self.greedy_ids(self.chat_ids(messages), max_tokens)
+
+    def greedy_text(self, prompt: str, max_tokens: int) -> tuple[str, list[int]]:
+        return self.greedy_ids(self.text_ids(prompt), max_tokens)
+
+
 @dataclass
 class ServerProcess:
     url: str

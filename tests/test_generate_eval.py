@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
+
+from _serving_support import ReferenceCausalLM
+from conftest import running_server
 
 from trm.evaluation.generate import main as generate_main
 
@@ -60,11 +64,17 @@ def test_greedy_gives_identical_samples(tiny_models, tmp_path):
     assert record["choices"] == ["S", "So", "Na", "Sd"] and record["answer"] == "C"
 
 
-def test_openai_backend_against_trm_serve_chat(tiny_models, start_server, tmp_path):
-    url = start_server(["serve", "chat", "--model", str(tiny_models["chat"]), "--served-model-name", "tiny-chat"])
+@pytest.fixture(scope="module")
+def chat_endpoint(tiny_models):
+    """One `trm serve chat` on the tiny chat model for the OpenAI-backend tests."""
+    with running_server(["serve", "chat", "--model", str(tiny_models["chat"]), "--served-model-name", "tiny-chat"]) as url:
+        yield url
+
+
+def test_openai_backend_against_trm_serve_chat(chat_endpoint, tmp_path):
     out = tmp_path / "api.jsonl"
     base = ["--benchmark", "gpqa-diamond", "--data-dir", str(FIXTURES), "--model", "tiny-chat",
-            "--endpoint", url, "--api", "chat", "--max-tokens", "6", "--out", str(out)]
+            "--endpoint", chat_endpoint, "--api", "chat", "--max-tokens", "6", "--out", str(out)]
     assert generate_main(base + ["--n", "2", "--temperature", "1.0", "--limit", "1"]) == 0
     assert generate_main(base + ["--n", "2", "--temperature", "1.0"]) == 0  # resume: only the second question
     records = read_lines(out)
@@ -74,6 +84,38 @@ def test_openai_backend_against_trm_serve_chat(tiny_models, start_server, tmp_pa
     assert generate_main(base[:-1] + [str(greedy), "--n", "3", "--temperature", "0", "--limit", "1"]) == 0
     (record,) = read_lines(greedy)
     assert len(set(record["responses"])) == 1 and record["sampling"]["temperature"] == 0.0
+
+
+def test_openai_backend_completions_mode_against_trm_serve_chat(chat_endpoint, tiny_models, tmp_path):
+    """--api completions sends the templated raw text to /v1/completions; resume samples only what is missing."""
+    out = tmp_path / "completions.jsonl"
+    template = "Problem:\n{prompt}\nSolution:"
+    args = ["--benchmark", "gpqa-diamond", "--data-dir", str(FIXTURES), "--model", "tiny-chat",
+            "--endpoint", chat_endpoint, "--api", "completions", "--completion-template", template,
+            "--n", "2", "--temperature", "0", "--max-tokens", "6", "--out", str(out)]
+
+    def served_items() -> int:
+        return httpx.get(f"{chat_endpoint}/health").json()["items"]
+
+    start = served_items()
+    assert generate_main(args + ["--limit", "1"]) == 0
+    assert served_items() - start == 2
+    first_line = out.read_text()
+    assert generate_main(args) == 0  # resume: only the second question is sampled
+    assert served_items() - start == 4
+    records = read_lines(out)
+    assert [r["id"] for r in records] == ["g1", "g2"] and out.read_text().startswith(first_line)
+
+    reference = ReferenceCausalLM(tiny_models["chat"])
+    for record in records:
+        expected, _ = reference.greedy_text(template.format(prompt=record["prompt"]), 6)
+        assert record["responses"] == [expected, expected]  # raw templated text, no chat template
+        assert record["backend"] == "openai" and record["sampling"]["max_tokens"] == 6
+
+    # a torn last line is dropped and re-sampled; the file ends as the uninterrupted run's
+    out.write_text(first_line + out.read_text()[len(first_line):][:30])
+    assert generate_main(args) == 0
+    assert read_lines(out) == records and served_items() - start == 6
 
 
 def test_missing_benchmark_file_is_actionable(tmp_path, monkeypatch):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 
 import httpx
 import openai
 import pytest
 
-from _serving_support import spawn, stop, trm_command
+from _serving_support import ReferenceCausalLM, spawn, stop, trm_command
 from conftest import free_port
 
 NAME = "tiny-chat"
@@ -26,27 +28,7 @@ def chat_server(tiny_models, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(tiny_models):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_models["chat"])
-    model = AutoModelForCausalLM.from_pretrained(tiny_models["chat"]).eval()
-
-    def greedy(messages, max_tokens):
-        """(text, tokens) of plain transformers greedy decoding, one prompt, no padding."""
-        import torch
-
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
-        with torch.inference_mode():
-            out = model.generate(ids, max_new_tokens=max_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        new = out[0, ids.shape[1]:].tolist()
-        for i, token in enumerate(new):
-            if token in model.generation_config.eos_token_id:
-                new = new[:i]
-                break
-        return tokenizer.decode(new, skip_special_tokens=True), new
-
-    greedy.tokenizer = tokenizer
-    return greedy
+    return ReferenceCausalLM(tiny_models["chat"])
 
 
 def _client(url):
@@ -61,18 +43,18 @@ def test_greedy_completion_matches_transformers_and_respects_max_tokens(chat_ser
     first = client.chat.completions.create(model=NAME, messages=MESSAGES, temperature=0, max_tokens=12)
     again = client.chat.completions.create(model=NAME, messages=MESSAGES, temperature=0, max_tokens=12)
     assert first.choices[0].message.content == again.choices[0].message.content  # temperature 0 is deterministic
-    expected_text, expected_tokens = reference(MESSAGES, 12)
+    expected_text, expected_tokens = reference.greedy_chat(MESSAGES, 12)
     assert first.choices[0].message.content == expected_text
     assert first.choices[0].message.role == "assistant"
     assert first.usage.completion_tokens <= 12
-    assert first.usage.prompt_tokens == len(reference.tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True))
+    assert first.usage.prompt_tokens == len(reference.chat_ids(MESSAGES))
     short = client.chat.completions.create(model=NAME, messages=MESSAGES, temperature=0, max_tokens=3)
     assert short.usage.completion_tokens == 3 and short.choices[0].finish_reason == "length"
     assert reference.tokenizer.decode(expected_tokens[:3], skip_special_tokens=True) == short.choices[0].message.content
 
 
 def test_stop_strings_cut_the_text(chat_server, reference):
-    text, _ = reference(MESSAGES, 12)
+    text, _ = reference.greedy_chat(MESSAGES, 12)
     stop = text[len(text) // 2 : len(text) // 2 + 2]
     assert stop.strip(), text
     result = _client(chat_server.url).chat.completions.create(model=NAME, messages=MESSAGES, temperature=0,
@@ -137,7 +119,7 @@ def test_n_samples_and_concurrent_requests_are_batched(chat_server, reference):
     client = _client(chat_server.url)
     two = client.chat.completions.create(model=NAME, messages=MESSAGES, temperature=0, max_tokens=6, n=2)
     assert [c.index for c in two.choices] == [0, 1]
-    assert two.choices[0].message.content == two.choices[1].message.content == reference(MESSAGES, 6)[0]
+    assert two.choices[0].message.content == two.choices[1].message.content == reference.greedy_chat(MESSAGES, 6)[0]
     sampled = client.chat.completions.create(model=NAME, messages=MESSAGES, temperature=1.0, max_tokens=6, n=3)
     assert len(sampled.choices) == 3 and sampled.usage.completion_tokens <= 3 * 6
     assert all(isinstance(c.message.content, str) for c in sampled.choices)
@@ -152,13 +134,65 @@ def test_n_samples_and_concurrent_requests_are_batched(chat_server, reference):
         await aclient.close()
         return [a.choices[0].message.content for a in answers]
 
-    assert asyncio.run(run()) == [reference(m, 8)[0] for m in prompts]  # left padding does not change greedy text
+    assert asyncio.run(run()) == [reference.greedy_chat(m, 8)[0] for m in prompts]  # left padding does not change greedy text
     after = httpx.get(f"{chat_server.url}/health").json()
     assert after["items"] - before["items"] == 8
     assert after["batches"] - before["batches"] < 8
 
 
-BAD = [
+PROMPT = "Question: is 91 prime?\nAnswer:"
+
+
+def _stop_in(text: str) -> str:
+    """A stop string that occurs past the start of `text` (letters only: the tiny model also emits partial bytes)."""
+    found = re.search(r"[A-Za-z]{2,}", text[3:])
+    assert found, text
+    return found.group()
+
+
+def test_completions_greedy_is_transformers_on_the_raw_prompt(chat_server, reference):
+    client = _client(chat_server.url)
+    reply = client.completions.create(model=NAME, prompt=PROMPT, temperature=0, max_tokens=12)
+    text, tokens = reference.greedy_text(PROMPT, 12)
+    (choice,) = reply.choices
+    assert reply.object == "text_completion" and reply.model == NAME and reply.id.startswith("cmpl-")
+    assert choice.text == text and choice.index == 0
+    assert reply.usage.prompt_tokens == len(reference.text_ids(PROMPT))  # raw text with BOS, no chat template
+    ended = len(tokens) < 12
+    assert (choice.finish_reason, reply.usage.completion_tokens) == (("stop", len(tokens) + 1) if ended else ("length", 12))
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+
+    default = client.completions.create(model=NAME, prompt=PROMPT, temperature=0)  # OpenAI's default: 16 tokens
+    long_text, long_tokens = reference.greedy_text(PROMPT, 20)
+    assert len(long_tokens) == 20, "pick a PROMPT the tiny model continues past 16 tokens"
+    assert default.choices[0].text == reference.greedy_text(PROMPT, 16)[0] != long_text
+    assert default.usage.completion_tokens == 16 and default.choices[0].finish_reason == "length"
+
+    short = client.completions.create(model=NAME, prompt=PROMPT, temperature=0, max_tokens=3)
+    assert short.choices[0].text == reference.tokenizer.decode(long_tokens[:3], skip_special_tokens=True)
+    assert short.usage.completion_tokens == 3 and short.choices[0].finish_reason == "length"
+
+    stop = _stop_in(long_text)
+    cut = client.completions.create(model=NAME, prompt=PROMPT, temperature=0, max_tokens=20, stop=stop)
+    assert cut.choices[0].text == long_text[: long_text.find(stop)] and cut.choices[0].finish_reason == "stop"
+    assert cut.usage.completion_tokens < 20
+
+
+def test_completions_list_prompts_keep_their_order_in_one_batch(chat_server, reference):
+    prompts = [PROMPT, "a", "b b b b b", "The answer is 42 because"]
+    before = httpx.get(f"{chat_server.url}/health").json()
+    reply = _client(chat_server.url).completions.create(model=NAME, prompt=prompts, temperature=0, max_tokens=8, n=2)
+    after = httpx.get(f"{chat_server.url}/health").json()
+    assert [c.index for c in reply.choices] == list(range(8))  # prompt-major: prompt i's samples are 2i, 2i+1
+    assert [c.text for c in reply.choices] == [reference.greedy_text(p, 8)[0] for p in prompts for _ in range(2)]
+    assert reply.usage.prompt_tokens == sum(len(reference.text_ids(p)) for p in prompts)
+    lengths = [len(reference.greedy_text(p, 8)[1]) for p in prompts]
+    assert reply.usage.completion_tokens == 2 * sum(8 if n == 8 else n + 1 for n in lengths)  # + end token
+    # one request's rows are queued together, so they run as one left-padded batch
+    assert after["items"] - before["items"] == 8 and after["batches"] - before["batches"] == 1
+
+
+BAD_CHAT = [
     ("no messages", {"model": NAME}, 400, "'messages' must be a non-empty list"),
     ("message without role", {"model": NAME, "messages": [{"content": "hi"}]}, 400, "string 'role'"),
     ("content not text", {"model": NAME, "messages": [{"role": "user", "content": 5}]}, 400, "must be a string"),
@@ -170,14 +204,95 @@ BAD = [
     ("bad stop", {"model": NAME, "messages": MESSAGES, "stop": 3}, 400, "'stop' must be"),
     ("unknown model", {"model": "RewardModel", "messages": MESSAGES}, 404, f"served models: {NAME}"),
 ]
+BAD_COMPLETIONS = [
+    ("no prompt", {"model": NAME}, 400, "'prompt' must be a string or a non-empty list of strings"),
+    ("empty prompt list", {"model": NAME, "prompt": []}, 400, "non-empty list of strings"),
+    ("token-id prompt", {"model": NAME, "prompt": [1, 2, 3]}, 400, "token-id prompts are not supported"),
+    ("stream", {"model": NAME, "prompt": PROMPT, "stream": True}, 400, "streaming is not supported"),
+    ("echo", {"model": NAME, "prompt": PROMPT, "echo": True}, 400, "'echo' is not supported"),
+    ("logprobs", {"model": NAME, "prompt": PROMPT, "logprobs": 2}, 400, "'logprobs' is not supported"),
+    ("suffix", {"model": NAME, "prompt": PROMPT, "suffix": "done"}, 400, "'suffix' (insertion) is not supported"),
+    ("best_of", {"model": NAME, "prompt": PROMPT, "best_of": 3}, 400, "'best_of' is not supported"),
+    ("top_p zero", {"model": NAME, "prompt": PROMPT, "top_p": 0}, 400, "'top_p' must be greater than 0"),
+    ("n too large", {"model": NAME, "prompt": PROMPT, "n": 17}, 400, "at most 16"),
+    ("max_tokens zero", {"model": NAME, "prompt": PROMPT, "max_tokens": 0}, 400, "'max_tokens' must be at least 1"),
+    ("over context", {"model": NAME, "prompt": PROMPT, "max_tokens": 250}, 400,
+     "max_tokens is 250, together more than the context length of 256"),
+    ("one long prompt of a list", {"model": NAME, "prompt": [PROMPT, "why " * 300], "max_tokens": 4}, 400,
+     "prompt 1 has"),
+    ("bad stop", {"model": NAME, "prompt": PROMPT, "stop": [1]}, 400, "'stop' must be"),
+    ("unknown model", {"model": "RewardModel", "prompt": PROMPT}, 404, f"served models: {NAME}"),
+]
+BAD = [("/v1/chat/completions", *case) for case in BAD_CHAT] + [("/v1/completions", *case) for case in BAD_COMPLETIONS]
+OK = {"/v1/chat/completions": {"model": NAME, "messages": MESSAGES, "max_tokens": 2, "temperature": 0},
+      "/v1/completions": {"model": NAME, "prompt": PROMPT, "max_tokens": 2, "temperature": 0}}
 
 
-@pytest.mark.parametrize("name,body,status,message", BAD, ids=[b[0] for b in BAD])
-def test_bad_chat_requests(chat_server, name, body, status, message):
-    response = httpx.post(f"{chat_server.url}/v1/chat/completions", json=body, timeout=30)
+@pytest.mark.parametrize("route,name,body,status,message", BAD, ids=[f"{b[0].split('/')[-1]}: {b[1]}" for b in BAD])
+def test_bad_requests_get_a_message_and_the_server_goes_on(chat_server, route, name, body, status, message):
+    response = httpx.post(f"{chat_server.url}{route}", json=body, timeout=30)
     assert response.status_code == status, response.text
     assert message in response.json()["error"]["message"]
     assert httpx.get(f"{chat_server.url}/health").status_code == 200
-    ok = httpx.post(f"{chat_server.url}/v1/chat/completions", timeout=30,
-                    json={"model": NAME, "messages": MESSAGES, "max_tokens": 2, "temperature": 0})
-    assert ok.status_code == 200
+    assert httpx.post(f"{chat_server.url}{route}", json=OK[route], timeout=30).status_code == 200
+
+
+@contextlib.asynccontextmanager
+async def in_process(generator, **config):
+    """The chat app on the test's generator, lifespan running, behind an httpx client (no port, no model reload)."""
+    from trm.serving.chat_server import ChatServerConfig, build_app
+
+    app = build_app(generator, ChatServerConfig(served_model_names=[NAME], **config))
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://chat") as client:
+            yield client
+
+
+def test_completions_share_auth_and_body_limit_with_chat(generator):
+    async def run():
+        async with in_process(generator, api_key="s3cret", max_body_bytes=4096) as client:
+            for route in OK:
+                missing = await client.post(route, json=OK[route])
+                assert missing.status_code == 401 and "missing API key" in missing.json()["error"]["message"]
+                wrong = await client.post(route, json=OK[route], headers={"Authorization": "Bearer nope"})
+                assert wrong.status_code == 401 and "invalid API key" in wrong.json()["error"]["message"]
+                key = {"Authorization": "Bearer s3cret"}
+                assert (await client.post(route, json=OK[route], headers=key)).status_code == 200
+                big = await client.post(route, json={**OK[route], "padding": "x" * 5000}, headers=key)
+                assert big.status_code == 413 and "4096 bytes" in big.json()["error"]["message"]
+            assert (await client.get("/health")).status_code == 200
+
+    asyncio.run(run())
+
+
+def test_chat_and_completion_requests_share_batches(generator, reference, monkeypatch):
+    """A chat request and a completions request that queue while the model is busy run as rows of one batch."""
+    from trm.serving.batching import FAULT_DELAY_ENV
+
+    monkeypatch.setenv(FAULT_DELAY_ENV, "0.5")  # every batch holds the worker this long: the next one gathers
+    batches = []
+    original = generator.generate
+    monkeypatch.setattr(generator, "generate", lambda items: batches.append(list(items)) or original(items))
+    chat = {"model": NAME, "messages": MESSAGES, "max_tokens": 5, "temperature": 0}
+    plain = {"model": NAME, "prompt": PROMPT, "max_tokens": 5, "temperature": 0}
+
+    async def run():
+        async with in_process(generator) as client:
+            first = asyncio.create_task(client.post("/v1/completions", json={**plain, "prompt": "a"}))
+            deadline = asyncio.get_running_loop().time() + 30
+            while True:  # poll until the first request has left the queue for the (delayed) worker
+                health = (await client.get("/health")).json()
+                if health["in_flight"] == 1 and health["queued"] == 0:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, f"the first batch never started: {health}"
+                await asyncio.sleep(0.01)
+            answers = await asyncio.gather(client.post("/v1/chat/completions", json=chat),
+                                           client.post("/v1/completions", json=plain), first)
+            return [a.json() for a in answers]
+
+    chat_reply, plain_reply, _ = asyncio.run(run())
+    assert chat_reply["choices"][0]["message"]["content"] == reference.greedy_chat(MESSAGES, 5)[0]
+    assert plain_reply["choices"][0]["text"] == reference.greedy_text(PROMPT, 5)[0]
+    assert len(batches) == 2
+    assert sorted(item.prompt_ids for item in batches[1]) == sorted([reference.chat_ids(MESSAGES),
+                                                                    reference.text_ids(PROMPT)])

@@ -1,7 +1,9 @@
-"""The chat server: OpenAI chat completions over a causal LM (the verifier, a judge, a policy), non-streaming.
+"""The chat server: OpenAI chat completions and plain completions over a causal LM (the verifier, a judge, a
+policy), non-streaming.
 
-Concurrent requests with the same sampling settings share one left-padded `generate` call; `n` > 1 samples
-are rows of that batch.
+Both routes differ only in how the prompt becomes tokens (chat template vs raw text); concurrent requests of
+either kind with the same sampling settings share one left-padded `generate` call, and `n` > 1 samples (and the
+prompts of a list) are rows of that batch.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -17,7 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from trm.serving.batching import BatcherConfig, DynamicBatcher
-from trm.serving.generator import ChatGenerator, GenerationItem, Sampling
+from trm.serving.generator import ChatGenerator, GenerationItem, GenerationResult, Sampling
 from trm.serving.http import (
     DEFAULT_MAX_BODY_BYTES,
     ApiError,
@@ -39,7 +42,9 @@ class ChatServerConfig:
     max_length: int | None = None
     """Prompt + max_tokens limit; None uses the model's max_position_embeddings."""
     default_max_tokens: int = 1024
-    """max_tokens when a request does not say (capped by the room left in the context)."""
+    """Chat max_tokens when a request does not say (capped by the room left in the context)."""
+    default_completion_max_tokens: int = 16
+    """/v1/completions max_tokens when a request does not say: OpenAI's default (capped like the chat one)."""
     max_n: int = 16
     """Most samples per request."""
     batcher: BatcherConfig = field(default_factory=lambda: BatcherConfig(max_batch_tokens=32768, max_batch_size=32))
@@ -102,51 +107,122 @@ def _stop(body: dict) -> list[str]:
     raise ApiError(400, "'stop' must be a string or a list of at most 16 strings", param="stop")
 
 
+@dataclass
+class RequestSettings:
+    """What both routes read the same way: the model name, sampling, samples per prompt, length and stop strings."""
+
+    model: str
+    sampling: Sampling
+    n: int
+    max_tokens: int | None
+    """None: the route's default (capped by the room left in the context)."""
+    stop: list[str]
+
+
+def _settings(body: dict, config: ChatServerConfig, max_tokens_fields: tuple[str, ...]) -> RequestSettings:
+    model = check_model(body, config.served_model_names)
+    if body.get("stream"):
+        raise ApiError(400, "streaming is not supported by the embedded chat server; send stream=false",
+                       param="stream")
+    sampling = Sampling(temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
+                        top_p=_number(body, "top_p", 1.0, 0.0, 1.0))
+    if sampling.top_p == 0:
+        raise ApiError(400, "'top_p' must be greater than 0", param="top_p")
+    n = _integer(body, "n", 1, 1)
+    if n > config.max_n:
+        raise ApiError(400, f"'n' is {n}; this server samples at most {config.max_n} per request", param="n")
+    max_tokens = None
+    for name in max_tokens_fields:  # later names win (chat: max_tokens over max_completion_tokens)
+        max_tokens = _integer(body, name, max_tokens, 1)
+    return RequestSettings(model, sampling, n, max_tokens, _stop(body))
+
+
+def _completion_prompts(body: dict) -> list[str]:
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        return [prompt]
+    if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
+        return prompt
+    raise ApiError(400, "'prompt' must be a string or a non-empty list of strings (token-id prompts are not "
+                        "supported)", param="prompt")
+
+
+def _reject_completion_options(body: dict, n: int) -> None:
+    """Fail loudly on /v1/completions options this server cannot honour, instead of ignoring them."""
+    if body.get("echo"):
+        raise ApiError(400, "'echo' is not supported; send echo=false and prepend the prompt yourself", param="echo")
+    if body.get("logprobs") is not None:
+        raise ApiError(400, "'logprobs' is not supported by the embedded chat server; leave it out", param="logprobs")
+    if body.get("suffix"):
+        raise ApiError(400, "'suffix' (insertion) is not supported; leave it out", param="suffix")
+    best_of = body.get("best_of")
+    if best_of is not None and best_of != n:
+        raise ApiError(400, "'best_of' is not supported (it needs logprobs to rank samples); leave it out or "
+                            "set it equal to n", param="best_of")
+
+
 def build_app(generator: ChatGenerator, config: ChatServerConfig) -> Starlette:
     batcher = DynamicBatcher(generator.generate, config.batcher, name="chat")
     context = config.max_length or generator.context_length
 
+    async def generate(prompts: list[list[int]], settings: RequestSettings, default_max_tokens: int,
+                       param: str) -> list[GenerationResult]:
+        """n results per prompt, prompt-major, all in one batcher submission (so they can share batches)."""
+        items = []
+        for index, prompt_ids in enumerate(prompts):
+            which = f"prompt {index}" if len(prompts) > 1 else "the prompt"
+            if not prompt_ids:
+                raise ApiError(400, f"{which} is empty after tokenization; send some text", param=param)
+            room = context - len(prompt_ids) if context else None
+            max_tokens = settings.max_tokens
+            if max_tokens is None:
+                max_tokens = default_max_tokens if room is None else min(default_max_tokens, room)
+            if room is not None and (room < 1 or max_tokens > room):
+                raise ApiError(400, f"{which} has {len(prompt_ids)} tokens and max_tokens is {max_tokens}, together "
+                                    f"more than the context length of {context} tokens; shorten the {param} or lower "
+                                    "max_tokens", param=param)
+            items += [GenerationItem(prompt_ids=prompt_ids, max_tokens=max_tokens, stop=settings.stop,
+                                     sampling=settings.sampling)] * settings.n
+        return await batcher.submit(items, [len(i.prompt_ids) + i.max_tokens for i in items],
+                                    [settings.sampling] * len(items))
+
+    def reply(kind: str, id_prefix: str, model: str, prompts: list[list[int]], results: list[GenerationResult],
+              choice: Callable[[GenerationResult], dict]) -> JSONResponse:
+        """The OpenAI response body; `choice` gives each result's route-specific fields (message or text)."""
+        prompt_tokens = sum(len(p) for p in prompts)
+        completion = sum(r.completion_tokens for r in results)
+        return JSONResponse({
+            "id": f"{id_prefix}-{uuid.uuid4().hex}",
+            "object": kind,
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": i, **choice(r), "finish_reason": r.finish_reason, "logprobs": None}
+                        for i, r in enumerate(results)],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
+                      "total_tokens": prompt_tokens + completion},
+        })
+
     async def chat_completions(request: Request) -> JSONResponse:
         body = await read_json_object(request, config.max_body_bytes)
-        model = check_model(body, config.served_model_names)
-        if body.get("stream"):
-            raise ApiError(400, "streaming is not supported by the embedded chat server; send stream=false",
-                           param="stream")
+        settings = _settings(body, config, ("max_completion_tokens", "max_tokens"))
         messages = _messages(body)
-        sampling = Sampling(temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
-                            top_p=_number(body, "top_p", 1.0, 0.0, 1.0))
-        if sampling.top_p == 0:
-            raise ApiError(400, "'top_p' must be greater than 0", param="top_p")
-        n = _integer(body, "n", 1, 1)
-        if n > config.max_n:
-            raise ApiError(400, f"'n' is {n}; this server samples at most {config.max_n} per request", param="n")
-        max_tokens = _integer(body, "max_completion_tokens", None, 1)
-        max_tokens = _integer(body, "max_tokens", max_tokens, 1)
-        stop = _stop(body)
         try:
             prompt_ids = await asyncio.to_thread(generator.encode_chat, messages)
         except Exception as exc:  # template errors are the request's fault (e.g. a role the template refuses)
             raise ApiError(400, f"the chat template could not render these messages: {exc}", param="messages") from None
-        room = context - len(prompt_ids) if context else None
-        if max_tokens is None:
-            max_tokens = config.default_max_tokens if room is None else min(config.default_max_tokens, room)
-        if room is not None and (room < 1 or max_tokens > room):
-            raise ApiError(400, f"the prompt has {len(prompt_ids)} tokens and max_tokens is {max_tokens}, together "
-                                f"more than the context length of {context} tokens; shorten the messages or lower "
-                                "max_tokens", param="messages")
-        item = GenerationItem(prompt_ids=prompt_ids, max_tokens=max_tokens, stop=stop, sampling=sampling)
-        results = await batcher.submit([item] * n, [len(prompt_ids) + max_tokens] * n, [sampling] * n)
-        completion = sum(r.completion_tokens for r in results)
-        return JSONResponse({
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [{"index": i, "message": {"role": "assistant", "content": r.text},
-                         "finish_reason": r.finish_reason, "logprobs": None} for i, r in enumerate(results)],
-            "usage": {"prompt_tokens": len(prompt_ids), "completion_tokens": completion,
-                      "total_tokens": len(prompt_ids) + completion},
-        })
+        results = await generate([prompt_ids], settings, config.default_max_tokens, "messages")
+        return reply("chat.completion", "chatcmpl", settings.model, [prompt_ids], results,
+                     lambda r: {"message": {"role": "assistant", "content": r.text}})
+
+    async def completions(request: Request) -> JSONResponse:
+        body = await read_json_object(request, config.max_body_bytes)
+        settings = _settings(body, config, ("max_tokens",))
+        _reject_completion_options(body, settings.n)
+        texts = _completion_prompts(body)
+        prompts = await asyncio.to_thread(generator.encode_text, texts)
+        results = await generate(prompts, settings, config.default_completion_max_tokens, "prompt")
+        return reply("text_completion", "cmpl", settings.model, prompts, results, lambda r: {"text": r.text})
 
     return serving_app("chat", generator.model_path, batcher, config.served_model_names, config.api_key, context,
-                       Route("/v1/chat/completions", chat_completions, methods=["POST"]))
+                       Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+                       Route("/v1/completions", completions, methods=["POST"]))

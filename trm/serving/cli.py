@@ -11,7 +11,7 @@ from trm.cli import dispatch
 
 SERVE_COMMANDS = {
     "reward": ("trm.serving.cli_reward", "serve a reward model (TRM) as an OpenAI embeddings API (/v1/embeddings)"),
-    "chat": ("trm.serving.cli_chat", "serve a causal LM as an OpenAI chat completions API (/v1/chat/completions)"),
+    "chat": ("trm.serving.cli_chat", "serve a causal LM as an OpenAI (chat) completions API (/v1/chat/completions, /v1/completions)"),
     "wait": ("trm.serving.cli_wait", "wait until servers answer GET /health (for scripts that start them)"),
 }
 

@@ -1,4 +1,5 @@
-"""`trm serve chat`: a causal LM behind POST /v1/chat/completions (non-streaming, n samples, stop strings)."""
+"""`trm serve chat`: a causal LM behind POST /v1/chat/completions and /v1/completions (non-streaming, n samples,
+stop strings)."""
 
 from __future__ import annotations
 

@@ -108,6 +108,11 @@ class ChatGenerator:
             text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def encode_text(self, texts: Sequence[str]) -> list[list[int]]:
+        """Prompt token ids of raw texts (/v1/completions): with the tokenizer's special tokens, as vLLM does."""
+        with self._tokenizer_lock:
+            return [self.tokenizer(text)["input_ids"] for text in texts]
+
     def generate(self, items: Sequence[GenerationItem]) -> list[GenerationResult]:
         from transformers import StoppingCriteriaList
 

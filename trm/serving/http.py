@@ -1,5 +1,5 @@
-"""HTTP pieces both embedded servers share: JSON errors, bearer auth, bounded request bodies, the app around one
-API route (/health, /v1/models, batcher lifetime), and the uvicorn runner.
+"""HTTP pieces both embedded servers share: JSON errors, bearer auth, bounded request bodies, the app around its
+API routes (/health, /v1/models, batcher lifetime), and the uvicorn runner.
 
 Errors use the OpenAI shape ``{"error": {"message", "type", "param", "code"}}`` so the official client raises
 them with their message intact.
@@ -143,8 +143,8 @@ def models_payload(served_names: list[str], created: int, max_model_len: int | N
 
 
 def serving_app(kind: str, model_path: str | Path, batcher: DynamicBatcher, served_model_names: list[str],
-                api_key: str | None, max_model_len: int | None, api_route: Route) -> Starlette:
-    """A server around one API route: GET /health (503 until the batcher runs, then its counters), GET /v1/models,
+                api_key: str | None, max_model_len: int | None, *api_routes: Route) -> Starlette:
+    """A server around its API routes: GET /health (503 until the batcher runs, then its counters), GET /v1/models,
     bearer auth when `api_key` is set, OpenAI-shaped errors; the batcher lives as long as the app."""
     created = int(time.time())
     state = {"ready": False}
@@ -168,7 +168,7 @@ def serving_app(kind: str, model_path: str | Path, batcher: DynamicBatcher, serv
     async def models(request: Request) -> JSONResponse:
         return JSONResponse(models_payload(served_model_names, created, max_model_len))
 
-    routes = [Route("/health", health, methods=["GET"]), Route("/v1/models", models, methods=["GET"]), api_route]
+    routes = [Route("/health", health, methods=["GET"]), Route("/v1/models", models, methods=["GET"]), *api_routes]
     middleware = [Middleware(BearerAuthMiddleware, api_key=api_key)] if api_key else []
     return Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
 

@@ -7,9 +7,11 @@ separate process: every request is answered after a fixed latency, each backend 
 requests at once. With W requests to one service of B backends, no client can finish before
 ceil(W / (B * capacity)) * latency; the verifier and the TRM are separate services working in parallel, so the
 lower bound of the step is the larger of the two. We report bound / wall time (target >= 0.85), side by side for
-the default (TRM on verified answers only) and `score_all`, plus the TRM calls the default saves.
+the default (TRM on verified answers only) and `score_all`, plus the TRM calls the default saves. The client
+keeps the reward settings' requests per backend in flight (256 by default, more than the capacity: the queue
+at the server hides the client's turnaround, as with real servers); --client-concurrency changes that.
 
-    .venv/bin/python bench/bench_reward_path.py [--responses 4096] [--latency 1.0] [--capacity 32] [--backends 2]
+    .venv/bin/python bench/bench_reward_path.py [--responses 4096] [--latency 1.0] [--capacity 32] [--backends 2] [--client-concurrency N]
 """
 
 from __future__ import annotations
@@ -136,7 +138,8 @@ def main() -> int:
     parser.add_argument("--backends", type=int, default=2, help="fake backends per service (TRM, verifier)")
     parser.add_argument("--parallelism", type=int, default=1024)
     parser.add_argument("--client-concurrency", type=int, default=None,
-                        help="requests the client keeps in flight per backend (default: the capacity)")
+                        help="requests the client keeps in flight per backend (default: the reward settings' "
+                             "max_concurrency_per_backend, as in training)")
     args = parser.parse_args()
 
     from trm.rewards.verl_manager import VerifyRewardManager
@@ -167,7 +170,8 @@ def main() -> int:
     for score_all in (None, False, True):  # None: an untimed warm-up (worker pool, imports, connections)
         manager = VerifyRewardManager(tokenizer, 0, None, parallelism=args.parallelism, score_all=bool(score_all),
                                       rm_backends=backends["trm"], verifier_backends=backends["verifier"],
-                                      max_concurrency_per_backend=args.client_concurrency or args.capacity)
+                                      **({"max_concurrency_per_backend": args.client_concurrency}
+                                         if args.client_concurrency else {}))
         before = _stats(ports["trm"][0])
         started = time.perf_counter()
         result = manager(batch if score_all is not None else rollout_batch(tokenizer, samples[:256]), return_dict=True)
@@ -188,7 +192,8 @@ def main() -> int:
     fake.terminate()
 
     print(f"reward path: {args.responses} responses (half right), {args.backends}+{args.backends} fake backends, "
-          f"capacity {args.capacity} each, latency {args.latency}s, parallelism {args.parallelism}")
+          f"capacity {args.capacity} each, latency {args.latency}s, parallelism {args.parallelism}, "
+          f"client concurrency {manager.settings.max_concurrency_per_backend} per backend")
     print(f"{'mode':<26}{'TRM calls':>10}{'verifier':>10}{'bound s':>9}{'wall s':>9}{'bound/wall':>12}")
     for mode, trm_calls, verifier_calls, bound, wall in rows:
         print(f"{mode:<26}{trm_calls:>10}{verifier_calls:>10}{bound:>9.2f}{wall:>9.2f}{bound / wall:>12.3f}")

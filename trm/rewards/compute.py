@@ -50,9 +50,10 @@ class RewardSettings:
     """Bearer key of the TRM servers, if they enforce one."""
     verifier_api_key: str | None = None
     """Bearer key of the verifier servers, if they enforce one."""
-    max_concurrency_per_backend: int = 64
-    """Requests one backend gets at a time; the rest wait for the least-loaded healthy backend. Kept moderate:
-    the HTTP client's cost per request grows with its open connections (see bench/bench_reward_path.py)."""
+    max_concurrency_per_backend: int = 256
+    """Requests one backend gets at a time; the rest wait for the least-loaded healthy backend. More than a server
+    works on at once is good: its queue hides the client's turnaround (bench/bench_reward_path.py
+    --client-concurrency), and the client's cost per request no longer grows with its connections (trm.client)."""
     request_timeout_s: float = 300.0
     """Time one HTTP request may take before it is retried elsewhere."""
     rule_chunk: int = 256

@@ -302,6 +302,8 @@ class BackendPool:
                 )
                 body = response.content
         except (TimeoutError, httpx.TimeoutException):
+            if remaining < self.request_timeout and state.last_error:
+                return None  # cut short by the call's deadline: keep the backend's own last error for the report
             self._mark_unhealthy(url, f"timed out on {path}")
             return None
         except httpx.TransportError as exc:

@@ -34,7 +34,8 @@ class BatcherConfig:
     max_wait_ms: float = 0.0
     """Wait this long for more requests when a batch is not full (adds latency at low load; 0 = never wait)."""
     gather_yields: int = 3
-    """Event-loop turns given to already-arrived requests before a batch is cut (costs microseconds)."""
+    """Event-loop turns given to already-arrived requests before a batch is cut after an idle spell (costs
+    microseconds); under load, items that queued during the previous forward pass are cut at once."""
 
 
 @dataclass
@@ -144,6 +145,8 @@ class DynamicBatcher:
         self._wakeup.set()
         self.in_flight += len(futures)
         try:
+            if len(futures) == 1:  # the common single-text request: no gather wrapper
+                return [await futures[0]]
             return list(await asyncio.gather(*futures))
         except BaseException:
             for future in futures:  # a failed or cancelled request drops its queued items
@@ -154,21 +157,26 @@ class DynamicBatcher:
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
+        woke = False  # the queue was empty and got its first item: its siblings may still be in flight
         while True:
             self._pending = [p for p in self._pending if not p.future.done()]
             if not self._pending:
                 self._wakeup.clear()
                 await self._wakeup.wait()
+                woke = True
                 continue
             if len(self._pending) < self.config.max_batch_size:
-                # let requests whose bytes already arrived reach the queue before the batch is cut
-                for _ in range(self.config.gather_yields):
+                # After idling, let requests whose bytes already arrived reach the queue before the batch is cut.
+                # Items that queued during the previous forward pass go at once: yielding here would first run the
+                # previous batch's responses on the event loop while the model sits idle.
+                for _ in range(self.config.gather_yields if woke else 0):
                     await asyncio.sleep(0)
                 if self.config.max_wait_ms > 0 and len(self._pending) < self.config.max_batch_size:
                     await asyncio.sleep(self.config.max_wait_ms / 1000)
                 self._pending = [p for p in self._pending if not p.future.done()]
                 if not self._pending:
                     continue
+            woke = False
             batch = plan_batch(self._pending, self.config)
             chosen = {id(p) for p in batch}
             self._pending = [p for p in self._pending if id(p) not in chosen]

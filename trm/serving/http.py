@@ -25,6 +25,11 @@ from starlette.routing import Route
 
 from trm.serving.batching import DynamicBatcher
 
+try:  # a few times faster than json.dumps on the hot path; installed with verl (via tensordict)
+    import orjson
+except ImportError:  # pragma: no cover - the standard library does the same job, slower
+    orjson = None
+
 log = logging.getLogger("trm.serving")
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -39,6 +44,16 @@ class ApiError(Exception):
         self.message = message
         self.type = type
         self.param = param
+
+
+class FastJSONResponse(JSONResponse):
+    """JSONResponse rendered by orjson when installed. Only for content with finite floats: orjson writes NaN as
+    null, where Starlette's renderer raises (so a broken score becomes a 500, never a silent null)."""
+
+    def render(self, content: Any) -> bytes:
+        if orjson is None:
+            return super().render(content)
+        return orjson.dumps(content)
 
 
 def error_response(status: int, message: str, type: str = "invalid_request_error", param: str | None = None,

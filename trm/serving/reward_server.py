@@ -9,6 +9,7 @@ from __future__ import annotations
 import array
 import asyncio
 import base64
+import math
 from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
@@ -20,6 +21,7 @@ from trm.serving.batching import BatcherConfig, DynamicBatcher
 from trm.serving.http import (
     DEFAULT_MAX_BODY_BYTES,
     ApiError,
+    FastJSONResponse,
     check_model,
     read_json_object,
     serving_app,
@@ -115,7 +117,9 @@ def build_app(scorer: RewardScorer, config: RewardServerConfig) -> Starlette:
             raise ApiError(400, str(exc), param="input") from None
         logits = await batcher.submit(ids, [len(row) for row in ids])
         tokens = sum(len(row) for row in ids)
-        return JSONResponse({
+        finite = all(math.isfinite(value) for row in logits for value in row)
+        response = FastJSONResponse if finite else JSONResponse  # the latter refuses NaN/inf: a 500, not a null
+        return response({
             "object": "list",
             "model": model,
             "data": [{"object": "embedding", "index": i, "embedding": _encode_embedding(row, encoding_format)}

@@ -100,6 +100,9 @@ class RewardScorer:
         if truncation:
             self.tokenizer.truncation_side = truncation
         self._tokenizer_lock = threading.Lock()
+        # Without truncation, a fast tokenizer's __call__ is its Rust backend's encode_batch plus a BatchEncoding
+        # wrapper that costs more than encoding a short text; the server tokenizes per request, so skip the wrapper.
+        self._backend = getattr(self.tokenizer, "backend_tokenizer", None) if self.tokenizer.is_fast else None
         self.num_labels = int(getattr(self.model.config, "num_labels", 1))
         self._torch = torch
 
@@ -109,6 +112,8 @@ class RewardScorer:
         with self._tokenizer_lock:  # HF fast tokenizers are not safe to call from several threads at once
             if self.truncation and self.max_length:
                 ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+            elif self._backend is not None and self._backend.truncation is None and self._backend.padding is None:
+                ids = [encoding.ids for encoding in self._backend.encode_batch(list(texts), add_special_tokens=True)]
             else:
                 ids = self.tokenizer(list(texts))["input_ids"]
         self.check_lengths(ids)
@@ -153,7 +158,7 @@ class RewardScorer:
         if isinstance(head, torch.nn.Linear) and base is not None:
             # Llama/Qwen/Mistral-style heads: gather the last real token by the mask, so a pad id that also
             # appears inside a text cannot move the pooled position.
-            hidden = base(input_ids=input_ids, attention_mask=attention).last_hidden_state
+            hidden = base(input_ids=input_ids, attention_mask=attention, use_cache=False).last_hidden_state
             last = attention.sum(dim=1) - 1
             pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
             return head(pooled)

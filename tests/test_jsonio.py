@@ -36,3 +36,15 @@ def test_torn_tail_is_dropped_so_resume_appends_cleanly(tmp_path):
     append_jsonl(out, [{"i": 2}])
     assert [r["i"] for r in read_records(out)] == [0, 1, 2]
     assert count_complete_lines(tmp_path / "missing.jsonl") == 0
+
+
+def test_rows_come_from_parquet_and_json_alike(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from trm.jsonio import read_rows
+
+    rows = [{"a": i, "b": {"c": [i, i + 1]}} for i in range(5)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "r.parquet")
+    append_jsonl(tmp_path / "r.jsonl", rows)
+    assert read_rows(tmp_path / "r.parquet") == rows == read_rows(tmp_path / "r.jsonl")

@@ -1,4 +1,4 @@
-"""Reading and writing records: JSON, JSON lists and JSONL, with errors that name the line.
+"""Reading and writing records: JSON, JSON lists, JSONL and parquet, with errors that name the line.
 
 Batch commands write JSONL one record at a time (flushed), so an interrupted run keeps everything it
 finished and can resume by counting the lines already written.
@@ -24,6 +24,23 @@ def read_records(path: str | Path) -> list[dict]:
         if not isinstance(record, dict):
             raise ValueError(f"{path}: item {index} is {type(record).__name__}, expected a JSON object")
     return records
+
+
+def iter_rows(path: str | Path) -> Iterator[dict]:
+    """Rows of a parquet file (streamed in batches, so large files stay cheap) or of a JSON/JSONL file."""
+    path = Path(path)
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+            yield from batch.to_pylist()
+    else:
+        yield from read_records(path)
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """All rows of a parquet, JSON or JSONL file."""
+    return list(iter_rows(path))
 
 
 def _read_jsonl(path: Path, text: str) -> Iterator[dict]:

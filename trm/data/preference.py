@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-from trm.jsonio import read_records
+from trm.jsonio import read_rows
 from trm.training.pairs import RecordError, preference_parts
 
 FORMATS = ("json", "jsonl", "parquet")
@@ -42,12 +42,8 @@ def load_records(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.exists():
         raise PreferenceDataError(f"{path}: no such file")
-    if file_format(path) == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path).to_pylist()
     try:
-        return read_records(path)
+        return read_rows(path)
     except ValueError as exc:
         raise PreferenceDataError(str(exc)) from None
 

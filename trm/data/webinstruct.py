@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
+
+from trm.jsonio import iter_rows
 
 WEBINSTRUCT_SOURCE = "TIGER-Lab/WebInstruct-verified"
 
@@ -58,19 +60,6 @@ def convert_row(row: dict, *, index: int, split: str, template: str, data_source
         "reward_model": {"style": "rule", "ground_truth": row["answer"].strip()},
         "extra_info": extra,
     }
-
-
-def read_rows(path: Path) -> Iterator[dict]:
-    """Rows of a parquet, JSON or JSONL file."""
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
-            yield from batch.to_pylist()
-    else:
-        from trm.jsonio import read_records
-
-        yield from read_records(path)
 
 
 def write_parquet(rows: list[dict], path: Path) -> None:
@@ -131,7 +120,7 @@ def validate_parquet(path: str | Path, max_problems: int = 50) -> list[str]:
 
 def _convert(args) -> int:
     rows = []
-    for index, row in enumerate(read_rows(Path(args.input))):
+    for index, row in enumerate(iter_rows(Path(args.input))):
         if args.limit is not None and len(rows) >= args.limit:
             break
         rows.append(convert_row(row, index=index, split=args.split, template=args.template, data_source=args.data_source))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trm.jsonio import read_records
+from trm.jsonio import read_rows
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -142,14 +142,10 @@ def resolve_path(bench: Benchmark, data: str | None = None, data_dir: str | None
 def read_table(path: Path) -> list[dict]:
     """Rows of a JSON/JSONL, Parquet or CSV file."""
     suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path).to_pylist()
     if suffix in (".csv", ".tsv"):
         with open(path, newline="", encoding="utf-8") as handle:
             return list(csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ","))
-    return read_records(path)
+    return read_rows(path)
 
 
 def _first(row: dict, names: tuple[str, ...], what: str, where: str) -> Any:

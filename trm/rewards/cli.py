@@ -11,14 +11,13 @@ import math
 import sys
 from pathlib import Path
 
+from trm.jsonio import read_rows
 from trm.rewards.compute import RewardSettings, request_from_sample, reward_batch_sync, verdict_counts
 
 
 def load_rows(path: Path) -> list[dict]:
     """verl RL rows (parquet from `trm data webinstruct convert`, or the same fields as JSON/JSONL)."""
-    from trm.data.webinstruct import read_rows
-
-    return list(read_rows(path))
+    return read_rows(path)
 
 
 def pair_responses(rows: list[dict], responses: list[dict]) -> list[tuple[dict, dict]]:

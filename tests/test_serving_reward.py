@@ -5,7 +5,6 @@ from __future__ import annotations
 import array
 import asyncio
 import base64
-import json
 import signal
 import threading
 import time

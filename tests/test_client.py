@@ -8,7 +8,8 @@ import time
 
 import pytest
 from _client_support import FaultServer, dead_backend
-from conftest import running_server
+from _serving_support import spawn, stop, trm_command
+from conftest import free_port
 
 from trm.client import BackendPool, BackendRequestError, BackendsUnavailable, parse_backends
 from trm.rewards.thinking import score_reasoning, score_responses
@@ -95,19 +96,23 @@ def test_backend_dying_mid_batch_every_text_still_scored(reward_server, referenc
     assert flaky.actions.count("forward") == 2 and flaky.actions.count("drop") >= 1
 
 
-def test_real_server_stopped_mid_batch_every_text_still_scored(tiny_models, reward_server, reference_scores):
-    server = running_server(["serve", "reward", "--model", str(tiny_models["reward"])])
-    doomed = server.__enter__()
+def test_real_server_stopped_mid_batch_every_text_still_scored(tiny_models, reward_server, reference_scores, tmp_path):
+    # The doomed server is slowed down (fault injection) so the batch is surely still running when it is killed;
+    # SIGKILL, not SIGTERM, since a graceful stop would drain its in-flight requests and nothing would fail.
+    port = free_port()
+    server = spawn(trm_command("serve", "reward", "--model", str(tiny_models["reward"]), "--port", str(port)), port,
+                   tmp_path, env={"TRM_FAULT_BATCH_DELAY_S": "0.2"})
+    doomed = server.url
     try:
         pool = BackendPool([doomed, reward_server], max_concurrency_per_backend=4, unhealthy_cooldown=30)
 
         async def go():
-            # One request per text; the doomed server stops after it has taken three of them.
+            # One request per text; the doomed server dies after it has taken three of them.
             batch = asyncio.create_task(score_reasoning(pool, TEXTS * 2, chunk_size=1))
             give_up = time.monotonic() + 60
             while pool.stats()[doomed]["requests"] < 3 and time.monotonic() < give_up:
                 await asyncio.sleep(0.005)  # polling with a deadline
-            await asyncio.to_thread(server.__exit__, None, None, None)
+            server.proc.kill()
             try:
                 return await batch
             finally:
@@ -115,7 +120,7 @@ def test_real_server_stopped_mid_batch_every_text_still_scored(tiny_models, rewa
 
         scores = asyncio.run(go())
     finally:
-        server.__exit__(None, None, None)  # idempotent when already stopped
+        stop(server.proc)  # no-op when already dead
     assert scores == pytest.approx(reference_scores * 2, abs=1e-4)
     stats = pool.stats()[doomed]
     assert stats["failures"] >= 1 and not stats["healthy"], stats

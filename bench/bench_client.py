@@ -40,9 +40,7 @@ def serve_fake(port: int, latency: float, capacity: int) -> None:
     server = FaultServer(lambda i, req: ("delay", latency, ("status", 200, reply)), capacity=capacity)
 
     async def main():
-        server._capacity = asyncio.Semaphore(capacity)
-        server._client = httpx.AsyncClient()
-        listener = await asyncio.start_server(server._handle, "127.0.0.1", port, backlog=4096)
+        listener = await server.start(port, backlog=4096)
         async with listener:
             await listener.serve_forever()
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
 import math
 import multiprocessing
 import socket
@@ -37,59 +36,33 @@ def _fake_score(text: str) -> float:
 
 
 async def _serve(ports: dict[str, list[int]], latency: float, capacity: int, ready) -> None:
+    """Fault-injection backends (tests/_client_support.FaultServer): a fixed latency inside a fixed capacity."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from _client_support import FaultServer, chat_completion
+
     counts: dict[int, int] = {}
+    verdict = chat_completion("They differ.\nFinal Decision: No")
 
-    async def answer(port: int, kind: str, path: str, body: bytes, sem: asyncio.Semaphore) -> tuple[int, dict]:
-        if path == "/stats":
-            return 200, {str(p): c for p, c in counts.items()}
-        request = json.loads(body or b"{}")
-        async with sem:  # fixed capacity: at most `capacity` requests in service per backend
-            await asyncio.sleep(latency)  # fixed injected latency
+    def script(port: int, kind: str):
+        def answer(index, request):
+            if request.path == "/stats":
+                return ("status", 200, {str(p): c for p, c in counts.items()})
             counts[port] = counts.get(port, 0) + 1
-        if kind == "trm" and path == "/v1/embeddings":
-            texts = request["input"] if isinstance(request["input"], list) else [request["input"]]
-            return 200, {"object": "list", "data": [{"object": "embedding", "index": i, "embedding": [_fake_score(t)]}
-                                                    for i, t in enumerate(texts)], "usage": {"prompt_tokens": 1}}
-        if kind == "verifier" and path == "/v1/chat/completions":
-            return 200, {"choices": [{"index": 0, "finish_reason": "stop",
-                                      "message": {"role": "assistant", "content": "They differ.\nFinal Decision: No"}}]}
-        return 404, {"error": {"message": f"no route {path}"}}
+            if kind == "trm" and request.path == "/v1/embeddings":
+                texts = request.json()["input"]
+                texts = texts if isinstance(texts, list) else [texts]
+                reply = {"object": "list", "usage": {"prompt_tokens": 1},
+                         "data": [{"object": "embedding", "index": i, "embedding": [_fake_score(t)]} for i, t in enumerate(texts)]}
+                return ("delay", latency, ("status", 200, reply))
+            if kind == "verifier" and request.path == "/v1/chat/completions":
+                return ("delay", latency, ("status", 200, verdict))
+            return ("status", 404, {"error": {"message": f"no route {request.path}"}})
 
-    def handler(port: int, kind: str):
-        sem = asyncio.Semaphore(capacity)
+        return answer
 
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                while True:
-                    line = await reader.readline()
-                    if not line:
-                        break
-                    _, path, _ = line.decode().split(" ", 2)
-                    length = 0
-                    while True:
-                        header = await reader.readline()
-                        if header in (b"\r\n", b"\n", b""):
-                            break
-                        name, _, value = header.decode().partition(":")
-                        if name.strip().lower() == "content-length":
-                            length = int(value)
-                    body = await reader.readexactly(length) if length else b""
-                    status, payload = await answer(port, kind, path, body, sem)
-                    data = json.dumps(payload).encode()
-                    writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
-                                 f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
-                    await writer.drain()
-            except (ConnectionError, asyncio.IncompleteReadError):
-                pass
-            finally:
-                writer.close()
-
-        return handle
-
-    servers = []
     for kind, kind_ports in ports.items():
         for port in kind_ports:
-            servers.append(await asyncio.start_server(handler(port, kind), "127.0.0.1", port, backlog=4096))
+            await FaultServer(script(port, kind), capacity=capacity).start(port, backlog=4096)
     ready.set()
     await asyncio.Event().wait()
 

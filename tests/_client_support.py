@@ -52,10 +52,7 @@ class FaultServer:
 
         def run():
             asyncio.set_event_loop(self._loop)
-            self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
-            self.port = self._server.sockets[0].getsockname()[1]
-            self._client = httpx.AsyncClient(timeout=60.0)
-            self._capacity = asyncio.Semaphore(self.capacity) if self.capacity else None
+            self._loop.run_until_complete(self.start())
             ready.set()
             self._loop.run_forever()
 
@@ -63,8 +60,16 @@ class FaultServer:
         self._thread.start()
         if not ready.wait(10):
             raise RuntimeError("fault server did not start")
-        self.url = f"http://127.0.0.1:{self.port}"
         return self
+
+    async def start(self, port: int = 0, backlog: int = 100) -> asyncio.AbstractServer:
+        """Listen on the running event loop: the thread of ``with FaultServer(...)``, or a benchmark's own process."""
+        self._client = httpx.AsyncClient(timeout=60.0)
+        self._capacity = asyncio.Semaphore(self.capacity) if self.capacity else None
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", port, backlog=backlog)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        return self._server
 
     def __exit__(self, *exc) -> None:
         async def stop():

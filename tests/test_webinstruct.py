@@ -11,7 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REPO
-from trm.data.webinstruct import BOXED_INSTRUCTION, convert_row, validate_parquet
+from trm.data.prompts import BOXED_INSTRUCTION
+from trm.data.webinstruct import convert_row, validate_parquet
+from trm.protocol import LLAMA_RL_PROMPT, QWEN_MATH_RL_PROMPT
 
 TINY = REPO / "data" / "webinstruct_tiny.parquet"
 SOURCE = REPO / "data" / "webinstruct_tiny_source.jsonl"
@@ -21,7 +23,7 @@ def run_trm(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "trm", "data", "webinstruct", *args], capture_output=True, text=True, cwd=REPO)
 
 
-@pytest.mark.parametrize("template", ["qwen-math", "llama", "plain"])
+@pytest.mark.parametrize("template", ["luffy", "llama-boxed", "own-qwen-math", "own-llama", "plain"])
 def test_convert_row_shapes_prompt_per_template(template):
     row = convert_row({"question": " What is 2+2? ", "answer": "4", "category": "Mathematics"}, index=7, split="test", template=template)
     assert row["data_source"] == "TIGER-Lab/WebInstruct-verified"
@@ -31,10 +33,13 @@ def test_convert_row_shapes_prompt_per_template(template):
     assert (extra["question"], extra["index"], extra["split"], extra["category"]) == ("What is 2+2?", 7, "test", "Mathematics")
     user_turns = [m for m in row["prompt"] if m["role"] == "user"]
     assert len(user_turns) == 1 and user_turns[0]["content"] == extra["user_prompt"]
-    if template == "qwen-math":
+    if template in ("luffy", "llama-boxed"):  # the paper's prompt is the whole user turn, no system turn
+        paper = QWEN_MATH_RL_PROMPT if template == "luffy" else LLAMA_RL_PROMPT
+        assert row["prompt"] == [{"role": "user", "content": paper.format(problem="What is 2+2?")}]
+    elif template == "own-qwen-math":
         assert row["prompt"][0] == {"role": "system", "content": BOXED_INSTRUCTION}
         assert extra["user_prompt"] == "What is 2+2?"
-    elif template == "llama":
+    elif template == "own-llama":
         assert len(row["prompt"]) == 1 and extra["user_prompt"] == f"What is 2+2?\n\n{BOXED_INSTRUCTION}"
     else:
         assert row["prompt"] == [{"role": "user", "content": "What is 2+2?"}]
@@ -45,9 +50,26 @@ def test_convert_row_names_missing_field():
         convert_row({"question": "q"}, index=3, split="train", template="plain")
 
 
+def test_paper_prompt_is_each_family_default_and_user_prompt_is_the_whole_user_turn(tmp_path):
+    """Defaults: --family qwen-math gives LUFFY's prompt, --family llama the Llama prompt (protocol.md section 2)."""
+    question = pq.read_table(TINY).to_pylist()[0]["extra_info"]["question"]
+    for family, paper in (("qwen-math", QWEN_MATH_RL_PROMPT), ("llama", LLAMA_RL_PROMPT)):
+        out = tmp_path / f"{family}.parquet"
+        result = run_trm("convert", "--input", str(SOURCE), "--output", str(out), *(["--family", family] * (family != "qwen-math")))
+        assert result.returncode == 0, result.stderr
+        row = pq.read_table(out).to_pylist()[0]
+        expected = paper.replace("{problem}", question).replace("{{}}", "{}")  # the reference text, filled by hand
+        assert row["prompt"] == [{"role": "user", "content": expected}]
+        assert row["extra_info"]["user_prompt"] == expected
+        assert validate_parquet(out) == []
+    result = run_trm("convert", "--input", str(SOURCE), "--output", str(tmp_path / "x.parquet"), "--template", "qwen-math")
+    assert result.returncode == 2 and "invalid choice: 'qwen-math'" in result.stderr  # a family is not a template
+
+
 def test_bundled_tiny_parquet_matches_its_source_and_validates(tmp_path):
+    # The bundled toy parquet keeps our own short wording: the tiny test models need no 150-token instruction.
     out = tmp_path / "tiny.parquet"
-    result = run_trm("convert", "--input", str(SOURCE), "--output", str(out), "--template", "qwen-math")
+    result = run_trm("convert", "--input", str(SOURCE), "--output", str(out), "--template", "own-qwen-math")
     assert result.returncode == 0, result.stderr
     assert pq.read_table(out).to_pylist() == pq.read_table(TINY).to_pylist()  # rebuilt byte-for-byte in content
     rows = pq.read_table(TINY).to_pylist()

@@ -5,6 +5,8 @@ A processed row is what verl's RLHFDataset reads and what the `verify` reward ne
 ``reward_model = {"style": "rule", "ground_truth": ...}`` and
 ``extra_info = {"user_prompt", "question", "index", "split", ...}``. ``extra_info.user_prompt`` is the prompt
 half of the TRM input (``trm.traces.trm_input``), so it is the user's turn exactly as the policy saw it.
+The prompt is a named template (`trm.data.prompts`); by default the paper's prompt for the policy family
+(``--family qwen-math``: ``luffy``; ``--family llama``: ``llama-boxed``), which is the whole user turn.
 """
 
 from __future__ import annotations
@@ -14,34 +16,19 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
+from trm.data.prompts import FAMILIES, TEMPLATES, get_template, template_for, template_help
 from trm.jsonio import iter_rows
 
 WEBINSTRUCT_SOURCE = "TIGER-Lab/WebInstruct-verified"
 
-# Our own instruction wording; the point is the *shape* each policy family was tuned on.
-BOXED_INSTRUCTION = "Reason through the problem step by step, then write the final answer inside \\boxed{}."
-
 # Columns of WebInstruct-verified carried into extra_info when present.
 CARRIED_COLUMNS = ("id", "answer_type", "category", "difficulty")
 
-TEMPLATES = ("qwen-math", "llama", "plain")
-
 
 def build_messages(question: str, template: str) -> tuple[list[dict], str]:
-    """(chat prompt, user turn text) in the policy's style.
-
-    qwen-math: the instruction as a system turn and the bare question as the user turn (Qwen2.5-Math style);
-    llama: one user turn, question then instruction (Llama-3.1-Instruct style); plain: the bare question.
-    """
-    question = question.strip()
-    if template == "qwen-math":
-        return [{"role": "system", "content": BOXED_INSTRUCTION}, {"role": "user", "content": question}], question
-    if template == "llama":
-        user = f"{question}\n\n{BOXED_INSTRUCTION}"
-        return [{"role": "user", "content": user}], user
-    if template == "plain":
-        return [{"role": "user", "content": question}], question
-    raise ValueError(f"unknown template {template!r}; choose one of {', '.join(TEMPLATES)}")
+    """(chat prompt, user turn text) for a named template; the user turn is what the policy sees as its prompt."""
+    chosen = get_template(template)
+    return chosen.messages(question), chosen.user_turn(question)
 
 
 def convert_row(row: dict, *, index: int, split: str, template: str, data_source: str = WEBINSTRUCT_SOURCE) -> dict:
@@ -119,13 +106,14 @@ def validate_parquet(path: str | Path, max_problems: int = 50) -> list[str]:
 
 
 def _convert(args) -> int:
+    template = template_for(args.family, args.template).name
     rows = []
     for index, row in enumerate(iter_rows(Path(args.input))):
         if args.limit is not None and len(rows) >= args.limit:
             break
-        rows.append(convert_row(row, index=index, split=args.split, template=args.template, data_source=args.data_source))
+        rows.append(convert_row(row, index=index, split=args.split, template=template, data_source=args.data_source))
     write_parquet(rows, Path(args.output))
-    print(f"wrote {len(rows)} rows ({args.template} template, split {args.split}) to {args.output}")
+    print(f"wrote {len(rows)} rows ({template} template, split {args.split}) to {args.output}")
     return 0
 
 
@@ -147,7 +135,11 @@ def main(argv: list[str], prog: str = "trm data webinstruct") -> int:
     convert = sub.add_parser("convert", help="convert WebInstruct-verified rows (parquet/JSON/JSONL) to verl parquet")
     convert.add_argument("--input", required=True, help="rows with question and answer (parquet, JSON or JSONL)")
     convert.add_argument("--output", required=True, help="parquet file to write")
-    convert.add_argument("--template", choices=TEMPLATES, default="qwen-math", help="the policy's prompt style")
+    convert.add_argument("--family", choices=FAMILIES, default="qwen-math",
+                         help="policy family; its default --template is the paper's prompt for it "
+                              "(qwen-math: luffy, llama: llama-boxed)")
+    convert.add_argument("--template", choices=list(TEMPLATES), default=None,
+                         help=f"prompt template instead of the family's paper prompt ({template_help()})")
     convert.add_argument("--split", default="train", help="value stored in extra_info.split")
     convert.add_argument("--data-source", default=WEBINSTRUCT_SOURCE, help="value of data_source (selects the verifier)")
     convert.add_argument("--limit", type=int, default=None, help="convert only the first N rows")

@@ -28,6 +28,7 @@ import time
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import httpx
 
@@ -260,8 +261,13 @@ class BackendPool:
                 break
 
     # -- requests ------------------------------------------------------------------------------------------
-    async def post_json(self, path: str, payload: dict) -> dict:
-        """POST ``payload`` to ``path`` on one backend and return its JSON answer (see class docstring)."""
+    async def post_json(self, path: str, payload: dict, parse: Callable[[Any], Any] | None = None) -> Any:
+        """POST ``payload`` to ``path`` on one backend and return its JSON answer (see class docstring).
+
+        ``parse`` turns the JSON answer into the caller's value (never None). A ``ValueError`` from it means the
+        backend answered 2xx with something malformed (wrong count, wrong types, impossible values): that
+        backend is benched and the call retried elsewhere, like a 5xx, so a broken answer never becomes a value.
+        """
         loop_state = self._loop_state()
         started = time.monotonic()
         give_up_at = started + self.deadline
@@ -276,7 +282,7 @@ class BackendPool:
                 tried = set()  # every backend had a go: the next round starts over, after a backoff
             lane = self._take_lane(loop_state, url)
             try:
-                result = await self._attempt(lane.client, url, path, payload, give_up_at - time.monotonic())
+                result = await self._attempt(lane.client, url, path, payload, give_up_at - time.monotonic(), parse)
             finally:
                 lane.in_flight -= 1
                 self._release(loop_state, url)
@@ -290,8 +296,11 @@ class BackendPool:
                 raise self._unavailable(path, started)
             await asyncio.sleep(min(delay, remaining))
 
-    async def _attempt(self, client: httpx.AsyncClient, url: str, path: str, payload: dict, remaining: float) -> dict | None:
-        """One try on one backend: the JSON answer, None for a retryable failure; raises on 4xx."""
+    async def _attempt(
+        self, client: httpx.AsyncClient, url: str, path: str, payload: dict, remaining: float,
+        parse: Callable[[Any], Any] | None = None,
+    ) -> Any:
+        """One try on one backend: the (parsed) JSON answer, None for a retryable failure; raises on 4xx."""
         state = self._states[url]
         state.requests += 1
         sent_at = time.monotonic()
@@ -319,6 +328,12 @@ class BackendPool:
         except ValueError:
             self._mark_unhealthy(url, f"answered {response.status_code} with a body that is not JSON: {body[:200]!r}")
             return None
+        if parse is not None:
+            try:
+                result = parse(result)
+            except ValueError as exc:
+                self._mark_unhealthy(url, f"malformed answer to {path}: {exc}")
+                return None
         if sent_at > state.failed_at:  # a good answer to a request sent after the last failure ends the cooldown
             state.unhealthy_until = 0.0
         return result

@@ -69,3 +69,9 @@ def rl_user_turn(template: str, problem: str) -> str:
         return RL_PROMPTS[template].format(problem=problem)
     except KeyError:
         raise ValueError(f"unknown RL prompt {template!r}; choose one of {', '.join(RL_PROMPTS)}") from None
+
+
+# ---- ReasonFlux-PRM input (the Table 2 baseline scorer) ----------------------------------------------------------
+# Source: the Gen-Verse/ReasonFlux-PRM-7B model card: the user turn is the problem, the assistant turn the reasoning
+# steps each followed by this tag, under the model's own chat template; the model scores each tagged position.
+REASONFLUX_STEP_TAG = "<extra_0>"

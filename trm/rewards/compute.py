@@ -7,7 +7,8 @@ One pipeline serves every caller (``remote_verifier.compute_score``, the verl ``
    ``rule_chunk`` answers so that the network calls of finished rounds overlap the CPU work of the next;
 2. per response, concurrently and bounded by ``parallelism``: the LLM verifier where the rule check failed and the
    data source allows it, then the TRM on ``trm_input(user_prompt, response)`` for verified answers (or for all
-   responses with ``score_all``, for analysis; unverified ones still get 0).
+   responses with ``score_all``, for analysis; unverified ones still get 0). The scorer is chosen by
+   ``reward_scorer`` (trm.rewards.scorers); with ``alpha`` 0 (verifier only) none is called or needed.
 Backend failures raise (after the pool's retries on other backends); they never become a reward.
 """
 
@@ -20,7 +21,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 from trm.rewards.correctness import Verdict, VerifyConfig, rule_check_batch, verify_response
-from trm.traces import extract_answer, trm_input
+from trm.traces import extract_answer
 
 DEFAULT_VERIFIER_BACKENDS = "127.0.0.1:23888"
 DEFAULT_RM_BACKENDS = "127.0.0.1:39999"
@@ -46,6 +47,9 @@ class RewardSettings:
     """Call the TRM for every response (analysis). Default: only verified answers, the only ones it can change."""
     rm_model: str = "RewardModel"
     """Served model name of the TRM."""
+    reward_scorer: str = "trm"
+    """What scores the reasoning (a name in ``trm.rewards.scorers.SCORERS``): ``trm`` (the paper's TRM) or
+    ``reasonflux`` (the ReasonFlux-PRM baseline of Table 2, a vLLM pooling server at ``rm_backends``)."""
     rm_api_key: str | None = None
     """Bearer key of the TRM servers, if they enforce one."""
     verifier_api_key: str | None = None
@@ -67,6 +71,9 @@ class RewardSettings:
         from trm.rewards.blend import validate_alpha
 
         validate_alpha(self.alpha)
+        from trm.rewards.scorers import scorer_class
+
+        scorer_class(self.reward_scorer)  # an unknown name fails here, at configuration time
         if int(self.parallelism) < 1:
             raise ValueError(f"parallelism must be >= 1, got {self.parallelism}")
         self.alpha, self.parallelism, self.score_all = float(self.alpha), int(self.parallelism), bool(self.score_all)
@@ -100,13 +107,22 @@ class RewardSettings:
             **{k: v for k, v in overrides.items() if k in own},
         )
 
+    @property
+    def uses_scorer(self) -> bool:
+        """Whether the reasoning scorer is called at all: not with alpha 0 (the verifier-only baseline), unless
+        ``score_all`` asks for scores to log."""
+        return self.alpha > 0 or self.score_all
+
     def describe(self) -> list[str]:
         """Short lines for summaries (the dry run, the reward CLI)."""
         scope = "every response (analysis)" if self.score_all else "verified answers only"
+        scorer = "TRM" if self.reward_scorer == "trm" else self.reward_scorer
+        if not self.uses_scorer:
+            scope = "nothing (alpha 0: verifier only, no reward-model server called)"
         sources = ", ".join(sorted(self.verify.llm_data_sources)) or "none"
         return [
-            f"alpha {self.alpha}; parallelism {self.parallelism}; TRM scores {scope}",
-            f"TRM backends {self.rm_backends} (model {self.rm_model})",
+            f"alpha {self.alpha}; parallelism {self.parallelism}; {scorer} scores {scope}",
+            f"{scorer} backends {self.rm_backends} (model {self.rm_model})",
             f"verifier backends {self.verifier_backends} (LLM verifier for: {sources})",
         ]
 
@@ -228,12 +244,12 @@ async def reward_batch(
 
     ``rule_verdicts`` skips step 1 when the caller already rule-checked the batch.
     """
-    from trm.rewards.thinking import score_reasoning
+    from trm.rewards.scorers import scorer_class
 
     rules = _RuleVerdicts(requests, settings, rule_verdicts)
     limit = asyncio.Semaphore(settings.parallelism)
     verifier_pool = _pool(settings.verifier_backends, settings.verifier_api_key, settings)
-    rm_pool = _pool(settings.rm_backends, settings.rm_api_key, settings)
+    scorer = scorer_class(settings.reward_scorer)(settings) if settings.uses_scorer else None
     results: list[dict | None] = [None] * len(requests)
 
     async def one(i: int, request: RewardRequest) -> None:
@@ -250,10 +266,9 @@ async def reward_batch(
                     rule_verdict=verdict,
                 )
         trm_score = None
-        if verdict.correct or settings.score_all:
+        if scorer is not None and (verdict.correct or settings.score_all):
             async with limit:
-                text = trm_input(request.user_prompt, request.response)
-                (trm_score,) = await score_reasoning(rm_pool, [text], model=settings.rm_model)
+                trm_score = await scorer.score(request)
         results[i] = blend_result(verdict, trm_score, settings.alpha)
         if on_done is not None:
             on_done()
@@ -266,7 +281,8 @@ async def reward_batch(
     except BaseExceptionGroup as failures:
         raise failures.exceptions[0] from None
     finally:
-        await asyncio.gather(verifier_pool.aclose(), rm_pool.aclose(), return_exceptions=True)
+        closing = [verifier_pool.aclose()] + ([scorer.aclose()] if scorer is not None else [])
+        await asyncio.gather(*closing, return_exceptions=True)
     return results  # type: ignore[return-value]
 
 

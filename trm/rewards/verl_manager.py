@@ -10,7 +10,14 @@ write each reward at the last valid response token. Settings come from the manag
 (``reward_model.reward_kwargs``), then ``custom_reward_function.reward_kwargs``, then remote_verifier.py.
 
 ``reward_extra_info["verdict_source"]`` says per sample what decided its correctness (``worker_error`` and
-``timeout`` included), and each batch prints one line of verdict-source counts to stderr.
+``timeout`` included), and each batch prints one line of verdict-source counts to stderr. verl's trainer puts
+these per-sample values into the batch; ``trm.rl.metrics`` turns them into per-step metrics (``python -m
+trm.rl.train``).
+
+Validation batches (verl sets ``meta_info["validate"]``) are scored with the reasoning scorer for every response
+(as ``score_all``; rewards are unchanged): verl's ``_validate`` averages each extra-info key per prompt with plain
+``np.mean``, so the NaN that marks an unscored response would make ``rm_score_raw`` NaN for any prompt with a wrong
+rollout. With alpha 0 and no ``score_all`` the scorer is never called and ``rm_score_raw`` is left out entirely.
 
 Failures raise; verl decides what happens next. Note that verl 0.6.0's ``compute_reward`` (also the one inside
 ``compute_reward_async``) catches any exception of the reward manager, prints it and calls the manager a
@@ -21,6 +28,7 @@ check is run twice. Lower ``deadline_s`` (``reward_model.reward_kwargs.deadline_
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 from collections import Counter
@@ -143,8 +151,11 @@ class VerifyRewardManager(AbstractRewardManager):
         requests = self._requests(data, responses)
         from tqdm.auto import tqdm
 
+        settings = self.settings
+        if data.meta_info.get("validate") and settings.uses_scorer and not settings.score_all:
+            settings = dataclasses.replace(settings, score_all=True)  # no NaN for verl's validation means
         with tqdm(total=len(requests), desc="verify reward", file=sys.stderr, mininterval=1.0) as bar:
-            results = reward_batch_sync(requests, self.settings, on_done=lambda: bar.update(1))
+            results = reward_batch_sync(requests, settings, on_done=lambda: bar.update(1))
         print(f"verify reward: {len(results)} responses; verdicts: {verdict_counts(results)}", file=sys.stderr)
 
         reward_tensor = torch.zeros_like(data.batch["responses"], dtype=torch.float32)
@@ -163,7 +174,8 @@ class VerifyRewardManager(AbstractRewardManager):
         size = Counter(groups)
         for group, result in zip(groups, results):
             correct[group] += result["verify_binary"]
-        extra: dict[str, list] = {key: [] for key in EXTRA_KEYS}
+        keys = [key for key in EXTRA_KEYS if key != "rm_score_raw" or self.settings.uses_scorer]
+        extra: dict[str, list] = {key: [] for key in keys}
         for group, result in zip(groups, results):
             row = {
                 **{k: result[k] for k in ("score", "verify_score", "verify_binary", "rm_score_raw", "has_answer", "verdict_source")},
@@ -172,7 +184,7 @@ class VerifyRewardManager(AbstractRewardManager):
                 "group_correct": correct[group],  # right rollouts among this prompt's group (uid)
                 "group_size": size[group],
             }
-            for key in EXTRA_KEYS:
+            for key in keys:
                 extra[key].append(row[key])
         return extra
 

@@ -1,0 +1,66 @@
+"""Reasoning scorers behind the reward formula ``r = v * (1 - alpha + alpha * sigmoid(t))``, chosen by name.
+
+``RewardSettings.reward_scorer`` names one of :data:`SCORERS` (the same register-by-name pattern as verl's reward
+managers): ``trm`` (the paper's Thinking Reward Model, default) or ``reasonflux`` (the ReasonFlux-PRM baseline of
+Table 2). A scorer turns one response into the raw score ``t``; the blend and everything around it is shared, so
+the baselines differ only in ``t``. Both talk to the servers named by ``rm_backends`` through one
+:class:`trm.client.BackendPool`, which retries failures and malformed answers elsewhere.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from trm.rewards.compute import RewardRequest, RewardSettings
+
+SCORERS: dict[str, type] = {}
+
+
+def register_scorer(name: str) -> Callable[[type], type]:
+    """Class decorator: make a scorer selectable as ``reward_scorer=<name>``."""
+
+    def add(cls: type) -> type:
+        if SCORERS.get(name, cls) is not cls:
+            raise ValueError(f"reward scorer {name!r} is already registered to {SCORERS[name].__name__}")
+        SCORERS[name] = cls
+        return cls
+
+    return add
+
+
+def scorer_class(name: str) -> type:
+    if name not in SCORERS:
+        raise ValueError(f"unknown reward_scorer {name!r}; registered: {', '.join(sorted(SCORERS))}")
+    return SCORERS[name]
+
+
+class PoolScorer:
+    """Common part: one backend pool from the settings (rm_backends, rm_api_key, timeouts), closed with the batch."""
+
+    def __init__(self, settings: "RewardSettings"):
+        from trm.rewards.compute import _pool
+
+        self.settings = settings
+        self.pool = _pool(settings.rm_backends, settings.rm_api_key, settings)
+
+    async def score(self, request: "RewardRequest") -> float:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
+
+@register_scorer("trm")
+class TrmScorer(PoolScorer):
+    """The TRM's raw score of ``trm_input(user_prompt, response)`` from an embeddings server."""
+
+    async def score(self, request: "RewardRequest") -> float:
+        from trm.rewards.thinking import score_reasoning
+        from trm.traces import trm_input
+
+        (score,) = await score_reasoning(self.pool, [trm_input(request.user_prompt, request.response)], model=self.settings.rm_model)
+        return score
+
+
+from trm.rewards import reasonflux  # noqa: E402,F401  (registers "reasonflux")

@@ -46,6 +46,7 @@ TEST_FREQ=${TEST_FREQ:-25}
 # ---- reward: r = v * (1 - ALPHA + ALPHA * sigmoid(t)) ------------------------------------------------------------
 REWARD_FILE=${REWARD_FILE:-$ROOT/remote_verifier.py}
 ALPHA=${ALPHA:-0.2}
+REWARD_SCORER=${REWARD_SCORER:-trm}  # trm | reasonflux (Table 2 baseline, vLLM pooling server at the RM backends); ALPHA=0: verifier only
 REWARD_PARALLELISM=${REWARD_PARALLELISM:-1024}
 
 ARGS=(
@@ -82,6 +83,7 @@ ARGS=(
     reward_model.launch_reward_fn_async=True
     +reward_model.reward_kwargs.parallelism="$REWARD_PARALLELISM"
     +reward_model.reward_kwargs.alpha="$ALPHA"
+    +reward_model.reward_kwargs.reward_scorer="$REWARD_SCORER"
     custom_reward_function.path="$REWARD_FILE"
     custom_reward_function.name=compute_score
     trainer.critic_warmup=0
@@ -100,4 +102,4 @@ if [[ "${1:-}" == "--dry-run" ]]; then
     shift
     exec "$PYTHON" -m trm rl check "${ARGS[@]}" "$@"
 fi
-exec "$PYTHON" -m verl.trainer.main_ppo "${ARGS[@]}" "$@"
+exec "$PYTHON" -m trm.rl.train "${ARGS[@]}" "$@"  # verl's main_ppo + per-step thinking-reward metrics

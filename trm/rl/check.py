@@ -15,22 +15,26 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from trm.rl.config import compose_ppo_config, local_path, validate_ppo_config
+from trm.rl.context import check_batched_tokens, check_policy_context
 
 
-def _data_notes(config: DictConfig) -> list[str]:
-    """Where the data files are missing here (fine on a laptop), or present but unusable (an error)."""
+def _data_notes(config: DictConfig) -> tuple[list[str], int | None]:
+    """Where the data files are missing here (fine on a laptop), or present but unusable (an error); and the
+    number of training rows when every training file is local (None otherwise)."""
     import pyarrow.parquet as pq
 
     from trm.data.webinstruct import validate_parquet
 
     notes = []
+    train_rows: int | None = None
     for split in ("train_files", "val_files"):
         files = config.data[split]
-        rows = 0
+        rows, missing = 0, False
         for file in [files] if isinstance(files, str) else list(files):
             path = local_path(file)
             if path is None:
                 notes.append(f"data.{split}: {file} does not exist on this machine (checked at launch)")
+                missing = True
                 continue
             problems = validate_parquet(path)
             if problems:
@@ -40,7 +44,34 @@ def _data_notes(config: DictConfig) -> list[str]:
         if split == "train_files" and 0 < rows < config.data.train_batch_size:
             raise ValueError(f"data.train_files has {rows} rows, fewer than data.train_batch_size="
                              f"{config.data.train_batch_size}: verl's train dataloader (drop_last) would be empty")
-    return notes
+        if split == "train_files" and not missing:
+            train_rows = rows
+    return notes, train_rows
+
+
+def run_length(config: DictConfig, train_rows: int | None) -> str:
+    """Steps and epochs of the run as verl's trainer counts them (drop_last batches; whichever bound comes first).
+
+    Raises when the epochs end before ``trainer.total_training_steps``: verl would stop early, without the final
+    validation and checkpoint it runs on the last step.
+    """
+    t = config.trainer
+    steps, epochs, batch = t.total_training_steps, t.total_epochs, config.data.train_batch_size
+    if train_rows is None:
+        what = f"{steps} steps (trainer.total_training_steps)" if steps is not None else f"{epochs} epochs"
+        return (f"{what}, at most {epochs} epochs; steps per epoch not computed: the training parquet is not on "
+                f"this machine (rows / data.train_batch_size {batch})")
+    per_epoch = train_rows // batch
+    if steps is None:
+        return f"{epochs} epochs x {per_epoch} steps ({train_rows} rows / batch {batch}) = {epochs * per_epoch} steps"
+    if per_epoch * epochs < steps:
+        needed = -(-steps // per_epoch)
+        raise ValueError(
+            f"trainer.total_training_steps={steps} but {train_rows} rows / batch {batch} = {per_epoch} steps per epoch "
+            f"x trainer.total_epochs={epochs} = {per_epoch * epochs} steps: verl would stop there, without its "
+            f"last-step validation and checkpoint. Set TOTAL_EPOCHS={needed} or TOTAL_TRAINING_STEPS={per_epoch * epochs}")
+    return (f"{steps} steps (trainer.total_training_steps) = {steps / per_epoch:.2f} epochs of {per_epoch} steps "
+            f"({train_rows} rows / batch {batch}); trainer.total_epochs={epochs} allows {per_epoch * epochs}")
 
 
 def _load_tokenizer(config: DictConfig) -> tuple[Any, str | None]:
@@ -61,9 +92,11 @@ def load_manager(config: DictConfig, tokenizer: Any, num_examine: int = 0):
     )
 
 
-def summary(config: DictConfig, manager: Any, checks: list[str], notes: list[str]) -> str:
+def summary(config: DictConfig, manager: Any, checks: list[str], notes: list[str], length: str,
+            context: list[str]) -> str:
     a = config.actor_rollout_ref.actor
     r = config.actor_rollout_ref.rollout
+    ref = config.actor_rollout_ref.ref
     d = config.data
     t = config.trainer
     responses = d.train_batch_size * r.n
@@ -75,10 +108,18 @@ def summary(config: DictConfig, manager: Any, checks: list[str], notes: list[str
         f"  algorithm  {config.algorithm.adv_estimator}; kl loss {a.use_kl_loss} ({a.kl_loss_type}, {a.kl_loss_coef}); "
         f"kl in reward {config.algorithm.use_kl_in_reward}; entropy {a.entropy_coeff}",
         f"  batch      {d.train_batch_size} prompts x {r.n} rollouts = {responses} responses/step; "
-        f"mini-batch {a.ppo_mini_batch_size}; lr {a.optim.lr}; epochs {t.total_epochs}",
+        f"mini-batch {a.ppo_mini_batch_size}; lr {a.optim.lr}",
+        f"  length     {length}",
         f"  clip       low {a.clip_ratio_low}, high {a.clip_ratio_high}, c {a.clip_ratio_c}",
         f"  rollout    {r.name} TP {r.tensor_model_parallel_size}; T={r.temperature}; "
         f"prompt {d.max_prompt_length} / response {d.max_response_length} tokens",
+        f"  context    {context[0]}",
+        *[f"             {line}" for line in context[1:]],
+        f"  memory     actor {a.ppo_max_token_len_per_gpu} / rollout log-prob {r.log_prob_max_token_len_per_gpu} / "
+        f"ref log-prob {ref.log_prob_max_token_len_per_gpu} tokens per GPU; vLLM gpu_memory_utilization "
+        f"{r.gpu_memory_utilization}; ref param_offload {ref.fsdp_config.param_offload}",
+        f"  schedule   val batch {d.val_batch_size}; test every {t.test_freq} steps (before training "
+        f"{t.val_before_train}); save every {t.save_freq} steps; kl_ctrl.kl_coef {config.algorithm.kl_ctrl.kl_coef}",
         f"  hardware   {t.n_gpus_per_node} GPUs x {t.nnodes} node(s)",
         f"  reward     manager {config.reward_model.reward_manager} ({type(manager).__module__}."
         f"{type(manager).__name__}); async {config.reward_model.launch_reward_fn_async}; "
@@ -95,7 +136,11 @@ def run_check(overrides: list[str]) -> str:
     """Compose, validate and load the reward manager; return the summary (raises on any problem)."""
     config = compose_ppo_config(overrides)
     checks = ["hydra composition"] + validate_ppo_config(config)
-    notes = _data_notes(config)
+    notes, train_rows = _data_notes(config)
+    length = run_length(config, train_rows)
+    context = [check_batched_tokens(config)]
+    context[:0] = check_policy_context(config, local_path(config.actor_rollout_ref.model.path))
+    checks.append("context and batched tokens")
     tokenizer, note = _load_tokenizer(config)
     notes += [note] if note else []
     actor = config.actor_rollout_ref.actor
@@ -104,7 +149,7 @@ def run_check(overrides: list[str]) -> str:
                      f"{config.data.train_batch_size}: one policy update per step")
     manager = load_manager(config, tokenizer)
     checks.append("reward manager loaded")
-    return summary(config, manager, checks, notes)
+    return summary(config, manager, checks, notes, length, context)
 
 
 def main(argv: list[str], prog: str = "trm rl check") -> int:

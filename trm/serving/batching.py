@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,23 @@ class BatcherConfig:
     gather_yields: int = 3
     """Event-loop turns given to already-arrived requests before a batch is cut after an idle spell (costs
     microseconds); under load, items that queued during the previous forward pass are cut at once."""
+    max_queue: int = 8192
+    """Items waiting for a forward pass, over all requests. A request that would overfill the queue is refused
+    (QueueFull: HTTP 429 with Retry-After) instead of growing the backlog without bound."""
+
+
+class QueueFull(Exception):
+    """The batcher's queue cannot take a request's items now (`retry_after_s`), or ever (`never`: too many items)."""
+
+    def __init__(self, items: int, queued: int, max_queue: int, retry_after_s: int):
+        self.never = items > max_queue
+        if self.never:
+            message = f"{items} items in one request, more than the server queues at once ({max_queue}); split it"
+        else:
+            message = (f"the server is busy: {queued} items are queued and {items} more would exceed its queue of "
+                       f"{max_queue}; retry after {retry_after_s} s")
+        super().__init__(message)
+        self.items, self.queued, self.max_queue, self.retry_after_s = items, queued, max_queue, retry_after_s
 
 
 @dataclass
@@ -55,6 +73,10 @@ class BatchStats:
     items: int = 0
     largest_batch: int = 0
     busy_seconds: float = 0.0
+    cancelled: int = 0
+    """Queued items dropped because their request went away (client disconnected) before a forward pass."""
+    refused: int = 0
+    """Items refused because the queue was full."""
 
     def record(self, size: int, seconds: float) -> None:
         self.batches += 1
@@ -64,7 +86,12 @@ class BatchStats:
 
     def as_dict(self) -> dict:
         return {"batches": self.batches, "items": self.items, "largest_batch": self.largest_batch,
-                "busy_seconds": round(self.busy_seconds, 3)}
+                "busy_seconds": round(self.busy_seconds, 3), "cancelled": self.cancelled, "refused": self.refused}
+
+    def retry_after_s(self, queued: int) -> int:
+        """Seconds until `queued` items are likely served, from the time items took so far (1..60)."""
+        per_item = self.busy_seconds / self.items if self.items else 0.1
+        return max(1, min(60, math.ceil(queued * per_item)))
 
 
 def plan_batch(pending: Sequence[_Pending], config: BatcherConfig) -> list[_Pending]:
@@ -131,9 +158,16 @@ class DynamicBatcher:
         self._executor.shutdown(wait=True)
 
     async def submit(self, items: Sequence[Any], costs: Sequence[int], groups: Sequence[Hashable] | None = None) -> list[Any]:
-        """Queue items (with their padded-token cost and batch group); wait for all their results, in order."""
+        """Queue items (with their padded-token cost and batch group); wait for all their results, in order.
+
+        Raises QueueFull when the queue cannot take them. If the caller is cancelled (its client went away), its
+        items still queued leave the queue at once; those already in a forward pass finish."""
         if self._task is None:
             raise RuntimeError("batcher not started")
+        if len(self._pending) + len(items) > self.config.max_queue:
+            self.stats.refused += len(items)
+            raise QueueFull(len(items), len(self._pending), self.config.max_queue,
+                            self.stats.retry_after_s(len(self._pending) + len(items)))
         loop = asyncio.get_running_loop()
         futures = []
         for index, (item, cost) in enumerate(zip(items, costs)):
@@ -151,6 +185,10 @@ class DynamicBatcher:
         except BaseException:
             for future in futures:  # a failed or cancelled request drops its queued items
                 future.cancel()
+            mine = set(futures)
+            kept = [p for p in self._pending if p.future not in mine]
+            self.stats.cancelled += len(self._pending) - len(kept)
+            self._pending = kept
             raise
         finally:
             self.in_flight -= len(futures)

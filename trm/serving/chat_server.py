@@ -27,7 +27,9 @@ from trm.serving.http import (
     check_model,
     read_json_object,
     serving_app,
+    unless_disconnected,
 )
+from trm.serving.scorer import char_limit
 
 
 @dataclass
@@ -47,6 +49,9 @@ class ChatServerConfig:
     """/v1/completions max_tokens when a request does not say: OpenAI's default (capped like the chat one)."""
     max_n: int = 16
     """Most samples per request."""
+    max_rows_per_request: int = 256
+    """Most prompts x n per /v1/completions request: each is a row of generation, so a small request cannot ask
+    for thousands of them."""
     batcher: BatcherConfig = field(default_factory=lambda: BatcherConfig(max_batch_tokens=32768, max_batch_size=32))
 
 
@@ -72,6 +77,9 @@ def _integer(body: dict, name: str, default: int | None, low: int) -> int | None
     return value
 
 
+ROLES = ("system", "user", "assistant")
+
+
 def _messages(body: dict) -> list[dict]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -80,6 +88,9 @@ def _messages(body: dict) -> list[dict]:
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise ApiError(400, f"messages[{index}] must be an object with a string 'role'", param="messages")
+        if message["role"] not in ROLES:
+            raise ApiError(400, f"messages[{index}].role is {message['role']!r}; this server takes the roles "
+                                f"{', '.join(ROLES)} (no tool or function messages)", param="messages")
         content = message.get("content")
         if isinstance(content, list):  # OpenAI content parts: keep the text parts
             if not all(isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
@@ -147,6 +158,30 @@ def _completion_prompts(body: dict) -> list[str]:
                         "supported)", param="prompt")
 
 
+def _reject_chat_options(body: dict) -> None:
+    """Fail loudly on chat options this server cannot honour, instead of answering as if they were applied."""
+    if body.get("logprobs"):
+        raise ApiError(400, "'logprobs' is not supported by the embedded chat server; leave it out", param="logprobs")
+    if body.get("top_logprobs") is not None:
+        raise ApiError(400, "'top_logprobs' is not supported by the embedded chat server; leave it out",
+                       param="top_logprobs")
+    for name in ("tools", "functions"):
+        if body.get(name):
+            raise ApiError(400, f"'{name}' (tool/function calling) is not supported by the embedded chat server; "
+                                "leave it out", param=name)
+    for name in ("tool_choice", "function_call"):
+        if body.get(name) not in (None, "none"):
+            raise ApiError(400, f"'{name}' is not supported by the embedded chat server (no tool calling); leave it "
+                                "out", param=name)
+    response_format = body.get("response_format")
+    if response_format is not None and response_format != {"type": "text"}:
+        raise ApiError(400, "'response_format' is not supported by the embedded chat server (it cannot constrain "
+                            "output to JSON); leave it out or send {\"type\": \"text\"}", param="response_format")
+    if body.get("logit_bias"):
+        raise ApiError(400, "'logit_bias' is not supported by the embedded chat server; leave it out",
+                       param="logit_bias")
+
+
 def _reject_completion_options(body: dict, n: int) -> None:
     """Fail loudly on /v1/completions options this server cannot honour, instead of ignoring them."""
     if body.get("echo"):
@@ -164,10 +199,19 @@ def _reject_completion_options(body: dict, n: int) -> None:
 def build_app(generator: ChatGenerator, config: ChatServerConfig) -> Starlette:
     batcher = DynamicBatcher(generator.generate, config.batcher, name="chat")
     context = config.max_length or generator.context_length
+    max_chars = char_limit(context, generator.token_chars) if context else None
 
-    async def generate(prompts: list[list[int]], settings: RequestSettings, default_max_tokens: int,
-                       param: str) -> list[GenerationResult]:
-        """n results per prompt, prompt-major, all in one batcher submission (so they can share batches)."""
+    def check_chars(chars: int, which: str, param: str) -> None:
+        """Refuse a prompt that surely exceeds the context before tokenizing it (see scorer.char_limit)."""
+        if max_chars is not None and chars > max_chars:
+            raise ApiError(400, f"{which}: {chars} characters, and any prompt over {max_chars} characters has more "
+                                f"than the context length of {context} tokens with this tokenizer, so it was refused "
+                                f"without tokenizing; shorten the {param}", param=param)
+
+    async def generate(request: Request, prompts: list[list[int]], settings: RequestSettings,
+                       default_max_tokens: int, param: str) -> list[GenerationResult]:
+        """n results per prompt, prompt-major, all in one batcher submission (so they can share batches); dropped
+        from the queue if the client disconnects."""
         items = []
         for index, prompt_ids in enumerate(prompts):
             which = f"prompt {index}" if len(prompts) > 1 else "the prompt"
@@ -177,14 +221,18 @@ def build_app(generator: ChatGenerator, config: ChatServerConfig) -> Starlette:
             max_tokens = settings.max_tokens
             if max_tokens is None:
                 max_tokens = default_max_tokens if room is None else min(default_max_tokens, room)
-            if room is not None and (room < 1 or max_tokens > room):
-                raise ApiError(400, f"{which} has {len(prompt_ids)} tokens and max_tokens is {max_tokens}, together "
-                                    f"more than the context length of {context} tokens; shorten the {param} or lower "
-                                    "max_tokens", param=param)
+            if room is not None and room < 1 and settings.max_tokens is None:
+                raise ApiError(400, f"{which} has {len(prompt_ids)} prompt tokens, which leaves no room to generate "
+                                    f"within the context length of {context} tokens (max_tokens not set); shorten "
+                                    f"the {param}", param=param)
+            if room is not None and max_tokens > room:
+                raise ApiError(400, f"{which} has {len(prompt_ids)} prompt tokens and max_tokens is {max_tokens}: "
+                                    f"{len(prompt_ids) + max_tokens} tokens, more than the context length of "
+                                    f"{context} tokens; shorten the {param} or lower max_tokens", param=param)
             items += [GenerationItem(prompt_ids=prompt_ids, max_tokens=max_tokens, stop=settings.stop,
                                      sampling=settings.sampling)] * settings.n
-        return await batcher.submit(items, [len(i.prompt_ids) + i.max_tokens for i in items],
-                                    [settings.sampling] * len(items))
+        return await unless_disconnected(request, batcher.submit(
+            items, [len(i.prompt_ids) + i.max_tokens for i in items], [settings.sampling] * len(items)))
 
     def reply(kind: str, id_prefix: str, model: str, prompts: list[list[int]], results: list[GenerationResult],
               choice: Callable[[GenerationResult], dict]) -> JSONResponse:
@@ -205,12 +253,14 @@ def build_app(generator: ChatGenerator, config: ChatServerConfig) -> Starlette:
     async def chat_completions(request: Request) -> JSONResponse:
         body = await read_json_object(request, config.max_body_bytes)
         settings = _settings(body, config, ("max_completion_tokens", "max_tokens"))
+        _reject_chat_options(body)
         messages = _messages(body)
+        check_chars(sum(len(m["content"]) for m in messages), "the messages", "messages")
         try:
             prompt_ids = await asyncio.to_thread(generator.encode_chat, messages)
         except Exception as exc:  # template errors are the request's fault (e.g. a role the template refuses)
             raise ApiError(400, f"the chat template could not render these messages: {exc}", param="messages") from None
-        results = await generate([prompt_ids], settings, config.default_max_tokens, "messages")
+        results = await generate(request, [prompt_ids], settings, config.default_max_tokens, "messages")
         return reply("chat.completion", "chatcmpl", settings.model, [prompt_ids], results,
                      lambda r: {"message": {"role": "assistant", "content": r.text}})
 
@@ -219,8 +269,14 @@ def build_app(generator: ChatGenerator, config: ChatServerConfig) -> Starlette:
         settings = _settings(body, config, ("max_tokens",))
         _reject_completion_options(body, settings.n)
         texts = _completion_prompts(body)
+        if len(texts) * settings.n > config.max_rows_per_request:
+            raise ApiError(400, f"{len(texts)} prompts x n={settings.n} is {len(texts) * settings.n} completions, "
+                                f"more than {config.max_rows_per_request} per request; split the request",
+                           param="prompt")
+        for index, text in enumerate(texts):
+            check_chars(len(text), f"prompt {index}" if len(texts) > 1 else "the prompt", "prompt")
         prompts = await asyncio.to_thread(generator.encode_text, texts)
-        results = await generate(prompts, settings, config.default_completion_max_tokens, "prompt")
+        results = await generate(request, prompts, settings, config.default_completion_max_tokens, "prompt")
         return reply("text_completion", "cmpl", settings.model, prompts, results, lambda r: {"text": r.text})
 
     return serving_app("chat", generator.model_path, batcher, config.served_model_names, config.api_key, context,

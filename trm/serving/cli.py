@@ -41,6 +41,20 @@ def common_parser(prog: str, description: str, default_port: int, default_name: 
     parser.add_argument("--max-batch-size", type=int, default=64,
                         help="rows per shared forward pass; 1 turns batching off (default 64)")
     parser.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body in MiB (default 32)")
+    from trm.serving.batching import BatcherConfig
+    from trm.serving.http import ConnectionLimits
+
+    parser.add_argument("--max-queue", type=int, default=BatcherConfig.max_queue,
+                        help="items waiting for a forward pass; beyond, requests get 429 with Retry-After "
+                             f"(default {BatcherConfig.max_queue})")
+    parser.add_argument("--max-connections", type=int, default=ConnectionLimits.max_connections,
+                        help=f"open connections; more are closed at once (default {ConnectionLimits.max_connections})")
+    parser.add_argument("--request-read-timeout", type=float, default=ConnectionLimits.request_read_timeout_s,
+                        help="seconds a client has to send a whole request before its connection is closed "
+                             f"(default {ConnectionLimits.request_read_timeout_s:g})")
+    parser.add_argument("--log-interval", type=float, default=ConnectionLimits.log_interval_s,
+                        help="log each kind of connection warning at most once per this many seconds "
+                             f"(default {ConnectionLimits.log_interval_s:g})")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="run Python code shipped with the checkpoint (off by default)")
     parser.add_argument("--torch-threads", type=int, default=None,
@@ -69,8 +83,17 @@ def shared_config(args: argparse.Namespace) -> dict:
     return dict(
         api_key=resolve_api_key(args.api_key),
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
-        batcher=BatcherConfig(max_batch_tokens=args.max_batch_tokens, max_batch_size=args.max_batch_size),
+        batcher=BatcherConfig(max_batch_tokens=args.max_batch_tokens, max_batch_size=args.max_batch_size,
+                              max_queue=args.max_queue),
     )
+
+
+def connection_limits(args: argparse.Namespace):
+    """The uvicorn connection limits the shared flags ask for."""
+    from trm.serving.http import ConnectionLimits
+
+    return ConnectionLimits(max_connections=args.max_connections, request_read_timeout_s=args.request_read_timeout,
+                            log_interval_s=args.log_interval)
 
 
 def resolve_api_key(value: str | None) -> str | None:

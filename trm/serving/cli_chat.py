@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trm.serving.cli import common_parser, fail, parse_server_args, shared_config
+from trm.serving.cli import common_parser, connection_limits, fail, parse_server_args, shared_config
 
 
 def main(argv: list[str], prog: str = "trm serve chat") -> int:
@@ -36,5 +36,6 @@ def main(argv: list[str], prog: str = "trm serve chat") -> int:
                               default_max_tokens=args.default_max_tokens, **shared_config(args))
     print(f"{prog}: {args.model} on {generator.device} as {', '.join(names)} at http://{args.host}:{args.port} "
           f"(template {args.chat_template or 'from the model'}, auth {'on' if config.api_key else 'off'})", flush=True)
-    run_app(build_app(generator, config), args.host, args.port, args.log_level)
+    run_app(build_app(generator, config), args.host, args.port, args.log_level,
+            limits=connection_limits(args))
     return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trm.serving.cli import common_parser, fail, parse_server_args, shared_config
+from trm.serving.cli import common_parser, connection_limits, fail, parse_server_args, shared_config
 
 
 def main(argv: list[str], prog: str = "trm serve reward") -> int:
@@ -26,5 +26,6 @@ def main(argv: list[str], prog: str = "trm serve reward") -> int:
     print(f"{prog}: {args.model} on {scorer.device} as {', '.join(config.served_model_names)} at "
           f"http://{args.host}:{args.port} (max length {scorer.max_length}, truncation {args.truncation or 'off'}, "
           f"auth {'on' if config.api_key else 'off'})", flush=True)
-    run_app(build_app(scorer, config), args.host, args.port, args.log_level)
+    run_app(build_app(scorer, config), args.host, args.port, args.log_level,
+            limits=connection_limits(args))
     return 0

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from trm.serving.scorer import check_model_dir, resolve_device, resolve_dtype
+from trm.serving.scorer import check_model_dir, longest_token_chars, resolve_device, resolve_dtype
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,8 @@ class ChatGenerator:
             eos.append(self.tokenizer.eos_token_id)
         self.eos_ids = eos
         self.context_length = getattr(self.model.config, "max_position_embeddings", None)
+        self.token_chars = longest_token_chars(self.tokenizer)
+        """The most characters one token covers: bounds prompt tokens from below before tokenizing."""
         self._tokenizer_lock = threading.RLock()
         self._torch = torch
 

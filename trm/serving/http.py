@@ -1,5 +1,6 @@
 """HTTP pieces both embedded servers share: JSON errors, bearer auth, bounded request bodies, the app around its
-API routes (/health, /v1/models, batcher lifetime), and the uvicorn runner.
+API routes (/health, /v1/models, batcher lifetime), work cancelled when its client disconnects, and the uvicorn
+runner with connection limits, a request-read timeout and rate-limited connection-error logs.
 
 Errors use the OpenAI shape ``{"error": {"message", "type", "param", "code"}}`` so the official client raises
 them with their message intact.
@@ -7,14 +8,20 @@ them with their message intact.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import ctypes
 import hmac
 import json
 import logging
+import re
+import resource
 import signal
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -23,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from trm.serving.batching import DynamicBatcher
+from trm.serving.batching import DynamicBatcher, QueueFull
 
 try:  # a few times faster than json.dumps on the hot path; installed with verl (via tensordict)
     import orjson
@@ -33,6 +40,29 @@ except ImportError:  # pragma: no cover - the standard library does the same job
 log = logging.getLogger("trm.serving")
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+# Bodies at least this large are parsed in a thread (json.loads of tens of MB would stall /health), and the
+# process hands freed heap pages back to the OS after serving them.
+LARGE_BODY_BYTES = 1024 * 1024
+
+
+@dataclass
+class ConnectionLimits:
+    """What one client (or many) may hold of the server: connections, time to send a request, header size, and
+    how often connection errors are logged."""
+
+    max_connections: int = 1024
+    """Open connections; one opened beyond it is closed at once (uvicorn's own limit_concurrency, set one above,
+    would only answer 503 to a request already connected). Lowered to the file-descriptor limit minus 64."""
+    request_read_timeout_s: float = 10.0
+    """Seconds a client has to send a whole request (headers and body) once connected or after its previous
+    response; then the connection is closed. Time the server spends computing an answer is not limited."""
+    keep_alive_timeout_s: int = 5
+    """Seconds an idle keep-alive connection stays open."""
+    max_header_bytes: int = 16 * 1024
+    """Largest request head (request line and headers); more is a 400."""
+    log_interval_s: float = 10.0
+    """Connection-level warnings (invalid requests, refused or timed-out connections) are logged once per this
+    many seconds per kind, with a count of those suppressed, so a flood cannot fill the disk."""
 
 
 class ApiError(Exception):
@@ -77,15 +107,96 @@ async def _http_error_handler(request: Request, exc: HTTPException) -> JSONRespo
 
 
 async def _unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error while serving %s", request.url.path)
-    return error_response(500, f"internal server error: {type(exc).__name__}: {exc}", "server_error")
+    """A 500 names an id to find in the server log, never the exception text (it can hold paths or data)."""
+    error_id = uuid.uuid4().hex[:12]
+    log.exception("unexpected error %s while serving %s", error_id, request.url.path)
+    return error_response(500, f"internal server error (id {error_id} in the server log)", "server_error")
+
+
+class ClientDisconnected(Exception):
+    """The client closed its connection before its answer was ready; its queued work was dropped."""
+
+
+async def _client_disconnected_handler(request: Request, exc: ClientDisconnected) -> JSONResponse:
+    return error_response(499, "client closed the connection", "client_closed_request")  # nobody reads it
+
+
+async def _queue_full_handler(request: Request, exc: QueueFull) -> JSONResponse:
+    if exc.never:
+        return error_response(400, str(exc), param="input")
+    return error_response(429, str(exc), "rate_limit_error", headers={"Retry-After": str(exc.retry_after_s)})
 
 
 EXCEPTION_HANDLERS = {
     ApiError: _api_error_handler,
     HTTPException: _http_error_handler,
+    ClientDisconnected: _client_disconnected_handler,
+    QueueFull: _queue_full_handler,
     Exception: _unexpected_error_handler,
 }
+
+
+async def unless_disconnected(request: Request, work: Awaitable):
+    """Await `work` (a batcher submission) while watching the connection; if the client goes away first, cancel
+    the work (its queued items leave the batcher; a forward pass already running finishes) and raise
+    ClientDisconnected. Call it after the body was read: the watcher consumes the request's remaining messages."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_wait_disconnect(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done() or not watcher.done():
+            (watcher if task.done() else task).cancel()
+    if task.done():
+        return task.result()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    log.debug("client disconnected from %s; its queued work was dropped", request.url.path)
+    raise ClientDisconnected()
+
+
+async def _wait_disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate_path(value: Any, path: str = "body") -> str | None:
+    """Where a parsed JSON value holds a lone UTF-16 surrogate (not valid Unicode: no tokenizer takes it)."""
+    if isinstance(value, str):
+        return path if _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _lone_surrogate_path(item, f"{path}[{key!r}]" if isinstance(key, str) else f"{path}[{key}]")
+        if found:
+            return found
+    return None
+
+
+def parse_json(raw: bytes) -> Any:
+    """The parsed body, or ApiError(400) for invalid JSON, nesting deeper than Python can parse, or a lone
+    surrogate escape such as "\\ud800" (a pair, as in "\\ud83d\\ude00", is fine)."""
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"request body is not valid JSON ({exc}); send a JSON object with Content-Type "
+                            "application/json") from None
+    except RecursionError:
+        raise ApiError(400, "request body nests JSON arrays/objects too deeply to parse; flatten it") from None
+    if _SURROGATE_ESCAPE.search(raw):  # the only way to spell a surrogate in valid UTF-8 JSON is an escape
+        where = _lone_surrogate_path(body)
+        if where:
+            raise ApiError(400, f"{where} contains a lone UTF-16 surrogate escape (\\ud800-\\udfff without its "
+                                "pair), which is not valid Unicode text; fix the encoder that produced it")
+    return body
 
 
 async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
@@ -102,13 +213,14 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
                                 "send fewer inputs per request or raise --max-body-mb")
         chunks.append(chunk)
     raw = b"".join(chunks)
+    del chunks
     if not raw.strip():
         raise ApiError(400, "request body is empty; send a JSON object")
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"request body is not valid JSON ({exc}); send a JSON object with Content-Type "
-                            "application/json") from None
+    if len(raw) >= LARGE_BODY_BYTES:
+        request.scope.setdefault("state", {})[_LARGE_BODY] = True  # MemoryRelease trims after the response
+        body = await asyncio.to_thread(parse_json, raw)  # tens of MB of JSON would stall the event loop
+    else:
+        body = parse_json(raw)
     if not isinstance(body, dict):
         raise ApiError(400, f"request body must be a JSON object, got {type(body).__name__}")
     return body
@@ -145,6 +257,30 @@ class BearerAuthMiddleware:
                    else "invalid API key in the Authorization header")
         response = error_response(401, message, "authentication_error", headers={"WWW-Authenticate": "Bearer"})
         await response(scope, receive, send)
+
+
+_LARGE_BODY = "trm_large_body"
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return None
+
+
+class MemoryReleaseMiddleware:
+    """After a request with a large body is answered (its strings and token lists are garbage by then), hand the
+    freed heap pages back to the OS: glibc keeps them otherwise, and a few huge requests leave the server GBs big."""
+
+    def __init__(self, app):
+        self.app = app
+        self.trim = _malloc_trim()
+
+    async def __call__(self, scope, receive, send):
+        await self.app(scope, receive, send)
+        if self.trim is not None and scope.get("state", {}).get(_LARGE_BODY):
+            await asyncio.to_thread(self.trim, 0)
 
 
 def models_payload(served_names: list[str], created: int, max_model_len: int | None) -> dict:
@@ -184,14 +320,133 @@ def serving_app(kind: str, model_path: str | Path, batcher: DynamicBatcher, serv
         return JSONResponse(models_payload(served_model_names, created, max_model_len))
 
     routes = [Route("/health", health, methods=["GET"]), Route("/v1/models", models, methods=["GET"]), *api_routes]
-    middleware = [Middleware(BearerAuthMiddleware, api_key=api_key)] if api_key else []
+    middleware = [Middleware(MemoryReleaseMiddleware)]
+    if api_key:
+        middleware.append(Middleware(BearerAuthMiddleware, api_key=api_key))
     return Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
 
 
-def run_app(app, host: str, port: int, log_level: str = "info", graceful_timeout_s: float = 300.0) -> None:
+class RateLimitFilter(logging.Filter):
+    """Let one record per (logger, message) through per `interval_s`; the next one that passes says how many were
+    suppressed. For connection-level warnings, which a flood of bad clients would otherwise repeat per connection."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.interval_s, self.clock = interval_s, clock
+        self.last: dict[tuple[str, str], float] = {}
+        self.suppressed: dict[tuple[str, str], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key, now = (record.name, str(record.msg)), self.clock()
+        last = self.last.get(key)
+        if last is not None and now - last < self.interval_s:
+            self.suppressed[key] = self.suppressed.get(key, 0) + 1
+            return False
+        self.last[key] = now
+        skipped = self.suppressed.pop(key, 0)
+        if skipped:
+            record.msg = f"{record.msg} (and {skipped} more like it in the last {now - last:.0f} s, not logged)"
+        return True
+
+
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:api[_-]?key|key|token|access[_-]?token|auth|password|secret)=)[^&\s\"]*")
+
+
+def redact_query(text: str) -> str:
+    """`text` with the values of credential-like query parameters (api_key=..., token=...) replaced by ***."""
+    return _SECRET_QUERY.sub(r"\1***", text)
+
+
+class RedactQueryFilter(logging.Filter):
+    """Keep credentials a client put in a query string (?api_key=...) out of the logs (uvicorn's access log
+    writes the full path)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_query(a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = redact_query(record.msg)
+        return True
+
+
+def install_log_filters(limits: ConnectionLimits) -> None:
+    """Rate-limit connection-level warnings of uvicorn, asyncio and this module; redact query credentials."""
+    for name in ("uvicorn.error", "asyncio", "trm.serving.connections"):
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, RateLimitFilter)]:
+            logger.removeFilter(old)
+        logger.addFilter(RateLimitFilter(limits.log_interval_s))
+    for name in ("uvicorn.access", "uvicorn.error", "trm.serving"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactQueryFilter) for f in logger.filters):
+            logger.addFilter(RedactQueryFilter())
+
+
+def effective_max_connections(limits: ConnectionLimits) -> int:
+    """The connection limit, lowered to leave 64 file descriptors (model files, logs) under the process limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return limits.max_connections
+    return max(1, min(limits.max_connections, soft - 64))
+
+
+def guarded_protocol(limits: ConnectionLimits, max_connections: int):
+    """uvicorn's h11 protocol with a connection cap and a request-read timeout, which uvicorn lacks: a connection
+    that has not sent a whole request within `request_read_timeout_s` (after opening, or after its previous
+    response) is closed, so half-open and trickling clients cannot pile up until file descriptors run out."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    conn_log = logging.getLogger("trm.serving.connections")
+
+    class GuardedH11Protocol(H11Protocol):
+        _read_timer = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                conn_log.warning("refused a connection: %d are open, the limit is %d (--max-connections)",
+                                 len(self.connections) - 1, max_connections)
+                transport.close()
+                return
+            self._arm()
+
+        def _arm(self) -> None:
+            if self._read_timer is not None:
+                self._read_timer.cancel()
+            self._read_timer = self.loop.call_later(limits.request_read_timeout_s, self._read_timeout)
+
+        def _read_timeout(self) -> None:
+            self._read_timer = None
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete and not cycle.more_body:
+                return  # the request is in; the app is answering it (re-armed when the response completes)
+            conn_log.warning("closed a connection that sent no complete request within %s s "
+                             "(--request-read-timeout)", limits.request_read_timeout_s)
+            self.transport.close()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+
+        def connection_lost(self, exc) -> None:
+            if self._read_timer is not None:
+                self._read_timer.cancel()
+                self._read_timer = None
+            super().connection_lost(exc)
+
+    return GuardedH11Protocol
+
+
+def run_app(app, host: str, port: int, log_level: str = "info", graceful_timeout_s: float = 300.0,
+            limits: ConnectionLimits | None = None) -> None:
     """Serve until SIGINT/SIGTERM; uvicorn then stops accepting and lets in-flight requests finish (a SIGTERM stop
     returns normally, so the process exits 0)."""
     import uvicorn
+
+    limits = limits or ConnectionLimits()
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -203,6 +458,14 @@ def run_app(app, host: str, port: int, log_level: str = "info", graceful_timeout
                 captured = getattr(self, "_captured_signals", [])
                 captured[:] = [sig for sig in captured if sig != signal.SIGTERM]
 
+    max_connections = effective_max_connections(limits)
+    if max_connections < limits.max_connections:
+        log.warning("max connections lowered from %d to %d: the process may open only %d files",
+                    limits.max_connections, max_connections, max_connections + 64)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
-                            timeout_graceful_shutdown=int(graceful_timeout_s), access_log=log_level == "debug")
+                            timeout_graceful_shutdown=int(graceful_timeout_s), access_log=log_level == "debug",
+                            http=guarded_protocol(limits, max_connections), limit_concurrency=max_connections + 1,
+                            timeout_keep_alive=limits.keep_alive_timeout_s,
+                            h11_max_incomplete_event_size=limits.max_header_bytes)
+    install_log_filters(limits)  # after uvicorn.Config, which (re)configures its loggers
     Server(config).run()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import array
 import asyncio
 import base64
+import contextlib
 import math
 from dataclasses import dataclass, field
 
@@ -25,11 +26,13 @@ from trm.serving.http import (
     check_model,
     read_json_object,
     serving_app,
+    unless_disconnected,
 )
-from trm.serving.scorer import InputTooLong, RewardScorer
+from trm.serving.scorer import InputTooLong, RewardScorer, TokenizerBusy
 
 
-# Requests with fewer characters are tokenized on the event loop (well under a millisecond); longer ones in a thread.
+# Requests with fewer characters are tokenized on the event loop (well under a millisecond) unless the tokenizer
+# is busy; longer ones in a thread. The event loop never waits for the tokenizer.
 INLINE_TOKENIZE_CHARS = 8192
 
 
@@ -101,9 +104,11 @@ def build_app(scorer: RewardScorer, config: RewardServerConfig) -> Starlette:
                                 f"{config.max_inputs_per_request}; split the request", param="input")
         try:
             if texts is not None:
+                ids = None
                 if sum(len(text) for text in texts) <= INLINE_TOKENIZE_CHARS:
-                    ids = scorer.encode(texts)  # cheaper than a thread hand-off
-                else:
+                    with contextlib.suppress(TokenizerBusy):
+                        ids = scorer.encode(texts, wait=False)  # cheaper than a thread hand-off
+                if ids is None:
                     ids = await asyncio.to_thread(scorer.encode, texts)
             else:
                 vocab = len(scorer.tokenizer)
@@ -115,7 +120,7 @@ def build_app(scorer: RewardScorer, config: RewardServerConfig) -> Starlette:
             raise ApiError(400, str(exc), param="input") from None
         except ValueError as exc:
             raise ApiError(400, str(exc), param="input") from None
-        logits = await batcher.submit(ids, [len(row) for row in ids])
+        logits = await unless_disconnected(request, batcher.submit(ids, [len(row) for row in ids]))
         tokens = sum(len(row) for row in ids)
         finite = all(math.isfinite(value) for row in logits for value in row)
         response = FastJSONResponse if finite else JSONResponse  # the latter refuses NaN/inf: a 500, not a null

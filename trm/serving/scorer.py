@@ -7,6 +7,7 @@ mask, so a padded batch gives the same scores as one unpadded forward per text (
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,60 @@ class InputTooLong(ValueError):
             f"or turn on explicit truncation with --truncation left|right"
         )
         self.index, self.tokens, self.limit = index, tokens, limit
+
+
+class InputTooManyChars(InputTooLong):
+    """An input has so many characters that it surely has more tokens than the limit: refused untokenized."""
+
+    def __init__(self, index: int, chars: int, char_limit: int, limit: int):
+        ValueError.__init__(
+            self, f"input[{index}] has {chars} characters; any text over {char_limit} characters has more than the "
+                  f"limit of {limit} tokens (--max-length) with this tokenizer, so it was refused without tokenizing; "
+                  "shorten it"
+        )
+        self.index, self.tokens, self.limit = index, None, limit
+        self.chars, self.char_limit = chars, char_limit
+
+
+class TokenizerBusy(RuntimeError):
+    """The tokenizer lock is held and the caller asked not to wait (the event loop must never block on it)."""
+
+
+# The longest canonical decomposition in Unicode is four code points (e.g. U+1F82), so NFC/NFKC composition folds
+# at most four code points of a text into one character.
+MAX_CODE_POINTS_PER_NORMALIZED_CHAR = 4
+
+
+def longest_token_chars(tokenizer) -> int:
+    """The most characters of (normalized) text one token stands for: its longest vocabulary entry or added token.
+
+    Entries of a byte-level BPE vocabulary are written one character per byte, and a text has at least as many
+    bytes as characters; SentencePiece entries are written one character per character (the ▁ marker for a space);
+    byte-fallback entries such as <0x41> only overstate it. So a token never covers more text than its entry.
+    """
+    return max((len(token) for token in tokenizer.get_vocab()), default=1)
+
+
+def char_limit(max_tokens: int, token_chars: int) -> int:
+    """Characters beyond which a text surely has more than `max_tokens` tokens, so it can be refused untokenized.
+
+    A text of c code points keeps at least c/4 characters after Unicode normalization (see
+    MAX_CODE_POINTS_PER_NORMALIZED_CHAR), and each token covers at most `token_chars` of them, so the text has at
+    least c / (4 * token_chars) tokens: more than `max_tokens` once c > 4 * token_chars * max_tokens. This holds
+    for tokenizers that keep every character of the text (byte-level BPE, SentencePiece: every TRM and chat model
+    this project serves); one that drops characters (whitespace-splitting WordPiece) could fit a longer text, which
+    this refuses.
+    """
+    return MAX_CODE_POINTS_PER_NORMALIZED_CHAR * token_chars * max_tokens
+
+
+def check_chars(texts: Sequence[str], limit_chars: int | None, limit_tokens: int | None) -> None:
+    """Raise InputTooManyChars for the first text over the character bound (O(1) per text: no tokenizing)."""
+    if limit_chars is None:
+        return
+    for index, text in enumerate(texts):
+        if len(text) > limit_chars:
+            raise InputTooManyChars(index, len(text), limit_chars, limit_tokens)
 
 
 def resolve_device(device: str | None) -> str:
@@ -103,21 +158,51 @@ class RewardScorer:
         # Without truncation, a fast tokenizer's __call__ is its Rust backend's encode_batch plus a BatchEncoding
         # wrapper that costs more than encoding a short text; the server tokenizes per request, so skip the wrapper.
         self._backend = getattr(self.tokenizer, "backend_tokenizer", None) if self.tokenizer.is_fast else None
+        # The backend's encode_batch only reads the tokenizer (and releases the GIL), so concurrent calls are safe as
+        # long as nothing changes its truncation/padding settings, which only the __call__ path does: that path
+        # takes the lock, this one does not, so a long text never makes short ones wait.
+        self._lock_free = (not truncation and self._backend is not None and self._backend.truncation is None
+                           and self._backend.padding is None)
+        self.token_chars = longest_token_chars(self.tokenizer)
+        self.char_limit = char_limit(self.max_length, self.token_chars) if self.max_length else None
         self.num_labels = int(getattr(self.model.config, "num_labels", 1))
         self._torch = torch
 
     # --- tokens -------------------------------------------------------------------------------------
-    def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids per text (with the tokenizer's special tokens, as sglang does); raises InputTooLong."""
-        with self._tokenizer_lock:  # HF fast tokenizers are not safe to call from several threads at once
-            if self.truncation and self.max_length:
-                ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
-            elif self._backend is not None and self._backend.truncation is None and self._backend.padding is None:
-                ids = [encoding.ids for encoding in self._backend.encode_batch(list(texts), add_special_tokens=True)]
-            else:
-                ids = self.tokenizer(list(texts))["input_ids"]
+    def encode(self, texts: Sequence[str], wait: bool = True) -> list[list[int]]:
+        """Token ids per text (with the tokenizer's special tokens, as sglang does); raises InputTooLong.
+
+        A text over the character bound is refused before tokenizing (InputTooManyChars), or with truncation on,
+        cut to the window that surely holds the kept tokens. `wait=False` raises TokenizerBusy instead of waiting
+        for the tokenizer lock (for callers on an event loop)."""
+        texts = list(texts)
+        if self.truncation and self.char_limit:
+            texts = [self._window(text) for text in texts]
+        else:
+            check_chars(texts, self.char_limit, self.max_length)
+        if self._lock_free:
+            ids = [encoding.ids for encoding in self._backend.encode_batch(texts, add_special_tokens=True)]
+        else:
+            if not self._tokenizer_lock.acquire(blocking=wait):
+                raise TokenizerBusy("the tokenizer is in use")
+            try:  # HF fast tokenizers' __call__ changes settings: one caller at a time
+                if self.truncation and self.max_length:
+                    ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+                else:
+                    ids = self.tokenizer(texts)["input_ids"]
+            finally:
+                self._tokenizer_lock.release()
         self.check_lengths(ids)
         return ids
+
+    def _window(self, text: str) -> str:
+        """With truncation on, the kept side of a text, cut to twice the character bound before tokenizing.
+
+        The kept tokens lie within the first (or last) `char_limit` characters, so the cut only changes the tokens
+        of the word it splits; exact unless one word (pre-token) spans more than `char_limit` characters."""
+        if len(text) <= 2 * self.char_limit:
+            return text
+        return text[: 2 * self.char_limit] if self.truncation == "right" else text[-2 * self.char_limit:]
 
     def check_lengths(self, ids: Sequence[Sequence[int]]) -> None:
         for index, row in enumerate(ids):

@@ -50,7 +50,7 @@ def test_transformers_backend_n_settings_and_resume(tiny_models, tmp_path):
     other = ["--benchmark", "aime25", *args[2:-1], str(tmp_path / "one.jsonl")]
     with pytest.raises(SystemExit, match="written for other data"):
         generate_main(other)
-    with pytest.raises(SystemExit, match="use another --out"):
+    with pytest.raises(SystemExit, match="written for other data"):
         generate_main(["--benchmark", "aime25", *args[2:]])
 
 

@@ -1,7 +1,8 @@
 """Reading and writing records: JSON, JSON lists, JSONL and parquet, with errors that name the line.
 
-Batch commands write JSONL one record at a time (flushed), so an interrupted run keeps everything it
-finished and can resume by counting the lines already written.
+JSONL is written with ``ensure_ascii=False`` and read back split on "\n" only: ``str.splitlines`` would also
+split inside records holding U+2028, U+2029, U+0085 and the like. Batch commands write one record at a time
+(flushed) and resume through `trm.resumable.ResumableOutput`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Iterable, Iterator
 def read_records(path: str | Path) -> list[dict]:
     """Records from a JSON object, a JSON list of objects, or JSONL."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    text = path.read_bytes().decode("utf-8")  # no newline translation: lines are split on "\n" only
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
@@ -44,7 +45,7 @@ def read_rows(path: str | Path) -> list[dict]:
 
 
 def _read_jsonl(path: Path, text: str) -> Iterator[dict]:
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -54,26 +55,6 @@ def _read_jsonl(path: Path, text: str) -> Iterator[dict]:
         if not isinstance(record, dict):
             raise ValueError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
         yield record
-
-
-def count_complete_lines(path: str | Path) -> int:
-    """Number of complete JSON lines already in an output file (a torn last line is dropped)."""
-    path = Path(path)
-    if not path.exists():
-        return 0
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    complete = 0
-    for line in lines:
-        if not line.endswith("\n"):
-            break
-        try:
-            json.loads(line)
-        except json.JSONDecodeError:
-            break
-        complete += 1
-    if complete != len(lines):  # rewrite without the torn tail so appends stay valid JSONL
-        path.write_text("".join(lines[:complete]), encoding="utf-8")
-    return complete
 
 
 def append_jsonl(path: str | Path, records: Iterable[dict]) -> None:

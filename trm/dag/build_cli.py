@@ -12,6 +12,7 @@ from trm.dag.partition import KEYWORD_SETS, resolve_keywords
 from trm.jsonio import read_records
 from trm.judge.batch import run_ordered
 from trm.judge.client import JudgeUnavailable, Usage, add_judge_arguments, client_from_args
+from trm.resumable import RecordFailed, ResumableOutput
 
 # Input fields consumed here; all other fields are copied to the output record unchanged.
 _TEXT_FIELDS = ("trace", "steps", "response")
@@ -83,6 +84,12 @@ def main(argv: list[str], prog: str = "trm dag build") -> int:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     config = dag_config_from_args(args)
+    try:
+        output = ResumableOutput(args.output, [(i, r["prompt"]) for i, r in enumerate(records)],
+                                 key_of=lambda out: (out["index"], out["prompt"]), check=_check_dag_record).open()
+    except (OSError, ValueError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
     judge = client_from_args(args)
 
     async def work(index: int, record: dict) -> dict:
@@ -99,21 +106,25 @@ def main(argv: list[str], prog: str = "trm dag build") -> int:
 
     async def run() -> int:
         try:
-            return await run_ordered(records, work, args.output, window=args.concurrency, desc="dag build")
+            return await run_ordered(records, work, output, window=args.concurrency, desc="dag build")
         finally:
             await judge.aclose()
 
     try:
         written = asyncio.run(run())
-    except JudgeUnavailable as exc:
+    except RecordFailed as exc:
+        if not isinstance(exc.cause, JudgeUnavailable):
+            raise
         print(
-            f"{prog}: judge failed at {_where(exc)}: {exc}\nFinished records are kept in {args.output}; rerun to resume.",
+            f"{prog}: judge failed at record {exc.index} (0-based): {exc.cause}\n"
+            f"Finished records are kept in {args.output}; rerun to resume.",
             file=sys.stderr,
         )
         return 1
-    except ValueError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
+    except JudgeUnavailable as exc:
+        print(f"{prog}: judge failed at start: {exc}\nFinished records are kept in {args.output}; rerun to resume.",
+              file=sys.stderr)
+        return 1
     print(
         f"wrote {written} DAG records to {args.output} (judge: {judge.usage.requests} requests, "
         f"{judge.usage.total_tokens} tokens this run)",
@@ -122,6 +133,8 @@ def main(argv: list[str], prog: str = "trm dag build") -> int:
     return 0
 
 
-def _where(exc: Exception) -> str:
-    index = getattr(exc, "record_index", None)
-    return f"record {index} (0-based)" if index is not None else "start"
+def _check_dag_record(record: dict, index: int) -> str | None:
+    """Why a written record is not a finished DAG (None when it is)."""
+    if not isinstance(record.get("dag"), dict) or not isinstance(record.get("merged"), list):
+        return "no 'dag' object and 'merged' list"
+    return None

@@ -1,21 +1,28 @@
 """`trm generate`: N responses per benchmark prompt, written as JSONL with resume and progress.
 
 Output: one JSON line per prompt, in benchmark order:
-  {"id", "benchmark", "answer_type", "question", "choices", "answer", "prompt", "model", "backend",
-   "sampling": {n, temperature, top_p, max_tokens, seed}, "responses": [N strings]}
-Re-running the same command continues after the last complete line (a torn last line is dropped); the
-records already written must belong to the same benchmark items in the same order, else it stops with an error.
+  {"id", "benchmark", "answer_type", "question", "choices", "answer", "template", "system", "prompt", "model",
+   "backend", "sampling": {n, temperature, top_p, max_tokens, seed}, "responses": [N strings]}
+"prompt" is the user turn sent. `--template benchmark` uses the benchmark's own instruction; an RL checkpoint is
+evaluated with the prompt it was trained with (`--template luffy` / `llama-boxed` / ..., see `trm.data.prompts`).
+Re-running the same command resumes: records already written are matched by benchmark and id
+(`trm.resumable`); one written with another prompt or n, or torn, is set aside into `<out>.set-aside`.
+--max-tokens is kept inside the model's context when the model is a local folder (see `resolve_max_tokens`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
+from trm.data.prompts import TEMPLATES, get_template, template_help
 from trm.evaluation.backends import BACKENDS, SamplingConfig, vllm_usable
-from trm.evaluation.benchmarks import BENCHMARKS, Item, load_items
-from trm.jsonio import append_jsonl, count_complete_lines, read_records
+from trm.evaluation.benchmarks import BENCHMARKS, LETTERS, Item, load_items
+from trm.resumable import ResumableOutput
+
+BENCHMARK_TEMPLATE = "benchmark"  # the benchmark's own prompt (question, options, answer-format instruction)
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -35,11 +42,17 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--api", choices=["chat", "completions"], default="chat", help="endpoint route (openai backend)")
     p.add_argument("--completion-template", default="{prompt}",
                    help="text sent to /v1/completions, {prompt} is replaced by the user prompt")
-    p.add_argument("--system", help="optional system message")
+    p.add_argument("--template", choices=[BENCHMARK_TEMPLATE, *TEMPLATES], default=BENCHMARK_TEMPLATE,
+                   help="prompt: 'benchmark' (its own instruction) or the template an RL checkpoint was trained "
+                        f"with ({template_help()})")
+    p.add_argument("--system", help="optional system message (not with a template that has its own)")
     p.add_argument("--n", type=int, default=1, help="responses per prompt")
     p.add_argument("--temperature", type=float, default=0.6)
     p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--max-tokens", type=int, default=32768)
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="most new tokens per response. Local model folder: default what its context leaves after "
+                        "the longest prompt, and a value that does not fit is an error. Otherwise (a served model "
+                        f"name) default {SamplingConfig.max_tokens}, assumed to fit; the server refuses what does not")
     p.add_argument("--seed", type=int, default=0, help="base seed; prompt i uses seed+i (-1: unseeded)")
     p.add_argument("--batch-size", type=int, default=8, help="prompts per backend call (and per write)")
     p.add_argument("--concurrency", type=int, default=8, help="parallel requests (openai backend)")
@@ -76,48 +89,117 @@ def make_backend(name: str, args):
                                     trust_remote_code=args.trust_remote_code)
 
 
-def check_resume(out: Path, items: list[Item]) -> int:
-    """Number of items already done; refuses to continue a file written for other items."""
-    done = count_complete_lines(out)
-    if not done:
-        return 0
-    if done > len(items):
-        raise SystemExit(f"{out} has {done} records but the benchmark has only {len(items)} questions; "
-                         f"use another --out or the same --limit")
-    for position, (record, item) in enumerate(zip(read_records(out), items)):
-        if record.get("id") != item.id or record.get("benchmark") != item.benchmark:
-            raise SystemExit(f"{out}: record {position} is {record.get('benchmark')}/{record.get('id')}, expected "
-                             f"{item.benchmark}/{item.id}; it was written for other data. Use another --out.")
-    return done
+def prompt_of(item: Item, template: str, system: str | None = None) -> tuple[str | None, str]:
+    """(system turn, user turn) of an item under a template name."""
+    if template == BENCHMARK_TEMPLATE:
+        return system, item.prompt
+    chosen = get_template(template)
+    if chosen.system and system:
+        raise ValueError(f"--template {template} has its own system turn; drop --system")
+    problem = item.question.strip()
+    if item.choices:  # the options belong to the problem; the template says how to answer
+        problem += "\n\n" + "\n".join(f"{LETTERS[i]}) {c}" for i, c in enumerate(item.choices))
+    return chosen.system or system, chosen.user_turn(problem)
 
 
-def record_for(item: Item, responses: list[str], model: str, backend: str, cfg: SamplingConfig) -> dict:
+def model_context(model: str) -> int | None:
+    """Positions of a local model folder (what vLLM would accept as max_model_len); None when not local."""
+    config = Path(model) / "config.json"
+    if not config.is_file():
+        return None
+    from trm.rl.context import vllm_positions
+
+    return vllm_positions(json.loads(config.read_text(encoding="utf-8")))
+
+
+def prompt_lengths(model: str, system: str | None, prompts: list[str], api: str, completion_template: str,
+                   trust_remote_code: bool = False) -> list[int]:
+    """Tokens of each prompt as the model receives it (chat template with generation prompt, or the raw text)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+    if api == "completions":
+        return [len(tokenizer(completion_template.format(prompt=p))["input_ids"]) for p in prompts]
+    if tokenizer.chat_template is None:
+        raise ValueError(f"{model}: the tokenizer has no chat template; generation needs one to build prompts")
+    turns = [{"role": "system", "content": system}] if system else []
+    return [len(tokenizer.apply_chat_template(turns + [{"role": "user", "content": p}], tokenize=True,
+                                              add_generation_prompt=True)) for p in prompts]
+
+
+def resolve_max_tokens(requested: int | None, context: int | None, longest_prompt: int) -> int:
+    """New tokens per response such that prompt + response fits the context; raises when a requested value does not.
+
+    Failing (not clamping) keeps the recorded sampling settings what the user asked for; the default fills the
+    context. Without a known context the request (or the SamplingConfig default) is taken as it is.
+    """
+    if context is None:
+        return SamplingConfig.max_tokens if requested is None else requested
+    room = context - longest_prompt
+    if room < 1:
+        raise ValueError(f"the longest prompt has {longest_prompt} tokens but the model's context is {context} "
+                         "positions: no room for a response")
+    if requested is None:
+        return room
+    if requested > room:
+        raise ValueError(f"--max-tokens {requested} does not fit: the longest prompt has {longest_prompt} tokens and "
+                         f"the model's context is {context} positions (prompt + max_tokens = "
+                         f"{longest_prompt + requested}); pass --max-tokens {room} or less")
+    return requested
+
+
+def record_for(item: Item, responses: list[str], model: str, backend: str, cfg: SamplingConfig,
+               template: str = BENCHMARK_TEMPLATE, system: str | None = None, prompt: str | None = None) -> dict:
     return {
         "id": item.id, "benchmark": item.benchmark, "answer_type": item.answer_type, "question": item.question,
-        "choices": item.choices, "answer": item.answer, "prompt": item.prompt, "model": model, "backend": backend,
+        "choices": item.choices, "answer": item.answer, "template": template, "system": system,
+        "prompt": item.prompt if prompt is None else prompt, "model": model, "backend": backend,
         "sampling": cfg.to_dict(), "responses": responses,
     }
 
 
-def generate(items: list[Item], backend, out: Path, cfg: SamplingConfig, model: str, batch_size: int = 8,
-             progress: bool = True) -> int:
-    """Sample the items not yet in `out`; returns how many were written now."""
+def open_output(out: Path, items: list[Item], n: int, prompts: list[tuple[str | None, str]],
+                template: str) -> ResumableOutput:
+    """The output with the records already there matched to the items (by benchmark and id)."""
+
+    def check(record: dict, index: int) -> str | None:
+        responses = record.get("responses")
+        if not isinstance(responses, list) or len(responses) != n or not all(isinstance(r, str) for r in responses):
+            return f"'responses' is not a list of {n} strings"
+        system, prompt = prompts[index]
+        if (record.get("template", BENCHMARK_TEMPLATE), record.get("prompt"), record.get("system")) != \
+                (template, prompt, system):
+            return f"written with another prompt (template {record.get('template', BENCHMARK_TEMPLATE)!r})"
+        return None
+
+    return ResumableOutput(out, [(it.benchmark, it.id) for it in items],
+                           key_of=lambda r: (r["benchmark"], r["id"]), check=check).open()
+
+
+def generate(items: list[Item], backend, output: ResumableOutput, cfg: SamplingConfig, model: str,
+             batch_size: int = 8, progress: bool = True, template: str = BENCHMARK_TEMPLATE,
+             prompts: list[tuple[str | None, str]] | None = None) -> int:
+    """Sample the items `output` lacks, writing each batch as it finishes; returns how many were written now.
+
+    ``prompts`` are the (system, user) turns per item; the backend must have been built with that system turn.
+    """
     from tqdm import tqdm
 
-    start = check_resume(out, items)
-    todo = list(range(start, len(items)))
+    prompts = prompts or [(None, it.prompt) for it in items]
+    todo = output.todo
     written = 0
-    with tqdm(total=len(items), initial=start, desc=f"generate {items[0].benchmark if items else ''}",
+    with tqdm(total=len(items), initial=len(items) - len(todo), desc=f"generate {items[0].benchmark if items else ''}",
               unit="prompt", file=sys.stderr, disable=not progress) as bar:
         for offset in range(0, len(todo), max(1, batch_size)):
             indices = todo[offset : offset + batch_size]
-            batch = [items[i] for i in indices]
-            results = backend.sample([it.prompt for it in batch], indices, cfg)
-            if len(results) != len(batch) or any(len(r) != cfg.n for r in results):
+            results = backend.sample([prompts[i][1] for i in indices], indices, cfg)
+            if len(results) != len(indices) or any(len(r) != cfg.n for r in results):
                 raise RuntimeError(f"backend {backend.name} returned a wrong number of responses")
-            append_jsonl(out, [record_for(it, r, model, backend.name, cfg) for it, r in zip(batch, results)])
-            written += len(batch)
-            bar.update(len(batch))
+            output.append((i, record_for(items[i], r, model, backend.name, cfg, template, *prompts[i]))
+                          for i, r in zip(indices, results))
+            written += len(indices)
+            bar.update(len(indices))
+    output.finish()
     return written
 
 
@@ -130,14 +212,35 @@ def main(argv: list[str], prog: str = "trm generate") -> int:
         items = load_items(args.benchmark, args.data, args.data_dir, args.limit, overrides)
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise SystemExit(f"{prog}: {exc}") from None
-    cfg = SamplingConfig(args.n, args.temperature, args.top_p, args.max_tokens, None if args.seed < 0 else args.seed)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if check_resume(out, items) == len(items):
+    try:
+        prompts = [prompt_of(item, args.template, args.system) for item in items]
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        output = open_output(out, items, args.n, prompts, args.template)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"{prog}: {exc}") from None
+    if not output.todo:
+        output.finish()
         print(f"{out}: all {len(items)} prompts already done", file=sys.stderr)
         return 0
+    system = prompts[0][0] if prompts else None
+    context = model_context(args.model)
+    try:
+        longest = 0
+        if context is not None:
+            longest = max(prompt_lengths(args.model, system, [p for _, p in prompts], args.api,
+                                         args.completion_template, args.trust_remote_code))
+        max_tokens = resolve_max_tokens(args.max_tokens, context, longest)
+    except ValueError as exc:
+        raise SystemExit(f"{prog}: {args.model}: {exc}") from None
+    if context is None and args.max_tokens is None:
+        print(f"{prog}: the context of {args.model!r} is unknown here (not a local model folder): assumed "
+              f"--max-tokens {max_tokens} fits", file=sys.stderr)
+    cfg = SamplingConfig(args.n, args.temperature, args.top_p, max_tokens, None if args.seed < 0 else args.seed)
     name = choose_backend(args)
+    args.system = system  # the template's system turn, if it has one
     backend = make_backend(name, args)
-    written = generate(items, backend, out, cfg, args.model, args.batch_size)
+    written = generate(items, backend, output, cfg, args.model, args.batch_size, template=args.template,
+                       prompts=prompts)
     print(f"wrote {written} records ({cfg.n} responses each) to {out}", file=sys.stderr)
     return 0

@@ -1,17 +1,19 @@
 """Reward scores for best-of-N: from reward endpoints (the project's pooled client) or a local model.
 
 Both return a `Scorer` (texts -> raw scores, in order). Scores can be cached in a JSONL file keyed by question
-id, so an expensive scoring pass over thousands of traces survives interruptions and is reused across runs.
+id (`trm.resumable`), so an expensive scoring pass over thousands of traces survives interruptions and is reused
+across runs; entries of other questions are kept, unusable lines set aside.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 from pathlib import Path
 from typing import Callable
 
-from trm.jsonio import append_jsonl, count_complete_lines, read_records
+from trm.resumable import ResumableOutput
 from trm.traces import trm_input
 
 Scorer = Callable[[list[str]], list[float]]
@@ -60,28 +62,39 @@ def score_records(records: list[dict], scorer: Scorer, cache: str | Path | None 
     """
     from tqdm import tqdm
 
-    cached: dict[str, list[float]] = {}
+    def check(row: dict, index: int) -> str | None:
+        scores, want = row.get("scores"), len(records[index]["responses"])
+        if not isinstance(scores, list) or len(scores) != want or not all(_finite(s) for s in scores):
+            return f"'scores' is not a list of {want} finite numbers"
+        return None
+
+    output = None
+    cached: dict[int, list[float]] = {}
     if cache is not None:
-        count_complete_lines(cache)  # drop a torn last line before reading
-        if Path(cache).exists() and Path(cache).stat().st_size:
-            for row in read_records(cache):
-                cached[str(row["id"])] = [float(s) for s in row["scores"]]
-    todo = [r for r in records if len(cached.get(str(r["id"]), ())) != len(r["responses"])]
+        output = ResumableOutput(cache, [str(r["id"]) for r in records], key_of=lambda row: str(row["id"]),
+                                 check=check, keep_foreign=True).open()
+        cached = {index: [float(s) for s in row["scores"]] for index, row in output.done.items()}
+    todo = [i for i in range(len(records)) if i not in cached]
     with tqdm(total=len(records), initial=len(records) - len(todo), desc="score", unit="question", file=sys.stderr,
               disable=not progress) as bar:
         for start in range(0, len(todo), max(1, questions_per_call)):
             group = todo[start : start + questions_per_call]
-            texts = [trm_input(str(r[prompt_field]), resp) for r in group for resp in r["responses"]]
+            texts = [trm_input(str(records[i][prompt_field]), resp) for i in group for resp in records[i]["responses"]]
             scores = [float(s) for s in scorer(texts)]
             if len(scores) != len(texts):
                 raise RuntimeError(f"scorer returned {len(scores)} scores for {len(texts)} texts")
-            rows, at = [], 0
-            for record in group:
-                key, k = str(record["id"]), len(record["responses"])
-                cached[key] = scores[at : at + k]
-                rows.append({"id": key, "scores": cached[key]})
+            at = 0
+            for index in group:
+                k = len(records[index]["responses"])
+                cached[index] = scores[at : at + k]
                 at += k
-            if cache is not None:
-                append_jsonl(cache, rows)
+            if output is not None:
+                output.append((i, {"id": str(records[i]["id"]), "scores": cached[i]}) for i in group)
             bar.update(len(group))
-    return [cached[str(r["id"])] for r in records]
+    if output is not None:
+        output.finish()
+    return [cached[i] for i in range(len(records))]
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

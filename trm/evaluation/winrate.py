@@ -5,7 +5,7 @@ against the i-th response of B, for i < --samples-per-question. Each pair goes t
 `trm.judge.pairwise.compare_responses` (both orders, repeated judgements, consistency rule); a pair whose
 outcome has no label (tie, inconsistent, position bias) is excluded from the rate and counted as a tie.
 Win rate = wins / (wins + losses), with a Wilson 95% interval. Every outcome is appended to an audit JSONL
-(resumable: pairs already there are not judged again).
+(resumable: pairs already there are matched by pair id and not judged again; unusable lines are set aside).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from collections import Counter
 from pathlib import Path
 
 from trm.evaluation.metrics import wilson_interval
-from trm.jsonio import append_jsonl, count_complete_lines, read_records
+from trm.jsonio import read_records
+from trm.resumable import ResumableOutput
 
 
 def load_generations(paths: list[str]) -> dict[tuple[str, str], dict]:
@@ -71,29 +72,38 @@ async def judge_pairs(judge, pairs: list[dict], audit: Path, repetitions: int = 
 
     from trm.judge.pairwise import compare_responses
 
-    count_complete_lines(audit)
-    done = {r["pair_id"]: r for r in read_records(audit)} if audit.exists() and audit.stat().st_size else {}
-    todo = [p for p in pairs if p["pair_id"] not in done]
+    # pairs of other runs into the same audit (another --limit) are kept: the audit is a cache of judgements
+    output = ResumableOutput(audit, [p["pair_id"] for p in pairs], key_of=lambda row: row["pair_id"],
+                             check=_check_outcome, keep_foreign=True).open()
+    todo = output.todo
     gate = asyncio.Semaphore(max(1, concurrency))
     bar = tqdm(total=len(pairs), initial=len(pairs) - len(todo), desc="winrate", unit="pair", file=sys.stderr,
                disable=not progress)
 
-    async def one(pair: dict) -> None:
+    async def one(index: int) -> None:
+        pair = pairs[index]
         async with gate:
             outcome = await compare_responses(judge, pair["question"], pair["response_a"], pair["response_b"],
                                               repetitions=repetitions)
         row = {k: pair[k] for k in ("pair_id", "benchmark", "id", "sample")}
         row.update(label=outcome.label, reason=outcome.reason, votes=outcome.votes,
                    audit=outcome.to_dict(include_views=keep_views))
-        append_jsonl(audit, [row])  # one line per finished pair, so an interrupted run loses nothing
-        done[pair["pair_id"]] = row
+        output.append([(index, row)])  # one line per finished pair, so an interrupted run loses nothing
         bar.update(1)
 
     try:
-        await asyncio.gather(*(one(p) for p in todo))
+        await asyncio.gather(*(one(i) for i in todo))
     finally:
         bar.close()
-    return [done[p["pair_id"]] for p in pairs]
+    output.finish()
+    return output.records()
+
+
+def _check_outcome(row: dict, index: int) -> str | None:
+    """Why an audit line is not a finished outcome (None when it is)."""
+    if row.get("label") not in (1, 2, None) or "label" not in row or not isinstance(row.get("reason"), str):
+        return "no 'label' (1, 2 or null) and 'reason'"
+    return None
 
 
 def markdown(summary: dict) -> str:

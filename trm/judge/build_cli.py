@@ -13,7 +13,6 @@ from pathlib import Path
 
 from trm.dag.build_cli import add_dag_arguments, dag_config_from_args
 from trm.dag.partition import resolve_keywords
-from trm.jsonio import count_complete_lines
 from trm.judge.batch import run_ordered
 from trm.judge.client import JudgeUnavailable, add_judge_arguments, client_from_args
 from trm.judge.pairwise import PairwiseConfig
@@ -28,6 +27,7 @@ from trm.judge.preference import (
     summarise_audit,
 )
 from trm.judge.views import ViewConfig
+from trm.resumable import RecordFailed, ResumableOutput
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -91,7 +91,8 @@ def main(argv: list[str], prog: str = "trm preference build") -> int:
         keywords = resolve_keywords(args.keywords)
         records = load_traces(args.input)
         tasks, pairing = form_pairs(records, args.max_pairs_per_prompt, args.seed, args.cross_model_only)
-        _check_resume(audit_path, tasks)
+        audit_out = ResumableOutput(audit_path, [task.ident for task in tasks], key_of=lambda line: line["pair_id"],
+                                    check=_check_audit_line).open()
         dags = load_dags(args.dags, records) if args.dags else None
     except (OSError, ValueError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
@@ -117,13 +118,12 @@ def main(argv: list[str], prog: str = "trm preference build") -> int:
     )
 
     async def run() -> None:
-        done = count_complete_lines(audit_path)
-        cache = ViewCache(judge, records, tasks[done:], config, dags)
+        cache = ViewCache(judge, records, [tasks[i] for i in audit_out.todo], config, dags)
         try:
             await run_ordered(
                 tasks,
                 lambda index, task: judge_task(judge, records, task, cache, config),
-                audit_path,
+                audit_out,
                 window=args.concurrency,
                 desc="pairs",
             )
@@ -132,11 +132,18 @@ def main(argv: list[str], prog: str = "trm preference build") -> int:
 
     try:
         asyncio.run(run())
-    except JudgeUnavailable as exc:
+    except RecordFailed as exc:
+        if not isinstance(exc.cause, JudgeUnavailable):
+            raise
         print(
-            f"{prog}: judge failed at {_where(exc)}: {exc}\nJudged pairs are kept in {audit_path}; rerun to resume.",
+            f"{prog}: judge failed at pair {exc.index} (0-based): {exc.cause}\n"
+            f"Judged pairs are kept in {audit_path}; rerun to resume.",
             file=sys.stderr,
         )
+        return 1
+    except JudgeUnavailable as exc:
+        print(f"{prog}: judge failed at start: {exc}\nJudged pairs are kept in {audit_path}; rerun to resume.",
+              file=sys.stderr)
         return 1
     output.parent.mkdir(parents=True, exist_ok=True)
     audit = iter_jsonl(audit_path) if audit_path.exists() else iter(())
@@ -158,20 +165,8 @@ def main(argv: list[str], prog: str = "trm preference build") -> int:
     return 0
 
 
-def _check_resume(audit_path: Path, tasks) -> None:
-    """Refuse to resume from an audit file written for other input, seed or pair settings."""
-    if not audit_path.exists() or not audit_path.stat().st_size:
-        return
-    done = count_complete_lines(audit_path)
-    if done == 0:
-        return
-    if done > len(tasks) or any(line.get("pair_id") != task.ident for line, task in zip(iter_jsonl(audit_path), tasks)):
-        raise ValueError(
-            f"{audit_path} was written for a different input, seed or pairing; use another --audit/--output "
-            "or delete it to start over"
-        )
-
-
-def _where(exc: Exception) -> str:
-    index = getattr(exc, "record_index", None)
-    return f"pair {index} (0-based)" if index is not None else "start"
+def _check_audit_line(line: dict, index: int) -> str | None:
+    """Why an audit line is not a finished judgement (None when it is)."""
+    if "label" not in line or "record" not in line:
+        return "no 'label' and 'record' (not a finished judgement)"
+    return None

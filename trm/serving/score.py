@@ -2,7 +2,8 @@
 
 Both ways score the same text (`trm.traces.trm_input`: the prompt, a newline, the reasoning before `</think>`)
 with the same forward path, so they agree. A single JSON object prints its score; a list or JSONL file becomes
-JSONL with a `trm_score` field per record, written as it goes (an interrupted run resumes with --resume).
+JSONL with a `trm_score` field per record, written as it goes. An interrupted run resumes with --resume: the
+records already written are matched to the input by content (`trm.resumable`), whatever their order.
 """
 
 from __future__ import annotations
@@ -10,12 +11,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from trm.jsonio import append_jsonl, count_complete_lines, read_records
+from trm.jsonio import read_records
+from trm.resumable import ResumableOutput, content_key
 from trm.traces import trm_input
+
+SCORE_FIELD = "trm_score"
 
 
 def record_texts(records: Sequence[dict], prompt_key: str = "prompt", response_key: str = "response") -> list[str]:
@@ -118,7 +123,8 @@ def main(argv: list[str], prog: str = "trm score") -> int:
         return 2
     single = args.output is None and _is_single_object(path)
 
-    done = 0
+    todo = list(range(len(records)))
+    output = None
     if args.output:
         out = Path(args.output)
         if out.exists() and out.stat().st_size and not (args.resume or args.overwrite):
@@ -127,15 +133,17 @@ def main(argv: list[str], prog: str = "trm score") -> int:
             return 2
         if args.overwrite and out.exists():
             out.unlink()
-        done = count_complete_lines(out) if args.resume else 0
-        if done > len(records):
-            print(f"{prog}: error: {out} has {done} lines but {path} only {len(records)} records", file=sys.stderr)
+        try:
+            output = ResumableOutput(out, [content_key(r, [SCORE_FIELD]) for r in records],
+                                     key_of=lambda r: content_key(r, [SCORE_FIELD]), check=_check_scored).open()
+        except (OSError, ValueError) as exc:
+            print(f"{prog}: error: {exc}", file=sys.stderr)
             return 2
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write = lambda batch: append_jsonl(out, batch)  # noqa: E731
+        todo = output.todo
+        write = output.append
     else:
         def write(batch):
-            for record in batch:
+            for _, record in batch:
                 print(json.dumps(record, ensure_ascii=False), flush=True)
 
     try:
@@ -151,18 +159,20 @@ def main(argv: list[str], prog: str = "trm score") -> int:
 
     # Chunks of batch_size texts; a window of chunks is in flight together, written in order when done.
     window = max(1, args.concurrency) * args.batch_size if args.endpoint else args.batch_size * 4
-    progress = tqdm(total=len(records), initial=done, desc="trm score", unit="rec", file=sys.stderr,
-                    disable=single)
+    progress = tqdm(total=len(records), initial=len(records) - len(todo), desc="trm score", unit="rec",
+                    file=sys.stderr, disable=single)
     try:
-        for start in range(done, len(records), window):
-            stop = min(start + window, len(records))
-            chunks = [list(chunk) for chunk in _chunks(texts[start:stop], args.batch_size)]
+        for start in range(0, len(todo), window):
+            indices = todo[start : start + window]
+            chunks = [list(chunk) for chunk in _chunks([texts[i] for i in indices], args.batch_size)]
             scores = [s for chunk_scores in score_chunks(chunks) for s in chunk_scores]
             if single:
                 print(scores[0])
             else:
-                write([{**record, "trm_score": score} for record, score in zip(records[start:stop], scores)])
-            progress.update(stop - start)
+                write([(i, {**records[i], SCORE_FIELD: score}) for i, score in zip(indices, scores)])
+            progress.update(len(indices))
+        if output is not None:
+            output.finish()
     except Exception as exc:  # a failed request stops the run; what was written stays, --resume continues
         progress.close()
         kept = f"; {progress.n} records are in {args.output}, rerun with --resume" if args.output else ""
@@ -170,3 +180,11 @@ def main(argv: list[str], prog: str = "trm score") -> int:
         return 1
     progress.close()
     return 0
+
+
+def _check_scored(record: dict, index: int) -> str | None:
+    """Why a written record has no usable score (None when it has one)."""
+    score = record.get(SCORE_FIELD)
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+        return f"{SCORE_FIELD} is {score!r}, not a finite number"
+    return None

@@ -158,7 +158,10 @@ def blend_result(verdict: Verdict, trm_score: float | None, alpha: float) -> dic
     from trm.rewards.blend import thinking_reward
 
     verified = 1.0 if verdict.correct else 0.0
-    score = thinking_reward(verified, trm_score, alpha)  # 0 for a wrong answer, whatever the TRM says
+    if float(alpha) == 0.0:  # verifier only: r = v, and no reasoning score was asked for
+        score = verified
+    else:
+        score = thinking_reward(verified, trm_score, alpha)  # 0 for a wrong answer, whatever the TRM says
     return {
         "score": float(score),
         "verify_score": verified,

@@ -11,7 +11,8 @@ TP_SIZE=${TP_SIZE:-1}                          # tensor parallel size (sglang)
 SERVED_MODEL_NAME=${SERVED_MODEL_NAME:-RewardModel}
 API_KEY=${API_KEY:-${TRM_API_KEY:-}}           # optional Bearer key clients must send
 MAX_LENGTH=${MAX_LENGTH:-}                     # token limit per input (empty: the model's context length)
-PYTHON=${PYTHON:-python3}                      # the Python that has trm (and sglang on GPUs)
+PYTHON=${PYTHON:-python3}                      # the Python that has trm, or on GPUs the sglang environment
+                                               # (requirements-gpu-trm-server.txt): PYTHON=/path/to/sglang-env/bin/python
 EXTRA_ARGS=${EXTRA_ARGS:-}                     # more flags for the chosen server, e.g. "--mem-fraction-static 0.8"
 
 set -euo pipefail
@@ -23,11 +24,14 @@ REPO=$(dirname "$(readlink -f "$0")")
 
 require_model_dir "$MODEL_PATH"
 warn_open_host
-choose_backend "$BACKEND" sglang
+check_context_limit MAX_LENGTH "$MAX_LENGTH"
+choose_backend "$BACKEND" sglang sglang.launch_server
 if [ "$CHOSEN" = sglang ]; then
-  run_command "$PYTHON" -m sglang.launch_server --model-path "$MODEL_PATH" --is-embedding \
+  # sglang takes the key only as --api-key; the wrapper adds it inside the process, so `ps` cannot show it.
+  [ -z "$API_KEY" ] || { export TRM_API_KEY="$API_KEY"; echo "$LAUNCHER: API key passed to sglang through the environment (TRM_API_KEY), not the command line"; }
+  run_command "$PYTHON" "$REPO/server/sglang_server.py" --model-path "$MODEL_PATH" --is-embedding \
     --host "$HOST" --port "$PORT" --tp-size "$TP_SIZE" --served-model-name "$SERVED_MODEL_NAME" \
-    ${MAX_LENGTH:+--context-length "$MAX_LENGTH"} ${API_KEY:+--api-key "$API_KEY"} $EXTRA_ARGS
+    ${MAX_LENGTH:+--context-length "$MAX_LENGTH"} $EXTRA_ARGS
 else
   require_trm
   [ -z "$API_KEY" ] || export TRM_API_KEY="$API_KEY"  # by environment, not visible in `ps`

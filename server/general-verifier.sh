@@ -26,7 +26,8 @@ CHAT_TEMPLATE=${CHAT_TEMPLATE:-$REPO/chat_templates/verifier.jinja}
 require_model_dir "$MODEL_PATH"
 warn_open_host
 [ -f "$CHAT_TEMPLATE" ] || die "CHAT_TEMPLATE '$CHAT_TEMPLATE' does not exist"
-choose_backend "$BACKEND" vllm
+check_context_limit MAX_MODEL_LEN "$MAX_MODEL_LEN"
+choose_backend "$BACKEND" vllm vllm.entrypoints.openai.api_server
 if [ "$CHOSEN" = vllm ]; then
   [ -z "$API_KEY" ] || export VLLM_API_KEY="$API_KEY"  # vLLM reads the key from here; not visible in `ps`
   run_command "$PYTHON" -m vllm.entrypoints.openai.api_server --model "$MODEL_PATH" \

@@ -21,18 +21,36 @@ def _run(script, env, *args, cwd=REPO):
                           env={**os.environ, "PYTHON": sys.executable, **env})
 
 
+# Stand-in server entry point: records what the server process was given (its argv as Python sees it, and the
+# command line every user sees in `ps`), then exits.
+RECORDING_ENTRY = """
+import json, os, sys
+if __name__ == "__main__":
+    cmdline = open("/proc/self/cmdline", "rb").read().decode().split("\\0")
+    record = {"argv": sys.argv[1:], "cmdline": cmdline, "env_key": os.environ.get("TRM_API_KEY")}
+    open(os.environ["ENTRY_RECORD"], "w").write(json.dumps(record))
+"""
+
+
 @pytest.fixture
 def fake_gpu_box(tmp_path):
-    """PATH with an nvidia-smi that lists a GPU, PYTHONPATH with importable sglang/vllm stand-ins (dry runs only)."""
+    """PATH with an nvidia-smi that lists a GPU, PYTHONPATH with sglang/vllm stand-ins whose server entry points
+    import (and record their arguments when run)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     smi = bin_dir / "nvidia-smi"
     smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-fake)'\n")
     smi.chmod(0o755)
-    for package in ("sglang", "vllm"):
-        (tmp_path / "site" / package).mkdir(parents=True)
-        (tmp_path / "site" / package / "__init__.py").write_text("")
-    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(tmp_path / "site")}
+    site = tmp_path / "site"
+    for module in ("sglang.launch_server", "vllm.entrypoints.openai.api_server"):
+        *packages, name = module.split(".")
+        folder = site.joinpath(*packages)
+        for depth in range(1, len(packages) + 1):
+            site.joinpath(*packages[:depth]).mkdir(parents=True, exist_ok=True)
+            (site.joinpath(*packages[:depth]) / "__init__.py").touch()
+        (folder / f"{name}.py").write_text(RECORDING_ENTRY)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(site),
+            "ENTRY_RECORD": str(tmp_path / "entry.json")}
 
 
 @pytest.mark.parametrize("script", LAUNCHERS)
@@ -54,10 +72,50 @@ def test_open_host_without_key_is_warned_about(script, model, tiny_models):
     assert "warning" not in keyed.stderr and keyed.returncode == 0
 
 
-def test_sglang_gets_the_key_but_logs_do_not_show_it(tiny_models, fake_gpu_box):
-    result = _run("trm.sh", {"MODEL_PATH": str(tiny_models["reward"]), "API_KEY": "s3cret-key", **fake_gpu_box},
-                  "--dry-run")
-    assert "--api-key <API_KEY>" in result.stdout and "s3cret-key" not in result.stdout + result.stderr
+def test_sglang_gets_the_key_but_ps_and_logs_do_not_show_it(tiny_models, fake_gpu_box):
+    import json
+
+    env = {"MODEL_PATH": str(tiny_models["reward"]), "API_KEY": "s3cret-key", **fake_gpu_box}
+    result = _run("trm.sh", env, "--dry-run")
+    assert "s3cret-key" not in result.stdout + result.stderr and "--api-key" not in result.stdout
+    assert "API key passed to sglang through the environment (TRM_API_KEY)" in result.stdout
+    started = _run("trm.sh", env)  # the stand-in sglang.launch_server records what it was given, then exits
+    assert started.returncode == 0, started.stderr
+    record = json.loads(open(fake_gpu_box["ENTRY_RECORD"]).read())
+    assert record["argv"][-2:] == ["--api-key", "s3cret-key"]  # sglang's parser receives the key
+    assert "--is-embedding" in record["argv"] and "--served-model-name" in record["argv"]
+    assert not any("s3cret-key" in part for part in record["cmdline"])  # what `ps` shows
+    assert record["env_key"] is None  # not inherited by the processes sglang starts
+    keyless = _run("trm.sh", {**env, "API_KEY": ""})
+    assert keyless.returncode == 0 and "--api-key" not in json.loads(open(fake_gpu_box["ENTRY_RECORD"]).read())["argv"]
+
+
+def test_auto_mode_needs_the_server_entry_point_not_just_the_package(tiny_models, fake_gpu_box, tmp_path):
+    # a plain `sglang` install: the package imports, its server does not (sgl_kernel missing)
+    (tmp_path / "site" / "sglang" / "launch_server.py").write_text("import sgl_kernel\n")
+    result = _run("trm.sh", {"MODEL_PATH": str(tiny_models["reward"]), **fake_gpu_box}, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "backend embedded (sglang.launch_server is not importable" in result.stdout
+    assert "No module named 'sgl_kernel'" in result.stdout
+    forced = _run("trm.sh", {"MODEL_PATH": str(tiny_models["reward"]), "BACKEND": "sglang", **fake_gpu_box})
+    assert forced.returncode == 2 and "sgl_kernel" in forced.stderr
+
+
+@pytest.mark.parametrize("script,model,variable,flag", [
+    ("server/general-verifier.sh", "chat", "MAX_MODEL_LEN", "--max-model-len"),
+    ("trm.sh", "reward", "MAX_LENGTH", "--context-length"),
+])
+def test_context_limit_above_the_models_positions_is_refused(script, model, variable, flag, tiny_models,
+                                                             fake_gpu_box):
+    env = {"MODEL_PATH": str(tiny_models[model]), **fake_gpu_box}  # the tiny models have 4096 positions
+    over = _run(script, {**env, variable: "10240"}, "--dry-run")
+    assert over.returncode == 2
+    assert f"{variable}=10240 exceeds the 4096 positions of {tiny_models[model]}" in over.stderr
+    assert f"Set {variable}=4096 or less" in over.stderr
+    fits = _run(script, {**env, variable: "4096"}, "--dry-run")
+    assert fits.returncode == 0, fits.stderr
+    assert f"{variable}=4096 fits the model's 4096 positions" in fits.stdout and f"{flag} 4096" in fits.stdout
+    assert _run(script, {**env, variable: "4k"}, "--dry-run").returncode == 2
 
 
 def test_auto_picks_the_embedded_server_without_gpu_engines_and_says_why(tiny_models, tmp_path):
@@ -65,24 +123,24 @@ def test_auto_picks_the_embedded_server_without_gpu_engines_and_says_why(tiny_mo
     env = {"MODEL_PATH": str(tiny_models["reward"]), "PATH": f"{os.path.dirname(sys.executable)}:/usr/bin:/bin"}
     result = _run("trm.sh", env, "--dry-run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "backend embedded (sglang is not importable" in result.stdout
+    assert "backend embedded (sglang.launch_server is not importable" in result.stdout
     assert "-m trm serve reward --model" in result.stdout and "--port 39999" in result.stdout
     forced = _run("trm.sh", {**env, "BACKEND": "sglang"})
-    assert forced.returncode == 2 and "import sglang" in forced.stderr
+    assert forced.returncode == 2 and "import sglang.launch_server" in forced.stderr
 
 
 def test_auto_picks_sglang_and_vllm_on_a_gpu_box(tiny_models, fake_gpu_box):
     trm = _run("server/trm.sh", {"MODEL_PATH": str(tiny_models["reward"]), "TP_SIZE": "4", **fake_gpu_box},
                "--dry-run")
     assert trm.returncode == 0, trm.stderr
-    assert "backend sglang (sglang imports and a GPU is visible)" in trm.stdout
-    for flag in ("-m sglang.launch_server", "--is-embedding", "--served-model-name RewardModel", "--tp-size 4",
+    assert "backend sglang (sglang.launch_server imports and a GPU is visible)" in trm.stdout
+    for flag in ("server/sglang_server.py --model-path", "--is-embedding", "--served-model-name RewardModel", "--tp-size 4",
                  "--host 127.0.0.1", "--port 39999"):
         assert flag in trm.stdout
     verifier = _run("server/general-verifier.sh", {"MODEL_PATH": str(tiny_models["chat"]), **fake_gpu_box},
                     "--dry-run")
     assert verifier.returncode == 0, verifier.stderr
-    assert "backend vllm (vllm imports and a GPU is visible)" in verifier.stdout
+    assert "backend vllm (vllm.entrypoints.openai.api_server imports and a GPU is visible)" in verifier.stdout
     for flag in ("-m vllm.entrypoints.openai.api_server", "--served-model-name TIGER-Lab/general-verifier",
                  f"--chat-template {REPO}/chat_templates/verifier.jinja", "--port 23888"):
         assert flag in verifier.stdout

@@ -78,6 +78,22 @@ def test_eval_table2_over_two_checkpoints_with_paper_reference(tmp_path):
     assert "| Qwen2.5-Math-7B/TRM | aime24 | 3 | 4 |" in (out / "metrics.md").read_text()
 
 
+def test_eval_checks_each_run_was_generated_with_the_training_prompt(tmp_path):
+    """--template luffy: a run generated with another prompt (or a mix of prompts) is refused, naming the file."""
+    luffy = write(tmp_path / "luffy.jsonl", [{**r, "template": "luffy"} for r in scripted("aime24", [["42"]] * 3)])
+    own = write(tmp_path / "own.jsonl", scripted("mmlu-pro", [["C"], ["A"]]))  # no field: the benchmark's prompt
+    out = tmp_path / "out"
+    assert eval_main(["--run", f"Qwen2.5-Math-7B/TRM={luffy}", "--run", f"Qwen2.5-Math-7B/base={own}",
+                      "--out-dir", str(out), "--ks", "1"]) == 0
+    assert json.loads((out / "eval.json").read_text())["templates"] == {"Qwen2.5-Math-7B/TRM": "luffy",
+                                                                        "Qwen2.5-Math-7B/base": "benchmark"}
+    with pytest.raises(SystemExit, match=r"Qwen2.5-Math-7B/base: generated with --template benchmark .*own.jsonl"):
+        eval_main(["--run", f"Qwen2.5-Math-7B/TRM={luffy}", "--run", f"Qwen2.5-Math-7B/base={own}",
+                   "--out-dir", str(out), "--ks", "1", "--template", "luffy"])
+    with pytest.raises(SystemExit, match="different prompts"):
+        eval_main(["--run", f"mixed={luffy},{own}", "--out-dir", str(out), "--ks", "1"])
+
+
 def test_paper_table_averages_match_published():
     for row in paper.table2_rows():
         values = tables.with_averages(row["values"])

@@ -3,6 +3,8 @@
 Each `--run LABEL=FILE[,FILE...]` is one checkpoint; LABEL is "policy/reward" (e.g. "Qwen2.5-Math-7B/TRM") to
 fill Table 2's two first columns. Files are `trm generate` outputs, any benchmarks mixed. The Table 2 cell of a
 benchmark is avg@n over all samples of that run (accuracy when n=1; the paper's AIME cells are avg@32).
+An RL checkpoint is evaluated with the prompt it was trained with: each run's prompt template (the "template"
+field `trm generate --template` writes) must be one per run, and `--template NAME` requires it of every run.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import json
 import sys
 from pathlib import Path
 
+from trm.data.prompts import TEMPLATES
 from trm.evaluation import tables
+from trm.evaluation.generate import BENCHMARK_TEMPLATE
 from trm.evaluation.grading import correctness_matrix, grade_records
 from trm.evaluation.metrics import benchmark_metrics
 from trm.jsonio import read_records
@@ -38,11 +42,28 @@ def split_label(label: str) -> tuple[str, str]:
     return policy.strip(), reward.strip()
 
 
-def evaluate_run(paths: list[Path], ks: list[int], save_graded: Path | None = None) -> dict[str, dict]:
-    """Metrics per benchmark for one checkpoint's generation files."""
+def run_template(label: str, files: dict[Path, list[dict]], wanted: str | None = None) -> str:
+    """The one prompt template of a run's generation records; raises if they mix prompts or differ from ``wanted``."""
+    used: dict[str, Path] = {}
+    for path, records in files.items():
+        for record in records:
+            used.setdefault(record.get("template", BENCHMARK_TEMPLATE), path)
+    if len(used) > 1:
+        raise ValueError(f"--run {label}: its generations use different prompts ("
+                         + ", ".join(f"{name} in {path}" for name, path in used.items()) + "); one checkpoint, one prompt")
+    template = next(iter(used), BENCHMARK_TEMPLATE)
+    if wanted is not None and template != wanted:
+        raise ValueError(f"--run {label}: generated with --template {template} ({used.get(template)}), "
+                         f"not {wanted}; regenerate with `trm generate --template {wanted}`")
+    return template
+
+
+def evaluate_run(paths: list[Path], ks: list[int], save_graded: Path | None = None,
+                 files: dict[Path, list[dict]] | None = None) -> dict[str, dict]:
+    """Metrics per benchmark for one checkpoint's generation files (``files``: their records, if already read)."""
     by_benchmark: dict[str, list[dict]] = {}
     for path in paths:
-        records = grade_records(read_records(path))
+        records = grade_records(files[path] if files is not None else read_records(path))
         if save_graded is not None:
             save_graded.mkdir(parents=True, exist_ok=True)
             (save_graded / path.name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
@@ -80,6 +101,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--paper-policy", nargs="*", help="only these policies' paper rows (default: matching run "
                                                       "policies, else all)")
     p.add_argument("--save-graded", action="store_true", help="write graded copies under OUT_DIR/graded/<run>/")
+    p.add_argument("--template", choices=[BENCHMARK_TEMPLATE, *TEMPLATES],
+                   help="require every run to have been generated with this prompt (the one its policy was "
+                        "trained with, e.g. luffy for the paper's Qwen2.5-Math runs)")
     return p
 
 
@@ -90,11 +114,17 @@ def main(argv: list[str], prog: str = "trm eval") -> int:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, dict]] = {}
+    templates: dict[str, str] = {}
     rows = []
     for spec in args.run:
         label, paths = parse_run(spec)
+        files = {path: read_records(path) for path in paths}
+        try:
+            templates[label] = run_template(label, files, args.template)
+        except ValueError as exc:
+            raise SystemExit(f"{prog}: {exc}") from None
         graded_dir = out_dir / "graded" / label.replace("/", "_") if args.save_graded else None
-        results[label] = evaluate_run(paths, args.ks, graded_dir)
+        results[label] = evaluate_run(paths, args.ks, graded_dir, files)
         policy, reward = split_label(label)
         rows.append({"policy": policy, "reward": reward,
                      "values": {b: table_value(m) for b, m in results[label].items()}})
@@ -105,11 +135,12 @@ def main(argv: list[str], prog: str = "trm eval") -> int:
     note = ("Cells: avg@n over each run's samples (accuracy %); averages need every benchmark of the group. "
             "Rows marked (paper) are the paper's published numbers.")
     table = tables.markdown(rows, reference, note)
-    (out_dir / "eval.json").write_text(json.dumps({"runs": results, "table2": rows}, indent=2))
+    (out_dir / "eval.json").write_text(json.dumps({"runs": results, "templates": templates, "table2": rows}, indent=2))
     (out_dir / "metrics.md").write_text(metrics_markdown(results))
     (out_dir / "table2.md").write_text(table)
     (out_dir / "table2.csv").write_text(tables.to_csv(rows, reference))
     print(metrics_markdown(results))
     print(table)
+    print("prompts: " + ", ".join(f"{label}: {name}" for label, name in templates.items()), file=sys.stderr)
     print(f"wrote eval.json, metrics.md, table2.md, table2.csv under {out_dir}", file=sys.stderr)
     return 0

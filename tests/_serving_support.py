@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -75,6 +76,16 @@ class ReferenceCausalLM:
 
     def greedy_text(self, prompt: str, max_tokens: int) -> tuple[str, list[int]]:
         return self.greedy_ids(self.text_ids(prompt), max_tokens)
+
+
+@contextlib.asynccontextmanager
+async def asgi_client(app, base_url: str = "http://trm"):
+    """An httpx client on a server app in this process, its lifespan (batcher) running: no port, no model reload.
+    App exceptions become 500 responses, as behind uvicorn."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url, timeout=60) as client:
+            yield client
 
 
 @dataclass

@@ -89,3 +89,79 @@ def test_wrong_result_count_is_an_error_not_a_silent_misalignment():
             await batcher.stop()
 
     asyncio.run(main())
+
+
+def test_a_cancelled_request_leaves_the_queue_and_is_never_computed():
+    """A request whose client went away drops its queued items; the forward pass already running finishes."""
+    import threading
+
+    started, gate, computed = threading.Event(), threading.Event(), []
+
+    def run_batch(items):
+        computed.extend(items)
+        started.set()
+        gate.wait(30)
+        return items
+
+    async def main():
+        batcher = DynamicBatcher(run_batch, BatcherConfig(max_batch_size=1))
+        batcher.start()
+        try:
+            running = asyncio.create_task(batcher.submit(["running"], [1]))
+            assert await asyncio.to_thread(started.wait, 30)
+            abandoned = asyncio.create_task(batcher.submit(list("abcde"), [1] * 5))
+            while batcher.queued < 5:  # event-loop turns until the submission is queued
+                await asyncio.sleep(0)
+            abandoned.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await abandoned
+            queued_after_cancel = batcher.queued
+            gate.set()
+            assert await running == ["running"]
+            assert await batcher.submit(["later"], [1]) == ["later"]
+        finally:
+            gate.set()
+            await batcher.stop()
+        return queued_after_cancel, batcher.stats
+
+    queued_after_cancel, stats = asyncio.run(main())
+    assert queued_after_cancel == 0 and stats.cancelled == 5
+    assert computed == ["running", "later"]  # the abandoned items never reached the model
+
+
+def test_a_full_queue_refuses_now_and_an_oversized_request_for_good():
+    import threading
+
+    from trm.serving.batching import QueueFull
+
+    started, gate = threading.Event(), threading.Event()
+
+    def run_batch(items):
+        started.set()
+        gate.wait(30)
+        return items
+
+    async def main():
+        batcher = DynamicBatcher(run_batch, BatcherConfig(max_batch_size=1, max_queue=3))
+        batcher.start()
+        try:
+            running = asyncio.create_task(batcher.submit(["r"], [1]))
+            assert await asyncio.to_thread(started.wait, 30)
+            waiting = asyncio.create_task(batcher.submit(["a", "b"], [1, 1]))
+            while batcher.queued < 2:
+                await asyncio.sleep(0)
+            with pytest.raises(QueueFull) as busy:
+                await batcher.submit(["c", "d"], [1, 1])
+            with pytest.raises(QueueFull) as never:
+                await batcher.submit(["w", "x", "y", "z"], [1] * 4)
+            fits = asyncio.create_task(batcher.submit(["c"], [1]))  # exactly fills the queue
+            gate.set()
+            return busy.value, never.value, await running, await waiting, await fits
+        finally:
+            gate.set()
+            await batcher.stop()
+
+    busy, never, *answers = asyncio.run(main())
+    assert not busy.never and busy.retry_after_s >= 1 and "2 items are queued and 2 more" in str(busy)
+    assert never.never and "4 items in one request, more than the server queues at once (3)" in str(never)
+    assert answers == [["r"], ["a", "b"], ["c"]]

@@ -132,6 +132,7 @@ class DynamicBatcher:
         self._pending: list[_Pending] = []
         self._order = 0
         self.in_flight = 0  # items submitted and not yet answered (queued or running)
+        self.running = 0  # items in the forward pass now (it finishes even if their requests went away)
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._fault_delay = float(os.environ.get(FAULT_DELAY_ENV, "0") or 0)
@@ -219,6 +220,7 @@ class DynamicBatcher:
             chosen = {id(p) for p in batch}
             self._pending = [p for p in self._pending if id(p) not in chosen]
             started = time.perf_counter()
+            self.running = len(batch)
             try:
                 results = await loop.run_in_executor(self._executor, self._run, [p.item for p in batch])
             except Exception as exc:  # the whole batch fails; each request reports it, the server goes on
@@ -227,6 +229,8 @@ class DynamicBatcher:
                     if not pending.future.done():
                         pending.future.set_exception(exc)
                 continue
+            finally:
+                self.running = 0
             self.stats.record(len(batch), time.perf_counter() - started)
             for pending, result in zip(batch, results):
                 if not pending.future.done():

@@ -313,7 +313,8 @@ def serving_app(kind: str, model_path: str | Path, batcher: DynamicBatcher, serv
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok" if state["ready"] else "loading", "model": served_model_names[0],
-                             "queued": batcher.queued, "in_flight": batcher.in_flight, **batcher.stats.as_dict()},
+                             "queued": batcher.queued, "in_flight": batcher.in_flight, "running": batcher.running,
+                             **batcher.stats.as_dict()},
                             status_code=200 if state["ready"] else 503)
 
     async def models(request: Request) -> JSONResponse:

@@ -26,16 +26,18 @@ def rule_check_in_child(pairs):
 
 
 def check_or_crash(item):
-    """The real rule check, except for answers "once|<marker file>|<answer>" (the worker dies the first time,
-    while the marker does not exist yet; afterwards <answer> is checked) and "always|-|<answer>" (always dies)."""
+    """The real rule check, except for answers "once|<marker>|<answer>" (the worker dies the first time, while the
+    file <marker> in $TRM_TEST_CRASH_DIR does not exist yet; afterwards <answer> is checked) and "always|-|<answer>"
+    (always dies). The marker is a short name, not a path, so the answer stays within the length guard."""
     from trm.rewards.math_rules import check_item
 
-    answer, ground_truth = item
+    answer, ground_truth, *stage = item
     if answer.count("|") >= 2:
         mode, marker, answer = answer.split("|", 2)
         if mode == "always":
             os._exit(4)
+        marker = os.path.join(os.environ.get("TRM_TEST_CRASH_DIR", "."), marker)
         if mode == "once" and not os.path.exists(marker):
             open(marker, "w").close()
             os._exit(4)
-    return check_item([answer, ground_truth])
+    return check_item([answer, ground_truth, *stage])

@@ -1,21 +1,27 @@
-"""LLM verifier client: prompt, decision parsing, gating, and behaviour against real and scripted servers."""
+"""LLM verifier client: the protocol's input on the wire and in the served model, decision parsing, unusable
+replies as faults, gating, and behaviour against real and scripted servers."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
-from _client_support import FaultServer, chat_completion
+from _client_support import FaultServer, chat_completion, dead_backend
 from conftest import running_server
+from test_protocol import VERIFIER_EXPECTED
 
 from trm.client import BackendPool, BackendRequestError
-from trm.rewards.correctness import VerifyConfig, verify_response
-from trm.rewards.llm_verifier import llm_verify, parse_decision, verifier_prompt
+from trm.protocol import GENERAL_VERIFIER_MAX_TOKENS, general_verifier_input
+from trm.rewards.correctness import VerifierUnusable, VerifyConfig, verify_response
+from trm.rewards.llm_verifier import llm_verify, parse_decision
 
 REPO = Path(__file__).resolve().parents[1]
 VERIFIER_NAME = "TIGER-Lab/general-verifier"
 WEBINSTRUCT = "TIGER-Lab/WebInstruct-verified"
+# The fixed inputs of test_protocol.VERIFIER_EXPECTED (the protocol's text for them, byte for byte).
+QUESTION, TRUTH, STUDENT = "What is $\\frac{1}{2}+\\frac{1}{3}$?", "\\frac{5}{6}", "5/6"
 
 
 @pytest.mark.parametrize(
@@ -24,7 +30,13 @@ WEBINSTRUCT = "TIGER-Lab/WebInstruct-verified"
         ("The two agree.\nFinal Decision: Yes", True),
         ("final decision:no", False),
         ("Final Decision: **Yes**", True),
+        ("**Final Decision:** yes", True),
         ("Final Decision: No ... wait. Final Decision: Yes", True),  # the last tag counts
+        ("FINAL DECISION: NO", False),
+        # The release counts any reply containing the exact tag as verified; ours must accept all of those, even
+        # when a later tag disagrees (so rewards match the paper's on the model's rare double decisions).
+        ("Final Decision: Yes. Hmm, no. final decision: no", True),
+        ("Final Decision: Yesterday", True),
         ("Yes, they match.", None),
         ("Final Decision: Maybe", None),
         ("", None),
@@ -34,35 +46,55 @@ def test_parse_decision(text, expected):
     assert parse_decision(text) is expected
 
 
-def test_prompt_has_the_fields_and_keeps_the_answer_tail():
-    answer = "x" * 2500 + "THE END"
-    prompt = verifier_prompt("What is 2+2?", "4", answer)
-    assert "### Question: What is 2+2?" in prompt
-    assert "### Ground Truth Answer: 4" in prompt
-    student = prompt.split("### Student Answer: ", 1)[1].split("\n\n", 1)[0]
-    assert student == answer[-2000:] and student.endswith("THE END")
-    assert "Final Decision: Yes" in prompt and "Final Decision: No" in prompt
+def reply(content, finish_reason="stop") -> dict:
+    completion = chat_completion("")
+    completion["choices"][0].update(message={"role": "assistant", "content": content}, finish_reason=finish_reason)
+    return completion
 
 
-def verify_with(script, answer="four", **kwargs):
+def verify_with(script, question="What is 2+2?", truth="4", answer="four", **kwargs):
     with FaultServer(script) as fake:
         async def go():
             pool = BackendPool([fake.url], deadline=10)
             try:
-                return await llm_verify(pool, "What is 2+2?", "4", answer, **kwargs)
+                return await llm_verify(pool, question, truth, answer, **kwargs)
             finally:
                 await pool.aclose()
 
         return asyncio.run(go()), fake.requests
 
 
-def test_scripted_yes_is_verified_and_the_request_is_greedy_with_512_tokens():
-    verdict, requests = verify_with(lambda i, req: ("status", 200, chat_completion("Same value.\nFinal Decision: Yes")))
-    assert verdict.correct and verdict.source == "llm_verifier" and verdict.answer == "four"
-    sent = requests[0].json()
+def test_the_request_is_the_protocol_input_byte_for_byte_greedy_with_512_tokens():
+    verdict, requests = verify_with(lambda i, req: ("status", 200, chat_completion("Same value.\nFinal Decision: Yes")),
+                                    QUESTION, TRUTH, STUDENT)
+    assert verdict.correct and verdict.source == "llm_verifier" and verdict.answer == STUDENT
+    sent = json.loads(requests[0].body)
     assert requests[0].path == "/v1/chat/completions"
-    assert sent["model"] == VERIFIER_NAME and sent["temperature"] == 0 and sent["max_tokens"] == 512
-    assert "### Student Answer: four" in sent["messages"][0]["content"]
+    assert sent["messages"] == [{"role": "user", "content": VERIFIER_EXPECTED}]  # one user message, nothing else
+    assert sent["model"] == VERIFIER_NAME and sent["temperature"] == 0
+    assert sent["max_tokens"] == GENERAL_VERIFIER_MAX_TOKENS == 512
+    config = VerifyConfig()
+    assert (config.verifier_max_tokens, config.answer_tail_chars) == (512, 2000)  # defaults are the protocol's
+
+
+def test_the_student_answer_is_cut_to_its_last_2000_characters():
+    answer = "y" + "x" * 2500 + "THE END"
+    _, requests = verify_with(lambda i, req: ("status", 200, chat_completion("Final Decision: No")), answer=answer)
+    content = json.loads(requests[0].body)["messages"][0]["content"]
+    assert content == general_verifier_input("What is 2+2?", "4", answer[-2000:])
+    assert f"### Student Answer: {answer[-2000:]}\n\n" in content and answer[-2001:] not in content
+
+
+def test_an_empty_answer_is_not_verified_and_nothing_is_called():
+    async def go():
+        pool = BackendPool(dead_backend(), deadline=1)  # any call would raise BackendsUnavailable
+        try:
+            return [await llm_verify(pool, "q", "4", answer) for answer in ("", "  \n")]
+        finally:
+            await pool.aclose()
+
+    for verdict in asyncio.run(go()):
+        assert not verdict.correct and verdict.source == "no_answer" and "not asked" in verdict.detail
 
 
 def test_scripted_no_is_not_verified():
@@ -70,15 +102,66 @@ def test_scripted_no_is_not_verified():
     assert not verdict.correct and "No" in verdict.detail
 
 
-def test_garbage_answer_is_not_verified_with_an_unparsable_detail():
+def test_a_complete_reply_without_a_tag_is_the_models_answer_not_verified():
     verdict, _ = verify_with(lambda i, req: ("status", 200, chat_completion("lorem ipsum <|im_end|> 42")))
     assert not verdict.correct and verdict.source == "llm_verifier"
     assert "unparsable" in verdict.detail and "42" in verdict.detail
 
 
+@pytest.mark.parametrize(
+    "content, finish, source, correct",
+    [
+        (None, "stop", "verifier_unusable", False),  # no content at all
+        (None, "length", "verifier_unusable", False),
+        ("The student's answer 4 and the ground truth", "length", "verifier_unusable", False),  # cut off, no decision
+        ("Both are 4.\nFinal Decision: Yes", "length", "llm_verifier", True),  # cut off after its decision: decided
+        ("Final Decision: No", "length", "llm_verifier", False),
+    ],
+)
+def test_empty_or_cut_off_replies_are_unusable_not_wrong(content, finish, source, correct):
+    verdict, _ = verify_with(lambda i, req: ("status", 200, reply(content, finish)))
+    assert (verdict.source, verdict.correct) == (source, correct)
+    if source == "verifier_unusable":
+        assert ("no content" in verdict.detail) if content is None else ("cut off at max_tokens 512" in verdict.detail)
+
+
 def test_a_reply_that_is_not_a_chat_completion_raises():
     with pytest.raises(ValueError, match="not a chat completion"):
         verify_with(lambda i, req: ("status", 200, {"unexpected": True}))
+
+
+def unusable_for(marker: str):
+    """A verifier whose reply to questions containing ``marker`` has no content; every other answer is "No"."""
+    def script(i, request):
+        text = json.loads(request.body)["messages"][0]["content"]
+        return "status", 200, reply(None) if marker in text else chat_completion("Final Decision: No")
+    return script
+
+
+def reward_requests(n: int):
+    from trm.rewards.compute import RewardRequest
+
+    return [RewardRequest(f"so \\boxed{{{k + 100}}}", str(k), WEBINSTRUCT, f"prompt {k}", f"question Q{k}?")
+            for k in range(n)]
+
+
+def test_unusable_replies_count_toward_the_batch_limit_and_the_verdict_line(caplog):
+    from trm.rewards.compute import RewardSettings, reward_batch_sync, verdict_counts
+
+    with FaultServer(unusable_for("Q0?")) as fake:
+        settings = RewardSettings.resolve(verifier_backends=fake.url, rm_backends=dead_backend(), deadline_s=10)
+        with caplog.at_level("WARNING", logger="trm.rewards.correctness"):
+            results = reward_batch_sync(reward_requests(20), settings)  # limit max(2, 0.1 x 20) = 2: one is logged
+        assert [r["verdict_source"] for r in results] == ["verifier_unusable"] + ["llm_verifier"] * 19
+        assert results[0]["score"] == 0 and results[0]["verify_binary"] == 0
+        line = verdict_counts(results)
+        assert line.startswith("llm_verifier 19, verifier_unusable 1")
+        assert "1 of 20 are checker faults (verifier_unusable + worker_error), counted toward the batch's limit" in line
+        assert "1 of 20 answers marked wrong because their checker failed (verifier_unusable 1)" in caplog.text
+    with FaultServer(unusable_for("?")) as fake:  # every reply empty: the deployment is broken
+        settings = RewardSettings.resolve(verifier_backends=fake.url, rm_backends=dead_backend(), deadline_s=10)
+        with pytest.raises(VerifierUnusable, match=r"failed on 20 of 20 answers \(verifier_unusable 20; limit 2"):
+            reward_batch_sync(reward_requests(20), settings)
 
 
 def test_gate_calls_the_verifier_only_for_configured_sources_after_rule_failure():
@@ -98,37 +181,46 @@ def test_gate_calls_the_verifier_only_for_configured_sources_after_rule_failure(
                 await pool.aclose()
 
         llm, rule_only, by_rule, custom = asyncio.run(go())
-        prompts = [r.json()["messages"][0]["content"] for r in fake.requests]
-    assert llm.correct and llm.source == "llm_verifier"
+        prompts = [json.loads(r.body)["messages"][0]["content"] for r in fake.requests]
+    assert llm.correct and llm.source == "llm_verifier" and llm.also == ("math_verify", "prime_math")
     assert not rule_only.correct and rule_only.source == "math_verify"
     assert by_rule.correct and by_rule.source == "exact_match"
     assert custom.correct and custom.source == "llm_verifier"
-    assert len(prompts) == 2  # only the two allowed, rule-failed samples reached the verifier
-    assert "### Question: How many legs has a spider?" in prompts[0] and "### Ground Truth Answer: 8" in prompts[0]
+    assert prompts == [general_verifier_input("How many legs has a spider?", "8", "eight")] * 2  # the two allowed
 
 
 @pytest.fixture(scope="module")
-def chat_server(tiny_models):
-    args = ["serve", "chat", "--model", str(tiny_models["chat"]), "--served-model-name", VERIFIER_NAME]
-    template = REPO / "chat_templates" / "verifier.jinja"
-    if template.exists():
-        args += ["--chat-template", str(template)]
-    with running_server(args) as url:
-        yield url
+def probed_chat_server(tiny_models, tmp_path_factory):
+    """The real chat server with the verifier template, recording the prompt ids it gives the model."""
+    log = tmp_path_factory.mktemp("probe") / "prompt-ids.jsonl"
+    args = ["serve", "chat", "--model", str(tiny_models["chat"]), "--served-model-name", VERIFIER_NAME,
+            "--chat-template", str(REPO / "chat_templates" / "verifier.jinja")]
+    env = {"PYTHONPATH": str(REPO / "tests" / "_prompt_probe"), "TRM_TEST_PROMPT_LOG": str(log)}
+    with running_server(args, env=env) as url:
+        yield url, log
 
 
-def test_real_chat_server_with_a_random_model_is_not_verified(chat_server):
+def test_the_served_verifier_model_gets_exactly_the_protocol_text(probed_chat_server, tiny_models):
+    from transformers import AutoTokenizer
+
+    url, log = probed_chat_server
+
     async def go():
-        pool = BackendPool([chat_server], deadline=120, request_timeout=120)
+        pool = BackendPool([url], deadline=120, request_timeout=120)
         try:
-            verdict = await llm_verify(pool, "What is 2+2?", "4", "four")
+            verdict = await llm_verify(pool, QUESTION, TRUTH, STUDENT, max_tokens=8)
             with pytest.raises(BackendRequestError) as info:
-                await llm_verify(pool, "What is 2+2?", "4", "four", model="not-served")
+                await llm_verify(pool, QUESTION, TRUTH, STUDENT, model="not-served")
             return verdict, info.value
         finally:
             await pool.aclose()
 
     verdict, error = asyncio.run(go())
-    assert not verdict.correct and verdict.source == "llm_verifier"
-    assert verdict.detail.startswith("unparsable verifier output")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["chat"])
+    (ids,) = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    # Token ids, not a count: byte-level BPE ids decode back to the exact text, so one byte off changes them.
+    assert ids == tokenizer(VERIFIER_EXPECTED, add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(ids) == VERIFIER_EXPECTED
+    # A random model writes no decision within 8 tokens: cut off, so unusable (a fault), not "wrong".
+    assert not verdict.correct and verdict.source == "verifier_unusable" and "max_tokens 8" in verdict.detail
     assert error.status_code == 404 and "not-served" in error.message

@@ -19,9 +19,11 @@ END_OF_TURN_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 # Answer markers, longest first so "The final answer is" wins over "answer is" at the same place.
+# One whitespace run per gap (``\s*(?:\*\*\s*)?``, never ``\s*(?:\*\*)?\s*``): two adjacent runs over the same
+# spaces backtrack quadratically when no colon follows ("answer" + a megabyte of spaces took hours).
 _MARKER_RE = re.compile(
-    r"\b(?:(?:the\s+)?final\s+answer\s+is|the\s+answer\s+is)\s*(?:\*\*)?\s*[:：]?"
-    r"|\b(?:final\s+answer|answer)\s*(?:\*\*)?\s*[:：]",
+    r"\b(?:(?:the\s+)?final\s+answer\s+is|the\s+answer\s+is)\s*(?:\*\*\s*)?[:：]?"
+    r"|\b(?:final\s+answer|answer)\s*(?:\*\*\s*)?[:：]",
     re.IGNORECASE,
 )
 
@@ -73,19 +75,29 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
+def _rstrip_end(text: str, end: int) -> int:
+    """Index after the last non-whitespace character of ``text[:end]`` (no copy)."""
+    while end and text[end - 1].isspace():
+        end -= 1
+    return end
+
+
 def strip_end_tokens(text: str) -> str:
-    """Remove trailing end-of-turn tokens, whitespace and a final period."""
-    text = text.strip()
+    """Remove trailing end-of-turn tokens, whitespace and a final period.
+
+    Works on an end index and slices once: stripping a copy per token made a megabyte of ``</s>`` quadratic.
+    """
+    end = _rstrip_end(text, len(text))
     changed = True
     while changed:
         changed = False
         for token in END_OF_TURN_TOKENS:
-            if text.endswith(token):
-                text = text[: -len(token)].rstrip()
+            if text.endswith(token, 0, end):
+                end = _rstrip_end(text, end - len(token))
                 changed = True
-    if text.endswith(".") and not text.endswith(".."):
-        text = text[:-1].rstrip()
-    return text
+    if text.endswith(".", 0, end) and not text.endswith("..", 0, end):
+        end = _rstrip_end(text, end - 1)
+    return text[:end].lstrip()
 
 
 def _clean_marker_answer(text: str) -> str:

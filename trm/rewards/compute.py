@@ -20,7 +20,14 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
-from trm.rewards.correctness import Verdict, VerifyConfig, rule_check_batch, verify_response
+from trm.rewards.correctness import (
+    FAULT_SOURCES,
+    Verdict,
+    VerifyConfig,
+    check_fault_budget,
+    rule_check_batch,
+    verify_response,
+)
 from trm.traces import extract_answer
 
 DEFAULT_VERIFIER_BACKENDS = "127.0.0.1:23888"
@@ -179,7 +186,12 @@ def verdict_counts(results: Sequence[dict]) -> str:
     from collections import Counter
 
     counts = Counter(result["verdict_source"] for result in results)
-    return ", ".join(f"{source} {count}" for source, count in counts.most_common()) or "none"
+    line = ", ".join(f"{source} {count}" for source, count in counts.most_common()) or "none"
+    faults = sum(counts[source] for source in FAULT_SOURCES)
+    if faults:  # checker failures, not wrong answers: say that they count toward the batch's raise limit
+        line += (f" ({faults} of {len(results)} are checker faults ({' + '.join(sorted(FAULT_SOURCES))}), "
+                 "counted toward the batch's limit)")
+    return line
 
 
 def rule_check_requests(requests: Sequence[RewardRequest], settings: RewardSettings) -> list[Verdict]:
@@ -190,6 +202,7 @@ def rule_check_requests(requests: Sequence[RewardRequest], settings: RewardSetti
         [r.ground_truth for r in requests],
         timeout_s=settings.verify.rule_timeout_s,
         max_worker_error_fraction=settings.verify.max_worker_error_fraction,
+        deadline_s=settings.verify.rule_batch_deadline_s,
     )
 
 
@@ -254,6 +267,7 @@ async def reward_batch(
     verifier_pool = _pool(settings.verifier_backends, settings.verifier_api_key, settings)
     scorer = scorer_class(settings.reward_scorer)(settings) if settings.uses_scorer else None
     results: list[dict | None] = [None] * len(requests)
+    verdicts: list[Verdict | None] = [None] * len(requests)
 
     async def one(i: int, request: RewardRequest) -> None:
         verdict = await rules.get(i)
@@ -272,7 +286,7 @@ async def reward_batch(
         if scorer is not None and (verdict.correct or settings.score_all):
             async with limit:
                 trm_score = await scorer.score(request)
-        results[i] = blend_result(verdict, trm_score, settings.alpha)
+        results[i], verdicts[i] = blend_result(verdict, trm_score, settings.alpha), verdict
         if on_done is not None:
             on_done()
 
@@ -286,6 +300,7 @@ async def reward_batch(
     finally:
         closing = [verifier_pool.aclose()] + ([scorer.aclose()] if scorer is not None else [])
         await asyncio.gather(*closing, return_exceptions=True)
+    check_fault_budget(verdicts, settings.verify.max_worker_error_fraction)  # worker errors + unusable verifier replies
     return results  # type: ignore[return-value]
 
 

@@ -1,37 +1,70 @@
 """Is the answer in a response right? Rule check first, then (only where allowed) the LLM verifier.
 
-Order for one response (every verdict records which step decided it, in ``Verdict.source``):
+The rule check is the original release's (reference/protocol.md section 4), in its order:
 1. no extractable answer -> wrong ("no_answer");
-2. exact match after light normalisation -> right ("exact_match");
-3. math-verify in a worker process with a hard time bound -> right ("math_verify"), or "timeout" if it hung;
-   an answer whose worker dies is retried once on another worker; if it kills that one too it is wrong
-   ("worker_error", logged), unless too many answers of the batch did that: then :class:`RuleCheckUnavailable`;
-4. an answer much longer than the ground truth -> wrong ("length_rule"), before any LLM call;
-5. only for data sources in ``VerifyConfig.llm_data_sources``: the LLM verifier ("llm_verifier").
-Backend failures in step 5 raise; they never become a wrong verdict.
+2. the length guard: an answer whose length differs from the ground truth's by more than 50 characters is not
+   rule-checked ("length_guard"); this also bounds the text any later step works on;
+3. exact match after light normalisation -> right ("exact_match");
+4. math-verify on the ``$x$`` and bare forms of both sides, in a worker process with a hard time bound ->
+   right ("math_verify"), or "timeout" if it hung;
+5. verl's ``prime_math`` scorer, in its own time-bounded worker call, for what math-verify did not accept ->
+   right ("prime_math");
+an answer whose worker dies is retried once on another worker; if it kills that one too it is wrong
+("worker_error", logged), unless too many answers of the batch did that: then :class:`RuleCheckUnavailable`.
+Then, for answers the rule check did not accept:
+6. an answer much longer than the ground truth -> wrong ("length_rule"), before any LLM call;
+7. only for data sources in ``VerifyConfig.llm_data_sources``: the LLM verifier ("llm_verifier"; a reply that
+   is empty or cut off before its decision is "verifier_unusable", a fault like "worker_error").
+Backend failures in step 7 raise; they never become a wrong verdict.
+
+``Verdict.source`` names the step that settled the verdict and ``Verdict.also`` the other steps that applied. A
+fault ("timeout", "worker_error") or the length guard is never replaced by the length rule, which is then only
+listed in ``also``: the batch's counts must show every fault.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
+import time
 from dataclasses import dataclass, field
+from typing import Sequence
 
-from trm.rewards.worker_pool import get_pool
+from trm.protocol import GENERAL_VERIFIER_ANSWER_TAIL_CHARS, GENERAL_VERIFIER_MAX_TOKENS
+from trm.rewards.worker_pool import PoolStalled, WorkerStartError, get_pool
 from trm.traces import extract_answer, last_boxed
 
 RULE_CHECK_FUNCTION = "trm.rewards.math_rules:check_item"
-DEFAULT_RULE_TIMEOUT_S = 5.0
+# Per stage (math-verify, then prime_math) and answer; see VerifyConfig.rule_timeout_s.
+DEFAULT_RULE_TIMEOUT_S = 1.5
 DEFAULT_MAX_WORKER_ERROR_FRACTION = 0.1
+# The release's length guard (protocol.md section 4, step 2).
+LENGTH_GUARD_CHARS = 50
+# Time allowed for rule-check workers to start (import math-verify, sympy and prime_math) within a batch deadline.
+WORKER_START_ALLOWANCE_S = 60.0
 WEBINSTRUCT_VERIFIED = "TIGER-Lab/WebInstruct-verified"
+# Verdict sources that mean "the checker failed", not "the answer is wrong"; they count toward a batch's limit.
+FAULT_SOURCES = frozenset({"worker_error", "verifier_unusable"})
+# Sources the length rule never replaces (it is listed in Verdict.also instead).
+_KEPT_BEFORE_LENGTH_RULE = frozenset({"timeout", "worker_error", "length_guard"})
 
 log = logging.getLogger(__name__)
 
 
-class RuleCheckUnavailable(RuntimeError):
-    """Rule-check workers failed on too many answers of one batch: the checker, not the answers, is broken
-    (out of memory, a broken install, workers killed from outside). Raised instead of returning verdicts."""
+class VerificationUnavailable(RuntimeError):
+    """Too many answers of one batch got no real verdict (their checker failed): raised instead of verdicts."""
+
+
+class RuleCheckUnavailable(VerificationUnavailable):
+    """Rule-check workers failed on too many answers of one batch, or did not start (out of memory, a broken
+    install, workers killed from outside): the checker, not the answers, is broken."""
+
+
+class VerifierUnusable(VerificationUnavailable):
+    """Too many verifier replies of one batch were empty or cut off before their decision (together with rule-check
+    worker errors): the verifier deployment, not the answers, is broken (context too short, max tokens too low)."""
 
 
 @dataclass(frozen=True)
@@ -39,9 +72,12 @@ class Verdict:
     """A correctness decision and why it was taken."""
 
     correct: bool
-    source: str  # exact_match | math_verify | llm_verifier | length_rule | no_answer | timeout | worker_error
+    # exact_match | math_verify | prime_math | llm_verifier | length_guard | length_rule | no_answer | timeout |
+    # worker_error | verifier_unusable
+    source: str
     answer: str | None = None  # the extracted answer that was judged
     detail: str = ""  # human-readable reason (parsed forms, verifier decision, error text)
+    also: tuple[str, ...] = ()  # other steps that applied to this answer, in order (the source is the one that settled it)
 
 
 @dataclass
@@ -51,19 +87,27 @@ class VerifyConfig:
     llm_data_sources: frozenset[str] = field(default_factory=lambda: frozenset({WEBINSTRUCT_VERIFIED}))
     """Data sources whose rule-check failures are re-judged by the LLM verifier (others stay rule-only)."""
     rule_timeout_s: float = DEFAULT_RULE_TIMEOUT_S
-    """Hard time bound per answer for the math-verify check; a hung check is wrong with source "timeout"."""
+    """Hard time bound per answer for each worker stage of the rule check (math-verify, then prime_math); a hung
+    check is wrong with source "timeout". The release allows math-verify 0.5 s to parse and 1 s to verify, and
+    prime_math 1 s: 1.5 s per stage keeps that order of magnitude (an answer math-verify cannot settle in 1.5 s
+    is one the release would also have given up on) while leaving room for the worker round trip on a busy host."""
+    rule_batch_deadline_s: float | None = None
+    """Most seconds one rule-check batch may take before :class:`RuleCheckUnavailable` names what stalled it
+    (workers hung or killed while importing). None: 60 s for workers to start plus four times the batch's
+    worst case (two stages, one retry each, of ``rule_timeout_s`` per answer over the workers)."""
     max_worker_error_fraction: float = DEFAULT_MAX_WORKER_ERROR_FRACTION
-    """Answers whose rule-check worker dies twice (or whose check raises) are wrong with source "worker_error"
-    and logged, so that one pathological answer cannot stop an RL run; but when at least max(2, this fraction
-    of the batch) answers do so, :func:`rule_check_batch` raises :class:`RuleCheckUnavailable` instead."""
+    """Answers whose rule-check worker dies twice (source "worker_error") or whose verifier reply is unusable
+    (source "verifier_unusable") are wrong and logged, so that one pathological answer cannot stop an RL run; but
+    when at least max(2, this fraction of the batch) answers do so, the batch raises (:class:`RuleCheckUnavailable`,
+    :class:`VerifierUnusable`) instead."""
     length_rule: bool = True
     """Apply the paper's length rule (answer much longer than the ground truth is wrong) before the LLM."""
     verifier_model: str = "TIGER-Lab/general-verifier"
     """Model name sent to the verifier backends (the served model name)."""
-    verifier_max_tokens: int = 512
-    """Generation budget of the verifier; it writes its reasoning before the decision tag."""
-    answer_tail_chars: int = 2000
-    """The student answer is cut to its last this-many characters before it goes to the verifier."""
+    verifier_max_tokens: int = GENERAL_VERIFIER_MAX_TOKENS
+    """Generation budget of the verifier (the release's 512); it writes its reasoning before the decision tag."""
+    answer_tail_chars: int = GENERAL_VERIFIER_ANSWER_TAIL_CHARS
+    """The student answer is cut to its last this-many characters before it goes to the verifier (the release's)."""
 
     def __post_init__(self):
         sources = self.llm_data_sources
@@ -72,6 +116,8 @@ class VerifyConfig:
         self.llm_data_sources = frozenset(sources)
         if self.rule_timeout_s <= 0:
             raise ValueError(f"rule_timeout_s must be > 0, got {self.rule_timeout_s}")
+        if self.rule_batch_deadline_s is not None and self.rule_batch_deadline_s <= 0:
+            raise ValueError(f"rule_batch_deadline_s must be > 0 or None, got {self.rule_batch_deadline_s}")
         if not 0 <= self.max_worker_error_fraction <= 1:
             raise ValueError(f"max_worker_error_fraction must be within [0, 1], got {self.max_worker_error_fraction}")
 
@@ -88,20 +134,99 @@ def too_long(answer: str, ground_truth: str) -> bool:
     return len(answer) - len(ground_truth) >= max(0.5 * len(ground_truth), 10)
 
 
+def fails_length_guard(answer: str, ground_truth: str) -> bool:
+    """The release's length guard: lengths more than 50 characters apart are not rule-checked."""
+    return abs(len(answer) - len(ground_truth)) > LENGTH_GUARD_CHARS
+
+
 def _precheck(answer: str | None, ground_truth: str) -> Verdict | None:
-    """Decisions that need no worker: no answer, or an exact match."""
+    """Decisions that need no worker: no answer, the length guard, an exact match (in that order: the guard
+    bounds the text the exact match and the workers see to the ground truth's length plus 50)."""
     from trm.rewards.math_rules import exact_match
 
-    if answer is None or not str(answer).strip():
+    if answer is None or not answer.strip():
         return Verdict(False, "no_answer", None, "no final answer found in the response")
+    if fails_length_guard(answer, ground_truth):
+        return Verdict(False, "length_guard", answer, f"answer has {len(answer)} characters, ground truth "
+                       f"{len(ground_truth)}: more than {LENGTH_GUARD_CHARS} apart, not rule-checked")
     if exact_match(answer, ground_truth):
         return Verdict(True, "exact_match", answer, "equal after normalisation")
     return None
 
 
 def worker_error_limit(batch_size: int, max_fraction: float = DEFAULT_MAX_WORKER_ERROR_FRACTION) -> int:
-    """Worker errors in a batch of ``batch_size`` answers at which :func:`rule_check_batch` raises."""
+    """Faults (worker errors, unusable verifier replies) in a batch of ``batch_size`` answers at which it raises."""
     return max(2, math.ceil(max_fraction * batch_size))
+
+
+def is_fault(verdict: Verdict) -> bool:
+    """Did a checker fail on this answer (whatever settled it afterwards)?"""
+    return verdict.source in FAULT_SOURCES or not FAULT_SOURCES.isdisjoint(verdict.also)
+
+
+def check_fault_budget(verdicts: Sequence[Verdict], max_fraction: float = DEFAULT_MAX_WORKER_ERROR_FRACTION) -> None:
+    """Raise when too many answers of a batch got no real verdict; log the faults otherwise.
+
+    Worker errors and unusable verifier replies count together: both mean a checker, not the answer, failed.
+    """
+    faulty = [(i, v) for i, v in enumerate(verdicts) if is_fault(v)]
+    if not faulty:
+        return
+    counts: dict[str, int] = {}
+    for _, verdict in faulty:
+        for source in [verdict.source, *verdict.also]:
+            if source in FAULT_SOURCES:
+                counts[source] = counts.get(source, 0) + 1
+    summary = ", ".join(f"{source} {count}" for source, count in sorted(counts.items()))
+    examples = "; ".join(f"item {i} (answer {str(v.answer)[:60]!r}): {v.source}: {v.detail[:200]}" for i, v in faulty[:3])
+    limit = worker_error_limit(len(verdicts), max_fraction)
+    if len(faulty) >= limit:
+        error = VerifierUnusable if "verifier_unusable" in counts else RuleCheckUnavailable
+        raise error(
+            f"the checkers failed on {len(faulty)} of {len(verdicts)} answers ({summary}; limit {limit}: "
+            f"max(2, {max_fraction:g} x batch)), so a checker, not the answers, looks broken (out of memory? killed "
+            f"from outside? verifier context or max tokens too small?); no verdicts returned. First: {examples}"
+        )
+    log.warning("%d of %d answers marked wrong because their checker failed (%s): %s", len(faulty), len(verdicts),
+                summary, examples)
+
+
+def rule_batch_deadline(batch_size: int, timeout_s: float, workers: int) -> float:
+    """Default seconds for one rule-check batch (see ``VerifyConfig.rule_batch_deadline_s``)."""
+    return WORKER_START_ALLOWANCE_S + 4 * math.ceil(batch_size / workers) * timeout_s
+
+
+def _stage(pool, stage: str, items: dict[int, tuple[str, str]], timeout_s: float, deadline: float) -> tuple[dict, set]:
+    """Outcomes of one worker stage for ``items`` (index -> (answer, gold)); an item whose worker dies is
+    retried once. Returns (outcomes by index, indices that crashed once)."""
+    order = list(items)
+    outcomes = dict(zip(order, pool.map([[*items[i], stage] for i in order], timeout_s, deadline)))
+    crashed = {i for i in order if outcomes[i].status == "crash"}
+    if crashed:  # the dead worker is replaced; a second death on the same answer is the answer's doing
+        again = sorted(crashed)
+        outcomes.update(zip(again, pool.map([[*items[i], stage] for i in again], timeout_s, deadline)))
+    return outcomes, crashed
+
+
+def _step(outcome, stage: str, crashed: bool) -> Verdict:
+    """One stage's outcome as a verdict (answer filled in by the caller)."""
+    if outcome.status == "ok":
+        value = outcome.value
+        return Verdict(bool(value["correct"]), value["source"], None, value["detail"])
+    if outcome.status == "timeout":
+        return Verdict(False, "timeout", None, f"{stage}: {outcome.detail}")
+    again = " (also on its retry)" if crashed else ""  # "crash" twice, or "error": the check itself raised
+    return Verdict(False, "worker_error", None, f"{stage}: {outcome.detail}{again}")
+
+
+def _combine(answer: str, steps: list[Verdict]) -> Verdict:
+    """The rule verdict from its stages: the accepting stage if any; else the first fault, else the first stage."""
+    accepted = [s for s in steps if s.correct]
+    faults = [s for s in steps if s.source in ("timeout", "worker_error")]
+    settled = accepted[0] if accepted else faults[0] if faults else steps[0]
+    others = tuple(s.source for s in steps if s is not settled)
+    detail = "; ".join(s.detail for s in [settled, *(s for s in steps if s is not settled)])
+    return Verdict(settled.correct, settled.source, answer, detail, others)
 
 
 def rule_check_batch(
@@ -110,52 +235,50 @@ def rule_check_batch(
     timeout_s: float = DEFAULT_RULE_TIMEOUT_S,
     workers: int | None = None,
     max_worker_error_fraction: float = DEFAULT_MAX_WORKER_ERROR_FRACTION,
+    deadline_s: float | None = None,
 ) -> list[Verdict]:
     """Rule-check extracted answers against ground truths, in order; safe from any thread.
 
-    math-verify runs in the process-wide persistent worker pool (sized to the machine, created on first
-    use); each item gets ``timeout_s`` seconds of worker time, a worker that overruns is killed and replaced
-    (the item is wrong, source "timeout"). An item whose worker dies is retried once on another worker; if it
-    fails again it is wrong with source "worker_error" and a warning is logged. When that happens to
+    The worker stages run in the process-wide persistent worker pool (sized to the machine, created on first
+    use); each item gets ``timeout_s`` seconds of worker time per stage, a worker that overruns is killed and
+    replaced (source "timeout"). An item whose worker dies is retried once on another worker; if it fails again
+    it is wrong with source "worker_error" and a warning is logged. When that happens to
     ``worker_error_limit(len(answers), max_worker_error_fraction)`` items or more, the workers are what is
-    broken: raises :class:`RuleCheckUnavailable` rather than pass their failures off as wrong answers.
+    broken: raises :class:`RuleCheckUnavailable` rather than pass their failures off as wrong answers. It also
+    raises when the batch passes ``deadline_s`` (default :func:`rule_batch_deadline`) or the workers cannot start.
     """
+    from trm.rewards.math_rules import MATH_VERIFY, PRIME_MATH
+
     if len(answers) != len(ground_truths):
         raise ValueError(f"{len(answers)} answers but {len(ground_truths)} ground truths")
     answers = [None if a is None else str(a) for a in answers]
     golds = [clean_ground_truth(gt) for gt in ground_truths]
     verdicts: list[Verdict | None] = [_precheck(a, g) for a, g in zip(answers, golds)]
-    todo = [i for i, verdict in enumerate(verdicts) if verdict is None]
+    todo = {i: (answers[i], golds[i]) for i, verdict in enumerate(verdicts) if verdict is None}
     if not todo:
         return verdicts  # type: ignore[return-value]
     pool = get_pool(RULE_CHECK_FUNCTION, workers)
-    outcomes = dict(zip(todo, pool.map([[answers[i], golds[i]] for i in todo], timeout_s)))
-    crashed = [i for i in todo if outcomes[i].status == "crash"]
-    if crashed:  # the dead worker is replaced; a second death on the same answer is the answer's doing
-        outcomes.update(zip(crashed, pool.map([[answers[i], golds[i]] for i in crashed], timeout_s)))
-    failed = []
-    for i in todo:
-        outcome = outcomes[i]
-        if outcome.status == "ok":
-            value = outcome.value
-            verdicts[i] = Verdict(bool(value["correct"]), value["source"], answers[i], value["detail"])
-        elif outcome.status == "timeout":
-            verdicts[i] = Verdict(False, "timeout", answers[i], outcome.detail)
-        else:  # "crash" twice, or "error": the check itself raised
-            again = " (also on its retry)" if i in crashed else ""
-            verdicts[i] = Verdict(False, "worker_error", answers[i], f"{outcome.detail}{again}")
-            failed.append(i)
+    if deadline_s is None:
+        deadline_s = rule_batch_deadline(len(todo), timeout_s, pool.size)
+    deadline = time.monotonic() + deadline_s
+    steps: dict[int, list[Verdict]] = {i: [] for i in todo}
+    try:
+        for stage in (MATH_VERIFY, PRIME_MATH):
+            outcomes, crashed = _stage(pool, stage, todo, timeout_s, deadline)
+            for i, outcome in outcomes.items():
+                steps[i].append(_step(outcome, stage, i in crashed))
+            # the next stage sees what this one neither accepted nor crashed on (a worker error is settled)
+            todo = {i: todo[i] for i in todo if steps[i][-1].source not in ("worker_error",) and not steps[i][-1].correct}
+            if not todo:
+                break
+    except (PoolStalled, WorkerStartError) as error:
+        pool.shutdown()  # workers that hang while starting go with it; the next batch starts a fresh pool
+        raise RuleCheckUnavailable(f"the rule check could not run: {error}") from error
+    for i, item_steps in steps.items():
+        verdicts[i] = _combine(answers[i], item_steps)
+    failed = [v for v in verdicts if v.source == "worker_error"]  # type: ignore[union-attr]
     if failed:
-        limit = worker_error_limit(len(answers), max_worker_error_fraction)
-        examples = "; ".join(f"item {i} (answer {str(answers[i])[:60]!r}): {verdicts[i].detail}" for i in failed[:3])
-        if len(failed) >= limit:
-            raise RuleCheckUnavailable(
-                f"the rule check failed on {len(failed)} of {len(answers)} answers (limit {limit}: "
-                f"max(2, {max_worker_error_fraction:g} x batch)), so its workers, not the answers, look broken "
-                f"(out of memory? killed from outside?); no verdicts returned. First: {examples}"
-            )
-        log.warning("rule check: %d of %d answers marked wrong (source worker_error) because their check failed "
-                    "twice: %s", len(failed), len(answers), examples)
+        check_fault_budget([v for v in verdicts if v is not None], max_worker_error_fraction)
     return verdicts  # type: ignore[return-value]
 
 
@@ -169,6 +292,16 @@ def shutdown_rule_check_pool() -> None:
     from trm.rewards.worker_pool import shutdown_pools
 
     shutdown_pools()
+
+
+def _after_length_rule(rule_verdict: Verdict, answer: str, gold: str) -> Verdict:
+    """The verdict when the length rule applies: it settles a plain "not equal", never a fault or the guard."""
+    why = f"length rule: answer has {len(answer)} characters, ground truth {len(gold)}"
+    if rule_verdict.source in _KEPT_BEFORE_LENGTH_RULE:
+        return dataclasses.replace(rule_verdict, detail=f"{rule_verdict.detail}; {why}",
+                                   also=(*rule_verdict.also, "length_rule"))
+    return Verdict(False, "length_rule", answer, f"{why}; before: {rule_verdict.detail}",
+                   (rule_verdict.source, *rule_verdict.also))
 
 
 async def verify_response(
@@ -197,12 +330,12 @@ async def verify_response(
     answer = rule_verdict.answer or ""
     gold = clean_ground_truth(ground_truth)
     if config.length_rule and too_long(answer, gold):
-        return Verdict(False, "length_rule", answer, f"answer has {len(answer)} characters, ground truth {len(gold)}")
+        return _after_length_rule(rule_verdict, answer, gold)
     if verifier_pool is None or data_source not in config.llm_data_sources:
         return rule_verdict
     from trm.rewards.llm_verifier import llm_verify
 
-    return await llm_verify(
+    verdict = await llm_verify(
         verifier_pool,
         question,
         gold,
@@ -211,3 +344,4 @@ async def verify_response(
         max_tokens=config.verifier_max_tokens,
         answer_tail_chars=config.answer_tail_chars,
     )
+    return dataclasses.replace(verdict, also=(rule_verdict.source, *rule_verdict.also, *verdict.also))

@@ -1,48 +1,83 @@
 """Client for an answer-equivalence verifier model (TIGER-Lab/general-verifier) behind a chat completions API.
 
-The verifier reads a question, the reference answer and a student answer under the headings
-``### Question:``, ``### Ground Truth Answer:`` and ``### Student Answer:``, reasons briefly, and ends with
-``Final Decision: Yes`` or ``Final Decision: No``. It is served with a plain template that concatenates
-message contents (``chat_templates/verifier.jinja``), so the user message below is the model's whole input.
-Decoding is greedy (temperature 0). An answer without a decision tag counts as "not verified"; a backend
-failure raises (through :class:`trm.client.BackendPool`), it never becomes a verdict.
+The verifier gets exactly the input format it was trained on (:func:`trm.protocol.general_verifier_input`, the
+model card's format as the original release sends it) as one user message. It is served with a plain template
+that concatenates message contents (``chat_templates/verifier.jinja``), so that text is the model's whole input.
+Decoding is greedy with the release's 512-token budget; the student answer is cut to its last 2000 characters.
+
+Reading the reply:
+- ``Final Decision: Yes`` anywhere in it: verified (the release's rule, so that rewards match the paper's);
+- otherwise the last ``Final Decision: Yes/No`` tag, in any case and with markdown around the word, decides;
+- a complete reply without a tag is the model's answer: not verified (source "llm_verifier");
+- a reply with no content, or cut off at its token budget before any tag, is not an answer at all: source
+  "verifier_unusable", a fault that counts toward the batch's limit like a rule-check worker error
+  (:func:`trm.rewards.correctness.check_fault_budget`), because it means the deployment is wrong (context or
+  max tokens too small), not the student;
+- a backend failure raises (through :class:`trm.client.BackendPool`); it never becomes a verdict.
+An empty student answer is not verified, without a call.
 """
 
 from __future__ import annotations
 
 import re
 
+from trm.protocol import (
+    GENERAL_VERIFIER_ANSWER_TAIL_CHARS,
+    GENERAL_VERIFIER_MAX_TOKENS,
+    GENERAL_VERIFIER_YES,
+    general_verifier_input,
+)
 from trm.rewards.correctness import Verdict
 
 DEFAULT_VERIFIER_MODEL = "TIGER-Lab/general-verifier"
-DEFAULT_MAX_TOKENS = 512
-DEFAULT_ANSWER_TAIL_CHARS = 2000
 
+# Any case, a full-width colon, and markdown emphasis or quotes around the word ("**Yes**").
 _DECISION_RE = re.compile(r"final\s+decision\s*[:：]\s*[*_`\"']*\s*(yes|no)\b", re.IGNORECASE)
 
 
-def verifier_prompt(question: str, ground_truth: str, answer: str, answer_tail_chars: int = DEFAULT_ANSWER_TAIL_CHARS) -> str:
-    """The verifier's input; the student answer keeps only its last ``answer_tail_chars`` characters."""
-    student = answer[-answer_tail_chars:] if answer_tail_chars > 0 else answer
-    return (
-        f"### Question: {question}\n\n"
-        f"### Ground Truth Answer: {ground_truth}\n\n"
-        f"### Student Answer: {student}\n\n"
-        "Check whether the student answer says the same thing as the ground truth answer for this question. "
-        "Only compare the two answers; do not solve the question again. Allow different but equivalent forms "
-        "(notation, units written out, rounding the question permits). End your reply with one line, "
-        '"Final Decision: Yes" when they are equivalent or "Final Decision: No" when they are not.'
-    )
-
-
 def parse_decision(text: str) -> bool | None:
-    """True/False from the last ``Final Decision: Yes/No`` tag in ``text``; None when there is no tag."""
+    """True when ``text`` contains the release's ``Final Decision: Yes``; else True/False from its last decision
+    tag (any case); None when there is no tag."""
+    text = text or ""
+    if GENERAL_VERIFIER_YES in text:
+        return True
     last = None
-    for last in _DECISION_RE.finditer(text or ""):
+    for last in _DECISION_RE.finditer(text):
         pass
     if last is None:
         return None
     return last.group(1).lower() == "yes"
+
+
+def verifier_request(question: str, ground_truth: str, answer: str, model: str = DEFAULT_VERIFIER_MODEL, *,
+                     max_tokens: int = GENERAL_VERIFIER_MAX_TOKENS,
+                     answer_tail_chars: int = GENERAL_VERIFIER_ANSWER_TAIL_CHARS) -> dict:
+    """The chat completions body the verifier gets: the protocol's input as one user message, greedy."""
+    text = general_verifier_input(question, ground_truth, answer, answer_tail_chars)
+    return {"model": model, "messages": [{"role": "user", "content": text}], "temperature": 0.0,
+            "max_tokens": max_tokens}
+
+
+def read_reply(reply: dict, answer: str, max_tokens: int) -> Verdict:
+    """The verdict a chat completion carries (see the module docstring); raises if it is not a chat completion."""
+    try:
+        choice = reply["choices"][0]
+        text = choice["message"]["content"]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise ValueError(f"verifier answer is not a chat completion: {str(reply)[:300]}") from exc
+    finish = choice.get("finish_reason") if isinstance(choice, dict) else None
+    if text is None:
+        return Verdict(False, "verifier_unusable", answer, f"verifier reply has no content (finish_reason {finish!r})")
+    if not isinstance(text, str):
+        raise ValueError(f"verifier answer content is not text: {str(reply)[:300]}")
+    decision = parse_decision(text)
+    snippet = text[-200:].replace("\n", " ")
+    if decision is None and finish == "length":
+        return Verdict(False, "verifier_unusable", answer,
+                       f"verifier reply cut off at max_tokens {max_tokens} before its decision: {snippet!r}")
+    if decision is None:
+        return Verdict(False, "llm_verifier", answer, f"unparsable verifier output (no 'Final Decision' tag): {snippet!r}")
+    return Verdict(decision, "llm_verifier", answer, f"verifier decided {'Yes' if decision else 'No'}")
 
 
 async def llm_verify(
@@ -52,23 +87,12 @@ async def llm_verify(
     answer: str,
     model: str = DEFAULT_VERIFIER_MODEL,
     *,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    answer_tail_chars: int = DEFAULT_ANSWER_TAIL_CHARS,
+    max_tokens: int = GENERAL_VERIFIER_MAX_TOKENS,
+    answer_tail_chars: int = GENERAL_VERIFIER_ANSWER_TAIL_CHARS,
 ) -> Verdict:
     """Ask the verifier behind ``pool`` (a :class:`trm.client.BackendPool`) whether ``answer`` matches."""
-    payload = {
-        "model": model,
-        "messages": [{"role": "user", "content": verifier_prompt(question, ground_truth, answer, answer_tail_chars)}],
-        "temperature": 0.0,
-        "max_tokens": max_tokens,
-    }
-    reply = await pool.post_json("/v1/chat/completions", payload)
-    try:
-        text = reply["choices"][0]["message"]["content"] or ""
-    except (KeyError, IndexError, TypeError) as exc:
-        raise ValueError(f"verifier answer is not a chat completion: {str(reply)[:300]}") from exc
-    decision = parse_decision(text)
-    if decision is None:
-        snippet = text[-200:].replace("\n", " ")
-        return Verdict(False, "llm_verifier", answer, f"unparsable verifier output (no 'Final Decision' tag): {snippet!r}")
-    return Verdict(decision, "llm_verifier", answer, f"verifier decided {'Yes' if decision else 'No'}")
+    if not answer or not answer.strip():
+        return Verdict(False, "no_answer", answer or None, "empty student answer: not verified, verifier not asked")
+    body = verifier_request(question, ground_truth, answer, model, max_tokens=max_tokens,
+                            answer_tail_chars=answer_tail_chars)
+    return read_reply(await pool.post_json("/v1/chat/completions", body), answer, max_tokens)

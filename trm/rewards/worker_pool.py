@@ -6,7 +6,10 @@ per-item deadline cannot be measured. Here every worker is a plain ``python -m``
 threaded parent, no re-import of the caller's ``__main__``, works inside daemonic processes) that handles one
 item at a time over a socket. The caller's thread measures each item's deadline from the moment it was
 handed out; a worker past its deadline is killed and replaced, and its item is reported as timed out.
-Any thread may call :meth:`WorkerPool.map`; concurrent calls share the workers.
+Any thread may call :meth:`WorkerPool.map`; concurrent calls share the workers. Each worker leads its own process
+group, and a kill takes the whole group: helpers a checked function forks (verl's prime_math does) die with it.
+A whole call can be given a deadline too, so that workers that never become ready (hung or killed while
+importing) end it with :class:`PoolStalled` instead of stalling it forever.
 
 Messages are length-prefixed JSON (never pickle), so only JSON-safe items and results travel.
 """
@@ -18,6 +21,7 @@ import atexit
 import importlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -43,6 +47,10 @@ class Outcome:
 
 class WorkerStartError(RuntimeError):
     """A worker process could not import its function: a broken install, not a bad item."""
+
+
+class PoolStalled(RuntimeError):
+    """A :meth:`WorkerPool.map` call passed its deadline; the message says what the workers were doing."""
 
 
 def _worker_env() -> dict[str, str]:
@@ -80,10 +88,12 @@ class _Worker:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             env=_worker_env(),
+            start_new_session=True,  # its own process group: kill() also takes the helpers it forks
         )
         child_sock.close()
         self.conn = Connection(parent_sock.detach())
         self.ready = False
+        self.started_at = time.monotonic()
 
     def poll_ready(self) -> bool | None:
         """Non-blocking: has the worker finished importing? None if a signal killed it while it started;
@@ -106,8 +116,8 @@ class _Worker:
 
     def kill(self) -> None:
         try:
-            self.proc.kill()
-        except ProcessLookupError:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the worker leads its group (start_new_session)
+        except (ProcessLookupError, PermissionError):
             pass
         self.proc.wait()
         self.conn.close()
@@ -115,6 +125,10 @@ class _Worker:
 
 class WorkerPool:
     """``workers`` processes that each import ``function`` ("module:name") once and reuse it for every item."""
+
+    # Workers killed by a signal while starting are replaced; this many such deaths in a row (times the pool size)
+    # with none becoming ready mean something kills every new worker: raise instead of replacing forever.
+    MAX_START_DEATHS_PER_WORKER = 3
 
     def __init__(self, function: str, workers: int):
         if workers < 1:
@@ -126,6 +140,7 @@ class WorkerPool:
         self._starting: list[_Worker] = []
         self._closed = False
         self.replaced = 0  # workers killed after a timeout or crash (for diagnostics and tests)
+        self.start_deaths: list[str] = []  # how workers died while starting, since one last became ready
         self._pid = os.getpid()
         for _ in range(workers):
             self._starting.append(_spawn(function))
@@ -140,10 +155,17 @@ class WorkerPool:
                 if ready:
                     self._starting.remove(worker)
                     self._idle.append(worker)
-                elif ready is None:  # killed from outside while starting: start another
+                    self.start_deaths.clear()
+                elif ready is None:  # killed from outside while starting: start another, unless that keeps happening
                     self._starting.remove(worker)
                     worker.kill()
                     self.replaced += 1
+                    self.start_deaths.append(f"killed by signal {-worker.proc.returncode}")
+                    if len(self.start_deaths) >= self.MAX_START_DEATHS_PER_WORKER * self.size:
+                        raise WorkerStartError(
+                            f"{len(self.start_deaths)} workers for {self.function} died while starting and none "
+                            f"became ready ({', '.join(sorted(set(self.start_deaths)))}): out of memory, or killed "
+                            "from outside?")
                     self._starting.append(_spawn(self.function))
             return self._idle.pop() if self._idle else None
 
@@ -171,15 +193,35 @@ class WorkerPool:
             self._lock.wait(timeout=0.05)  # short condition wait; starting workers are polled on wake-up
 
     # -- public API -----------------------------------------------------------------------------------
-    def map(self, items: list, timeout_s: float) -> list[Outcome]:
-        """Run every item, each bounded by ``timeout_s`` seconds of worker time; results keep input order."""
+    def _stall_cause(self, done: int, total: int, running: int, deadline_s: float) -> str:
+        with self._lock:
+            starting = [time.monotonic() - worker.started_at for worker in self._starting]
+            idle = len(self._idle)
+        parts = [f"{done} of {total} items done after {deadline_s:g}s, {running} running, {idle} workers idle"]
+        if starting:
+            parts.append(f"{len(starting)} workers still starting (the oldest for {max(starting):.0f}s: hung while "
+                         f"importing {self.function}?)")
+        if self.start_deaths:
+            parts.append(f"{len(self.start_deaths)} died while starting ({', '.join(sorted(set(self.start_deaths)))})")
+        return "; ".join(parts)
+
+    def map(self, items: list, timeout_s: float, deadline: float | None = None) -> list[Outcome]:
+        """Run every item, each bounded by ``timeout_s`` seconds of worker time; results keep input order.
+
+        ``deadline`` (a ``time.monotonic()`` value) bounds the whole call: past it, raises :class:`PoolStalled`
+        naming the cause (workers that never became ready, deaths while starting).
+        """
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         results: list[Outcome | None] = [None] * len(items)
         pending = deque(range(len(items)))
         running: dict[_Worker, tuple[int, float]] = {}
+        began = time.monotonic()
         try:
             while pending or running:
+                if deadline is not None and time.monotonic() >= deadline:
+                    done = sum(result is not None for result in results)
+                    raise PoolStalled(self._stall_cause(done, len(items), len(running), deadline - began))
                 while pending:
                     worker = self._take_idle()
                     if worker is None:
@@ -195,9 +237,9 @@ class WorkerPool:
                 if not running:
                     self._wait_for_any_worker()
                     continue
-                next_deadline = min(deadline for _, deadline in running.values())
+                next_deadline = min(item_deadline for _, item_deadline in running.values())
                 by_conn = {worker.conn: worker for worker in running}
-                wait_s = max(0.0, next_deadline - time.monotonic())
+                wait_s = max(0.0, (next_deadline if deadline is None else min(next_deadline, deadline)) - time.monotonic())
                 if pending:  # look again soon for workers that became ready or were given back meanwhile
                     wait_s = min(wait_s, 0.05)
                 for conn in wait(list(by_conn), timeout=wait_s):
@@ -216,8 +258,8 @@ class WorkerPool:
                     results[index] = Outcome("ok", value=payload) if status == "ok" else Outcome("error", detail=payload)
                     self._give_back(worker)
                 now = time.monotonic()
-                for worker, (index, deadline) in list(running.items()):
-                    if now >= deadline:
+                for worker, (index, item_deadline) in list(running.items()):
+                    if now >= item_deadline:
                         del running[worker]
                         results[index] = Outcome("timeout", detail=f"no result within {timeout_s:g}s; worker replaced")
                         self._replace(worker)

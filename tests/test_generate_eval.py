@@ -133,3 +133,94 @@ def test_dead_endpoint_raises_and_writes_nothing(tmp_path):
         generate_main(["--benchmark", "aime25", "--data-dir", str(FIXTURES), "--model", "m", "--n", "1",
                        "--endpoint", f"http://127.0.0.1:{free_port()}", "--max-retries", "0", "--out", str(out)])
     assert not out.exists() or out.read_text() == ""
+
+
+def test_template_sends_the_training_prompt_to_the_served_model(chat_endpoint, tiny_models, tmp_path, capsys):
+    """--template llama-boxed: the user turn is the paper's prompt (trm.protocol), the only turn, and the served
+    model answers exactly what greedy decoding of that chat gives."""
+    from trm.protocol import LLAMA_RL_PROMPT
+
+    out = tmp_path / "llama.jsonl"
+    args = ["--benchmark", "aime24", "--data-dir", str(FIXTURES), "--model", "tiny-chat", "--endpoint", chat_endpoint,
+            "--template", "llama-boxed", "--temperature", "0", "--limit", "2", "--max-retries", "0", "--out", str(out)]
+    # a served model name: its context is unknown here, the default is assumed and the server refuses it
+    with pytest.raises(Exception, match="more than the context length of 4096"):
+        generate_main(args)
+    assert "unknown here (not a local model folder): assumed --max-tokens 32768" in capsys.readouterr().err
+    assert generate_main(args + ["--max-tokens", "8"]) == 0
+    reference = ReferenceCausalLM(tiny_models["chat"])
+    for record, question in zip(read_lines(out), ["What is 17 + 25?", "How many positive divisors does 36 have?"]):
+        assert record["template"] == "llama-boxed" and record["system"] is None
+        assert record["prompt"] == LLAMA_RL_PROMPT.replace("{problem}", question).replace("{{}}", "{}")
+        expected, _ = reference.greedy_chat([{"role": "user", "content": record["prompt"]}], 8)
+        assert record["responses"] == [expected]
+    # resuming with another prompt would mix two prompts in one file: refused
+    with pytest.raises(SystemExit, match="written with another prompt"):
+        generate_main(["--benchmark", "aime24", "--data-dir", str(FIXTURES), "--model", "tiny-chat", "--endpoint",
+                       chat_endpoint, "--template", "luffy", "--limit", "2", "--out", str(out)])
+
+
+def test_max_tokens_is_kept_inside_a_local_models_context(tiny_models, tmp_path):
+    """A local model folder: prompt + max_tokens must fit its positions; the default fills what is left."""
+    import shutil
+
+    reference = ReferenceCausalLM(tiny_models["chat"])
+    from trm.evaluation.benchmarks import load_items
+    from trm.protocol import rl_user_turn
+
+    longest = max(len(reference.chat_ids([{"role": "user", "content": rl_user_turn("luffy", it.question)}]))
+                  for it in load_items("aime24", data_dir=str(FIXTURES)))
+    base = ["--benchmark", "aime24", "--data-dir", str(FIXTURES), "--backend", "transformers", "--template", "luffy",
+            "--temperature", "0", "--out", str(tmp_path / "gen.jsonl")]
+    with pytest.raises(SystemExit, match=rf"longest prompt has {longest} tokens and the model's context is 4096 .*"
+                                         rf"pass --max-tokens {4096 - longest} or less"):
+        generate_main(base + ["--model", str(tiny_models["chat"]), "--max-tokens", str(4096 - longest + 1)])
+    assert not (tmp_path / "gen.jsonl").exists() or not (tmp_path / "gen.jsonl").read_text()
+
+    short = tmp_path / "short-model"
+    shutil.copytree(tiny_models["chat"], short)
+    config = json.loads((short / "config.json").read_text())
+    (short / "config.json").write_text(json.dumps({**config, "max_position_embeddings": longest + 3}))
+    assert generate_main(base + ["--model", str(short)]) == 0
+    assert {r["sampling"]["max_tokens"] for r in read_lines(tmp_path / "gen.jsonl")} == {3}
+
+
+LINE_BREAKS = ["\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+def test_line_breaks_in_records_and_a_corrupt_line_with_the_endpoint_down_lose_nothing(tiny_models, tmp_path,
+                                                                                        capsys):
+    """Issue 11: questions holding every str.splitlines() break survive a finished run and its rerun; a corrupt
+    line in the middle, resumed with the endpoint down, keeps every finished record and sets the line aside."""
+    from conftest import free_port
+
+    data = tmp_path / "aime24.jsonl"
+    data.write_text("".join(json.dumps({"id": f"q{i}", "problem": f"What is 1{sep}+ {i}?", "answer": str(i + 1)},
+                                       ensure_ascii=False) + "\n" for i, sep in enumerate(LINE_BREAKS)),
+                    encoding="utf-8")
+    out = tmp_path / "gen.jsonl"
+    args = ["--benchmark", "aime24", "--data", str(data), "--model", str(tiny_models["chat"]), "--backend",
+            "transformers", "--temperature", "0", "--max-tokens", "2", "--batch-size", "4", "--out", str(out)]
+    assert generate_main(args) == 0
+    finished = out.read_bytes()
+    assert "\u2028".encode() in finished
+    records = [json.loads(line) for line in finished.decode().split("\n") if line]
+    assert [r["id"] for r in records] == [f"q{i}" for i in range(len(LINE_BREAKS))]
+    assert generate_main(args) == 0 and out.read_bytes() == finished  # rerun of a finished file: untouched
+
+    lines = finished.decode().split("\n")
+    lines[3] = lines[3][: len(lines[3]) // 2]  # corrupt record 3 in the middle
+    corrupt = "\n".join(lines).encode()
+    out.write_bytes(corrupt)
+    capsys.readouterr()
+    dead = ["--backend", "openai", "--endpoint", f"http://127.0.0.1:{free_port()}", "--max-retries", "0"]
+    with pytest.raises(Exception, match="Connection|connect"):
+        generate_main(args[:6] + dead + args[8:])
+    assert out.read_bytes() == corrupt  # nothing removed while no new work succeeded
+    side = Path(f"{out}.set-aside")
+    assert str(side) in capsys.readouterr().err
+    (aside,) = [json.loads(line) for line in side.read_text().splitlines()]
+    assert aside["line"] == 4 and aside["text"] == lines[3] and aside["reason"].startswith("not valid JSON")
+
+    assert generate_main(args) == 0  # the endpoint is back (here: the local backend): only record 3 is redone
+    assert [json.loads(line) for line in out.read_text(encoding="utf-8").split("\n") if line] == records

@@ -72,3 +72,59 @@ def test_bad_records_and_dead_servers_are_errors_not_scores(tmp_path, capsys):
     err = capsys.readouterr().err
     assert dead in err and "--resume" in err
     assert not out.exists() or out.read_text() == ""  # nothing was turned into a number
+
+
+LINE_BREAKS = ["\r", "\r\n", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+def _scored_run(tiny_models, tmp_path, records):
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    args = ["--input", str(data), "--model", str(tiny_models["reward"]), "--output", str(out), "--resume"]
+    assert score_main(args) == 0
+    return args, out
+
+
+def test_resume_of_a_finished_run_keeps_records_holding_any_line_break(tiny_models, tmp_path):
+    """Issue 11.1: splitlines() cut such files to pieces on resume; now a finished run is left byte for byte."""
+    records = [{**r, "prompt": r["prompt"] + sep + "end"} for r, sep in zip(_records(len(LINE_BREAKS)), LINE_BREAKS)]
+    args, out = _scored_run(tiny_models, tmp_path, records)
+    finished = out.read_bytes()
+    assert "\u2028".encode() in finished and "\x85".encode() in finished
+    assert score_main(args) == 0
+    assert out.read_bytes() == finished
+    scored = [json.loads(line) for line in finished.decode().split("\n") if line]
+    assert [{k: v for k, v in r.items() if k != "trm_score"} for r in scored] == records
+
+
+def test_resume_matches_records_by_content_and_a_corrupt_line_is_set_aside(tiny_models, tmp_path, capsys):
+    """Issue 11.2: a valid last line of another record is used for that record (not counted for the next one);
+    a corrupt line in the middle, resumed with the endpoint down, keeps everything and goes to the side file."""
+    records = _records(7)
+    args, out = _scored_run(tiny_models, tmp_path, records)
+    reference = out.read_text(encoding="utf-8").split("\n")[:-1]
+
+    stale = json.loads(reference[5])
+    stale["trm_score"] = 123.0  # recognisable: resume must keep it, not rescore record 5
+    out.write_text("\n".join(reference[:2] + [json.dumps(stale)]) + "\n", encoding="utf-8")
+    assert score_main(args) == 0
+    resumed = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in resumed] == list(range(7)) and resumed[5]["trm_score"] == 123.0
+    assert [r["trm_score"] for i, r in enumerate(resumed) if i != 5] == \
+        pytest.approx([json.loads(line)["trm_score"] for i, line in enumerate(reference) if i != 5], abs=1e-5)
+
+    corrupt = "\n".join(reference[:3] + ['{"id": 3, "prompt": "cut'] + reference[4:]) + "\n"
+    out.write_text(corrupt, encoding="utf-8")
+    capsys.readouterr()
+    dead = ["--endpoint", f"127.0.0.1:{free_port()}", "--timeout", "1", "--deadline", "1.5"]
+    assert score_main(args[:2] + dead + args[4:]) == 1
+    err = capsys.readouterr().err
+    side = tmp_path / "out.jsonl.set-aside"
+    assert str(side) in err and "set aside 1" in err
+    assert out.read_text(encoding="utf-8") == corrupt  # six finished records kept, nothing shrunk
+    assert json.loads(side.read_text())["text"] == '{"id": 3, "prompt": "cut'
+    assert score_main(args) == 0  # endpoint back (here: the local model): only record 3 is scored
+    final = [json.loads(line) for line in out.read_text(encoding="utf-8").split("\n")[:-1]]
+    assert final[:3] + final[4:] == [json.loads(line) for line in reference[:3] + reference[4:]]
+    assert final[3]["trm_score"] == pytest.approx(json.loads(reference[3])["trm_score"], abs=1e-5)  # batch noise

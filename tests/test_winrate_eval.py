@@ -68,6 +68,32 @@ def test_dead_judge_raises_and_keeps_nothing_half_done(tmp_path):
     assert not (tmp_path / "out" / "winrate.json").exists()  # no rate computed from failures
 
 
+def test_corrupt_audit_line_with_the_judge_down_loses_nothing(tmp_path, capsys):
+    """Issue 11.2: the audit keeps every finished pair through a failed resume; the bad line goes to the side file."""
+    write_generations(tmp_path / "a.jsonl", [True, True, False, True])
+    write_generations(tmp_path / "b.jsonl", [False, True, True, False])
+    args = ["--a", str(tmp_path / "a.jsonl"), "--b", str(tmp_path / "b.jsonl"), "--judge-model", "scripted",
+            "--repetitions", "1", "--max-retries", "0", "--out-dir", str(tmp_path / "out")]
+    audit = tmp_path / "out" / "pairs.jsonl"
+    with ScriptedJudge(prefers_tidy) as judge:
+        assert winrate_main(args + ["--judge-url", judge.url]) == 0
+        finished = audit.read_text(encoding="utf-8").split("\n")
+        corrupt = "\n".join(finished[:1] + [finished[1][:20]] + finished[2:])
+        audit.write_text(corrupt, encoding="utf-8")
+        with ScriptedJudge(lambda req: Fault(500)) as down:
+            with pytest.raises(Exception, match="500|giving up|Unavailable"):
+                winrate_main(args + ["--judge-url", down.url])
+        assert audit.read_text(encoding="utf-8") == corrupt
+        assert f"{audit}.set-aside" in capsys.readouterr().err
+        calls = judge.count()
+        assert winrate_main(args + ["--judge-url", judge.url]) == 0
+        assert judge.count() > calls  # the set-aside pair is judged again
+    rows = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [r["pair_id"] for r in rows] == [json.loads(line)["pair_id"] for line in finished if line]
+    assert [r["label"] for r in rows] == [json.loads(line)["label"] for line in finished if line]
+    assert json.loads((tmp_path / "out" / "pairs.jsonl.set-aside").read_text())["text"] == finished[1][:20]
+
+
 def test_wilson_interval_and_summary_arithmetic():
     low, high = wilson_interval(8, 10)
     assert low == pytest.approx(0.4902, abs=1e-3) and high == pytest.approx(0.9433, abs=1e-3)

@@ -4,6 +4,7 @@ speaks its API, since the 7B model cannot run in a test)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -111,3 +112,17 @@ def test_a_malformed_pooling_answer_is_never_a_reward(tokenizer, pooled):
 def test_an_unknown_scorer_name_fails_when_the_manager_is_built(tokenizer):
     with pytest.raises(ValueError, match="unknown reward_scorer 'prm'; registered: reasonflux, trm"):
         load_verify_manager(tokenizer, "+reward_model.reward_kwargs.reward_scorer=prm")
+
+
+def test_reward_cli_alpha_zero_needs_no_reward_model_server(tmp_path):
+    from test_reward_cli import RESPONSES, rule_only_rows, run_reward
+
+    out = tmp_path / "rewards.jsonl"
+    result = run_reward("--data", str(rule_only_rows(tmp_path)), "--responses", str(RESPONSES), "--alpha", "0",
+                        "--reward-scorer", "reasonflux", "--rm-backends", dead_backend(),
+                        "--verifier-backends", dead_backend(), "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "24 responses, 12 verified, 0 TRM calls" in result.stdout
+    records = [json.loads(line) for line in out.read_text().split("\n") if line]
+    assert [r["score"] for r in records] == [float(r["verify_binary"]) for r in records]
+    assert all(r["rm_score_raw"] is None for r in records)

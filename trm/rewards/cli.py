@@ -77,6 +77,9 @@ def main(argv: list[str], prog: str = "trm reward") -> int:
     parser.add_argument("--score-all", action="store_true", help="also score the reasoning of unverified answers")
     parser.add_argument("--parallelism", type=int, default=64, help="requests in flight at once (default 64)")
     parser.add_argument("--rm-model", default="RewardModel", help="served model name of the TRM")
+    parser.add_argument("--reward-scorer", default="trm",
+                        help="what scores the reasoning: trm (default) or reasonflux (the ReasonFlux-PRM baseline, a "
+                        "vLLM pooling server at --rm-backends); with --alpha 0 none is called (verifier only)")
     parser.add_argument("--rm-api-key", help="API key of the TRM servers")
     parser.add_argument("--verifier-api-key", help="API key of the verifier servers")
     parser.add_argument("--deadline", type=float, default=120.0, help="seconds one call may take, retries included")
@@ -86,7 +89,7 @@ def main(argv: list[str], prog: str = "trm reward") -> int:
     try:
         settings = RewardSettings.resolve(
             rm_backends=args.rm_backends, verifier_backends=args.verifier_backends, alpha=args.alpha,
-            score_all=args.score_all, parallelism=args.parallelism, rm_model=args.rm_model,
+            score_all=args.score_all, parallelism=args.parallelism, rm_model=args.rm_model, reward_scorer=args.reward_scorer,
             rm_api_key=args.rm_api_key, verifier_api_key=args.verifier_api_key, deadline_s=args.deadline,
         )
         from trm.jsonio import read_records

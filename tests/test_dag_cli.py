@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from _judge_support import ScriptedJudge, demo_policy
+from _judge_support import Fault, ScriptedJudge, demo_policy
 from trm.dag.graph import Dag, validate_rules
 from trm.jsonio import read_records
 
@@ -98,6 +98,33 @@ def test_build_resumes_after_kill_without_redoing_or_duplicating(tmp_path):
     # the demo judge backtracks on "Wait" and "Alternatively": the raw DAG shows it
     assert out[0]["dag"]["actions"] == ["root", "continue", "backtrack", "backtrack", "continue"]
     assert out[0]["dag"]["parents"] == [[], [0], [0], [0], [3]]
+
+
+def test_resume_with_a_bad_line_and_the_judge_down_keeps_every_dag_and_names_the_failing_record(tmp_path):
+    """Records are matched by (index, prompt); a corrupt line and a DAG of another input are set aside, not lost;
+    a judge failure names the record (RecordFailed) and leaves the output as it was."""
+    inputs, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_inputs(inputs, 4)
+    args = ["dag", "build", "--input", str(inputs), "--output", str(output), "--model", "judge", "--max-retries", "0"]
+    with ScriptedJudge(demo_policy) as judge:
+        proc = trm(*args, "--base-url", judge.url)
+        assert proc.wait(timeout=120) == 0, proc.communicate()
+    lines = output.read_text(encoding="utf-8").split("\n")
+    foreign = json.dumps({**json.loads(lines[0]), "prompt": "another input"})
+    damaged = "\n".join([lines[0], lines[1][:25], foreign, lines[3], lines[2]]) + "\n"  # 1 torn, 2 out of place
+    output.write_text(damaged, encoding="utf-8")
+    with ScriptedJudge(lambda req: Fault(500)) as down:
+        proc = trm(*args, "--base-url", down.url)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "judge failed at record 1 (0-based)" in err
+    assert f"{output}.set-aside" in err and output.read_text(encoding="utf-8") == damaged
+    aside = [json.loads(line) for line in Path(f"{output}.set-aside").read_text().splitlines()]
+    assert [a["text"] for a in aside] == [lines[1][:25], foreign]
+    with ScriptedJudge(demo_policy) as judge:
+        proc = trm(*args, "--base-url", judge.url)
+        assert proc.wait(timeout=120) == 0, proc.communicate()
+        assert {b["messages"][-1]["content"].split("QUESTION:\n")[1][:2] for b in judge.requests} == {"Q1"}
+    assert output.read_text(encoding="utf-8").split("\n") == lines  # all four, in input order
 
 
 def test_bad_input_is_rejected_before_any_judge_call(tmp_path):

@@ -145,3 +145,33 @@ def test_bon_dead_trm_endpoint_raises_and_writes_no_result(tmp_path):
     with pytest.raises(Exception, match="no backend answered"):
         bon_main(_bon_args(gen, tmp_path / "o", "--selectors", "trm", "--trm-endpoint", dead, "--deadline", "1.5"))
     assert not (tmp_path / "o" / "bon.json").exists()  # a dead scorer never becomes a number
+
+
+def test_score_cache_resume_keeps_every_score_through_a_failure(tiny_models, tmp_path):
+    """The best-of-N score cache: a corrupt line is set aside, other questions' entries stay, a scorer that is down
+    changes nothing, and the next pass scores only the question whose line was bad."""
+    from trm.evaluation.scoring import local_scorer, score_records
+
+    records = [{"id": f"q{i}", "prompt": f"problem {i}\u2028(line break inside)",
+                "responses": [f"<think>step {j}\u2029done</think> \\boxed{{{j}}}" for j in range(2)]} for i in range(4)]
+    cache = tmp_path / "scores.jsonl"
+    scorer = local_scorer(str(tiny_models["reward"]))
+    first = score_records(records, scorer, cache, questions_per_call=2, progress=False)
+    lines = cache.read_text(encoding="utf-8").split("\n")[:-1]
+    assert len(lines) == 4 and all(len(s) == 2 for s in first)
+    damaged = "\n".join([lines[0], lines[1][:10], '{"id": "other-run", "scores": [0.5]}', *lines[2:]]) + "\n"
+    cache.write_text(damaged, encoding="utf-8")
+
+    def down(texts):
+        raise ConnectionError("TRM endpoint down")
+
+    with pytest.raises(ConnectionError):
+        score_records(records, down, cache, progress=False)
+    assert cache.read_text(encoding="utf-8") == damaged
+    asked = []
+    again = score_records(records, lambda texts: asked.append(len(texts)) or scorer(texts), cache, progress=False)
+    assert asked == [2]  # only q1's two responses
+    assert again[0] == first[0] and again[2:] == first[2:] and again[1] == pytest.approx(first[1], abs=1e-5)
+    kept = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert [k["id"] for k in kept] == ["q0", "q1", "q2", "q3", "other-run"]
+    assert json.loads((tmp_path / "scores.jsonl.set-aside").read_text())["text"] == lines[1][:10]

@@ -137,7 +137,7 @@ def test_end_to_end_preference_file_stats_and_audit(built):
     )
 
 
-def test_resume_after_judge_failure_gives_each_pair_once_in_order(tmp_path):
+def test_resume_after_judge_failure_gives_each_pair_once_in_order(tmp_path, capsys):
     (tmp_path / "traces.jsonl").write_text("".join(json.dumps(r) + "\n" for r in traces()))
     with ScriptedJudge(shorter_wins) as judge:
         code, reference = run_build(judge, tmp_path, "reference")
@@ -152,6 +152,7 @@ def test_resume_after_judge_failure_gives_each_pair_once_in_order(tmp_path):
         assert code == 1
         partial = read_records(tmp_path / "resumed.audit.jsonl")
         assert 0 < len(partial) < 4
+        assert f"judge failed at pair {len(partial)} (0-based)" in capsys.readouterr().err  # RecordFailed.index
         calls["limit"] = 10**9
         code, out = run_build(judge, tmp_path, "resumed", "--max-retries", "0", "--concurrency", "1")
         assert code == 0

@@ -129,3 +129,12 @@ def test_rows_come_from_parquet_and_json_alike(tmp_path):
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "r.parquet")
     append_jsonl(tmp_path / "r.jsonl", rows)
     assert read_rows(tmp_path / "r.parquet") == rows == read_rows(tmp_path / "r.jsonl")
+
+
+def test_every_jsonl_reader_splits_on_newline_only(tmp_path):
+    from trm.judge.preference import iter_jsonl
+
+    path = tmp_path / "r.jsonl"
+    path.write_bytes('{"a":\r 1, "t": "x\u2028y\x85z"}\n{"b": 2}\r\n'.encode())  # "\r" is JSON whitespace
+    expected = [{"a": 1, "t": "x\u2028y\x85z"}, {"b": 2}]
+    assert read_records(path) == expected == list(iter_jsonl(path))

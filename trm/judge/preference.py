@@ -226,8 +226,8 @@ async def judge_task(
 
 
 def iter_jsonl(path) -> Iterator[dict]:
-    """Lines of a (possibly large) JSONL file one at a time."""
-    with open(path, encoding="utf-8") as handle:
+    """Lines of a (possibly large) JSONL file one at a time (split on "\n" only, like `trm.jsonio`)."""
+    with open(path, encoding="utf-8", newline="\n") as handle:
         for line in handle:
             if line.strip():
                 yield json.loads(line)

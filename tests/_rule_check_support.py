@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from trm.rewards.math_rules import warm_up  # noqa: F401  (workers import the checkers before "ready", as the real one)
+
 
 def echo_or_fault(item):
     """Echo the item; "crash" kills the worker process, "hang" never returns, "raise" raises."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from pathlib import Path
@@ -296,3 +297,66 @@ def test_verify_response_uses_a_given_rule_verdict_and_config():
 
 def test_numbers_are_checked_as_text():
     assert [v.correct for v in rule_check_batch([5, 0.5], [5, "\\frac{1}{2}"])] == [True, True]
+
+
+# -- the rule check cannot stall a batch (issue 11.8) -------------------------------------------------------------
+@pytest.fixture
+def start_fault(monkeypatch, tmp_path):
+    """rule_check_batch with workers whose function module hangs or is killed while they import it."""
+    import trm.rewards.correctness as correctness
+
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    monkeypatch.setenv("TRM_TEST_CRASH_DIR", str(tmp_path))
+    monkeypatch.setattr(correctness, "RULE_CHECK_FUNCTION", "_rule_check_start_fault:check")
+
+    def run(fault: str, **kwargs):
+        monkeypatch.setenv("TRM_TEST_START_FAULT", fault)
+        return rule_check_batch(["0.5", "7"], ["\\frac12", "8"], workers=2, **kwargs)
+
+    yield run
+    get_pool("_rule_check_start_fault:check", 2).shutdown()
+    for pid in (tmp_path / "pids").read_text().split():  # every worker started was killed and reaped
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid), 0)
+
+
+def test_workers_hanging_while_importing_end_the_batch_at_its_deadline(start_fault):
+    from trm.rewards.correctness import RuleCheckUnavailable
+
+    with pytest.raises(RuleCheckUnavailable, match=r"could not run within its batch deadline of 3s: 0 of 2 items done, .*2 workers still "
+                                                   r"starting .*hung while importing _rule_check_start_fault:check"):
+        start_fault("hang", deadline_s=3.0)
+
+
+def test_workers_killed_while_importing_raise_instead_of_being_replaced_forever(start_fault):
+    from trm.rewards.correctness import RuleCheckUnavailable
+    from trm.rewards.worker_pool import WorkerPool
+
+    deaths = WorkerPool.MAX_START_DEATHS_PER_WORKER * 2
+    with pytest.raises(RuleCheckUnavailable, match=rf"{deaths} workers for _rule_check_start_fault:check died while "
+                                                   r"starting and none became ready \(killed by signal 9\)"):
+        start_fault("kill")  # no deadline given: the default one is minutes away, the death count ends it
+
+
+def test_the_batch_deadline_is_a_setting_with_a_computed_default():
+    from trm.rewards.correctness import rule_batch_deadline
+
+    assert rule_batch_deadline(256, 1.5, 32) == 60 + 4 * 8 * 1.5
+    assert VerifyConfig().rule_timeout_s == 1.5 and VerifyConfig().rule_batch_deadline_s is None
+    with pytest.raises(ValueError, match="rule_batch_deadline_s"):
+        VerifyConfig(rule_batch_deadline_s=0)
+
+
+# -- text handling is bounded before any work (issue 11.10) -------------------------------------------------------
+@pytest.mark.timeout(60)  # peeling "$$" by copying took seconds per megabyte, growing with its square
+def test_huge_answers_are_bounded_before_any_work(monkeypatch):
+    import trm.rewards.correctness as correctness
+    from trm.traces import extract_answer
+
+    monkeypatch.setattr(correctness, "RULE_CHECK_FUNCTION", "no_such_module_anywhere:f")  # a worker would fail
+    dollars = extract_answer("\\boxed{" + "$" * 4_000_000 + "}")
+    verdicts = rule_check_batch([dollars, "x" * 4_000_000], ["5", "5"])
+    assert [v.source for v in verdicts] == ["length_guard"] * 2  # judged on the main process without a worker
+    assert normalise_answer("$" * 4_000_000) == ""
+    assert normalise_answer("\\text{" + "$" * 4_000_000 + "1}") == "$" * 4_000_000 + "1"
+    assert normalise_answer(" $$ \\text{ 5 } $$ . ") == "5"

@@ -88,3 +88,16 @@ def test_megabyte_of_nested_and_unbalanced_braces():
     assert extract_answer(unbalanced) is None
     tail = "\\boxed{ok}" + "\\boxed{" * 10_000
     assert extract_answer(tail) == "ok"
+
+
+# Issue 11.10: a quadratic path (a copy per stripped token, two whitespace runs backtracking against each other)
+# takes minutes to hours on these inputs; the linear ones take seconds. The timeout turns a regression into a failure.
+@pytest.mark.timeout(60)
+def test_megabytes_after_a_marker_or_inside_a_box_are_handled_in_linear_time():
+    n = 4_000_000
+    assert extract_answer("Final Answer: 5" + "</s>" * (n // 4)) == "5"
+    assert extract_answer("Final Answer: 5" + "\n</s>" * (n // 5)) == "5"
+    assert extract_answer("Final Answer: 5 " + " <|im_end|>" * (n // 11)) == "5"
+    assert extract_answer("the answer" + " " * n) is None  # a marker word, a megabyte of spaces and no colon
+    assert extract_answer("the answer **" + " " * n + "x") is None
+    assert extract_answer("\\boxed{" + "$" * n + "}") == "$" * n

@@ -273,7 +273,8 @@ def rule_check_batch(
                 break
     except (PoolStalled, WorkerStartError) as error:
         pool.shutdown()  # workers that hang while starting go with it; the next batch starts a fresh pool
-        raise RuleCheckUnavailable(f"the rule check could not run: {error}") from error
+        when = f" within its batch deadline of {deadline_s:g}s" if isinstance(error, PoolStalled) else ""
+        raise RuleCheckUnavailable(f"the rule check could not run{when}: {error}") from error
     for i, item_steps in steps.items():
         verdicts[i] = _combine(answers[i], item_steps)
     failed = [v for v in verdicts if v.source == "worker_error"]  # type: ignore[union-attr]

@@ -193,11 +193,11 @@ class WorkerPool:
             self._lock.wait(timeout=0.05)  # short condition wait; starting workers are polled on wake-up
 
     # -- public API -----------------------------------------------------------------------------------
-    def _stall_cause(self, done: int, total: int, running: int, deadline_s: float) -> str:
+    def _stall_cause(self, done: int, total: int, running: int) -> str:
         with self._lock:
             starting = [time.monotonic() - worker.started_at for worker in self._starting]
             idle = len(self._idle)
-        parts = [f"{done} of {total} items done after {deadline_s:g}s, {running} running, {idle} workers idle"]
+        parts = [f"{done} of {total} items done, {running} running, {idle} workers idle"]
         if starting:
             parts.append(f"{len(starting)} workers still starting (the oldest for {max(starting):.0f}s: hung while "
                          f"importing {self.function}?)")
@@ -216,12 +216,11 @@ class WorkerPool:
         results: list[Outcome | None] = [None] * len(items)
         pending = deque(range(len(items)))
         running: dict[_Worker, tuple[int, float]] = {}
-        began = time.monotonic()
         try:
             while pending or running:
                 if deadline is not None and time.monotonic() >= deadline:
                     done = sum(result is not None for result in results)
-                    raise PoolStalled(self._stall_cause(done, len(items), len(running), deadline - began))
+                    raise PoolStalled(self._stall_cause(done, len(items), len(running)))
                 while pending:
                     worker = self._take_idle()
                     if worker is None:

@@ -224,3 +224,16 @@ def test_line_breaks_in_records_and_a_corrupt_line_with_the_endpoint_down_lose_n
 
     assert generate_main(args) == 0  # the endpoint is back (here: the local backend): only record 3 is redone
     assert [json.loads(line) for line in out.read_text(encoding="utf-8").split("\n") if line] == records
+
+
+def test_choice_items_put_their_options_in_the_problem_of_a_template():
+    from trm.evaluation.benchmarks import load_items
+    from trm.evaluation.generate import prompt_of
+    from trm.protocol import rl_user_turn
+
+    item = load_items("mmlu-pro", data_dir=str(FIXTURES))[0]
+    options = "\n".join(f"{letter}) {choice}" for letter, choice in zip("ABCD", item.choices))
+    assert prompt_of(item, "luffy") == (None, rl_user_turn("luffy", f"{item.question.strip()}\n\n{options}"))
+    assert prompt_of(item, "benchmark", "be brief") == ("be brief", item.prompt)
+    with pytest.raises(ValueError, match="own system turn"):
+        prompt_of(item, "own-qwen-math", "be brief")

@@ -56,6 +56,10 @@ def test_trm_input_is_prompt_newline_reasoning():
         ("nothing here", None),
         ("", None),
         ("\\boxed{5}\nFinal Answer: 6", "5"),  # a boxed answer wins over markers
+        ("so the solution is: x = 4.", "x = 4"),  # the release's "The solution is:" marker
+        # The release also takes "Solution:" as a marker and would read "Let x be the number of apples" here: that
+        # heading opens the working, so taking its line as the answer only sends noise on to the verifier.
+        ("Solution: Let x be the number of apples.\nThen x + 1 = 5, so there are 4.", None),
     ],
 )
 def test_extract_answer(response, expected):

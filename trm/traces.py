@@ -18,11 +18,13 @@ END_OF_TURN_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<
 # Commands whose braced argument is the boxed answer: \boxed{..}, \boxed {..}, \fbox{..}.
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
-# Answer markers, longest first so "The final answer is" wins over "answer is" at the same place.
+# Answer markers, longest first so "The final answer is" wins over "answer is" at the same place. The release's
+# list (protocol.md section 4) also has "Solution:", which usually opens the worked solution rather than closing it
+# with the answer; only "The solution is" is kept from it (tests/test_traces.py has the case).
 # One whitespace run per gap (``\s*(?:\*\*\s*)?``, never ``\s*(?:\*\*)?\s*``): two adjacent runs over the same
 # spaces backtrack quadratically when no colon follows ("answer" + a megabyte of spaces took hours).
 _MARKER_RE = re.compile(
-    r"\b(?:(?:the\s+)?final\s+answer\s+is|the\s+answer\s+is)\s*(?:\*\*\s*)?[:：]?"
+    r"\b(?:(?:the\s+)?final\s+answer\s+is|the\s+(?:answer|solution)\s+is)\s*(?:\*\*\s*)?[:：]?"
     r"|\b(?:final\s+answer|answer)\s*(?:\*\*\s*)?[:：]",
     re.IGNORECASE,
 )

@@ -89,8 +89,9 @@ class VerifyConfig:
     rule_timeout_s: float = DEFAULT_RULE_TIMEOUT_S
     """Hard time bound per answer for each worker stage of the rule check (math-verify, then prime_math); a hung
     check is wrong with source "timeout". The release allows math-verify 0.5 s to parse and 1 s to verify, and
-    prime_math 1 s: 1.5 s per stage keeps that order of magnitude (an answer math-verify cannot settle in 1.5 s
-    is one the release would also have given up on) while leaving room for the worker round trip on a busy host."""
+    prime_math 1 s (2.5 s in all): 1.5 s per stage (3 s at most for an answer both stages look at) keeps that order
+    of magnitude, so an answer the release gave up on is not accepted here after a longer wait, while leaving room
+    for the worker round trip on a busy host (a simple answer takes about 0.1 s)."""
     rule_batch_deadline_s: float | None = None
     """Most seconds one rule-check batch may take before :class:`RuleCheckUnavailable` names what stalled it
     (workers hung or killed while importing). None: 60 s for workers to start plus four times the batch's

@@ -43,3 +43,10 @@ def check_or_crash(item):
             open(marker, "w").close()
             os._exit(4)
     return check_item([answer, ground_truth, *stage])
+
+
+def loaded_modules(names):
+    """Which of ``names`` this worker process has imported (after the same warm-up as the real rule check)."""
+    import sys
+
+    return {name: name in sys.modules for name in names}

@@ -122,8 +122,10 @@ def test_a_plain_not_equal_is_settled_by_the_length_rule_and_both_are_reported()
     assert (verdict.correct, verdict.source, verdict.also) == (False, "length_rule", ("math_verify", "prime_math"))
 
 
-def test_prime_math_in_workers_is_verls_module():
-    """The workers load verl's own prime_math files (without verl's heavy package imports): same verdicts."""
+def test_prime_math_in_workers_is_verls_module_without_verls_heavy_imports(monkeypatch):
+    """The workers load verl's own prime_math files, not torch and transformers (7 s and 300 MB per worker)."""
+    from pathlib import Path
+
     from trm.rewards.worker_pool import WorkerPool
 
     pool = WorkerPool("trm.rewards.math_rules:check_item", workers=1)
@@ -132,3 +134,11 @@ def test_prime_math_in_workers_is_verls_module():
     finally:
         pool.shutdown()
     assert outcome.status == "ok" and outcome.value["correct"] is release_prime_math_accepts("3.14", "\\pi") is True
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    probe = WorkerPool("_rule_check_support:loaded_modules", workers=1)  # warms up as the rule check's workers do
+    try:
+        (loaded,) = probe.map([["verl.utils.reward_score.prime_math", "math_verify", "torch", "transformers"]], 30)
+    finally:
+        probe.shutdown()
+    assert loaded.value == {"verl.utils.reward_score.prime_math": True, "math_verify": True, "torch": False,
+                            "transformers": False}

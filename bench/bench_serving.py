@@ -5,6 +5,10 @@
 2. Server overhead: scores/s through HTTP (requests of B texts, two in flight, server batch size B) vs. the same
    texts scored in-process by RewardScorer with batch size B, on the "small" tiny model with 512-token inputs.
    Target >= 0.8.
+3. Health under abuse (--only health): GET /health latency, probed every 10 ms from another thread, while nothing
+   else happens, while maximum-size requests (one text filling the 32 MiB body limit) are sent and rejected, and
+   while 100 clients each send 256 texts and disconnect before their answer. Target: max < 100 ms in every phase;
+   also reports how many of the abandoned items were computed anyway and the server's RSS around the big requests.
 
 Run: .venv/bin/python bench/bench_serving.py [--quick]
 """
@@ -106,6 +110,132 @@ async def http_rate(url: str, texts: list[str], per_request: int, concurrency: i
         return len(texts) / (time.perf_counter() - started)
 
 
+PROBE = """
+import json, select, sys, time
+import httpx
+samples = []
+with httpx.Client(timeout=30) as client:
+    while not select.select([sys.stdin], [], [], 0.01)[0]:  # every 10 ms until the parent closes stdin
+        started = time.monotonic()
+        assert client.get(sys.argv[1] + "/health").status_code == 200
+        samples.append((started, (time.monotonic() - started) * 1000))
+print(json.dumps(samples))
+"""
+
+
+class HealthProbe:
+    """GET /health every 10 ms on one keep-alive connection from a child process (so the load this process makes
+    cannot delay the probe's own code); latencies (ms) sorted into the phases marked with `phase()`."""
+
+    def __init__(self, url: str):
+        self.url, self.marks = url, [("idle", time.monotonic())]
+
+    def phase(self, name: str) -> None:
+        self.marks.append((name, time.monotonic()))  # CLOCK_MONOTONIC: the same clock in both processes
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([sys.executable, "-c", PROBE, self.url], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        return self
+
+    def __exit__(self, *exc):
+        import json
+
+        out, _ = self.proc.communicate("", timeout=60)
+        self.samples = {}
+        for started, latency in json.loads(out):
+            phase = [name for name, at in self.marks if at <= started][-1] if started >= self.marks[0][1] else "idle"
+            self.samples.setdefault(phase, []).append(latency)
+
+    def report(self, phase: str) -> float:
+        values = sorted(self.samples.get(phase, []))
+        if not values:
+            print(f"  {phase:<28}: no probes")
+            return float("nan")
+        pick = lambda q: values[min(len(values) - 1, int(q * len(values)))]  # noqa: E731
+        print(f"  {phase:<28}: {len(values):5d} probes, p50 {pick(0.5):6.1f} ms, p99 {pick(0.99):6.1f} ms, "
+              f"max {values[-1]:6.1f} ms")
+        return values[-1]
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def _abandon(port: int, clients: int, texts_per_client: int, url: str) -> tuple[int, float]:
+    """`clients` connections each POST `texts_per_client` texts and close once everything is queued; returns the
+    items queued at the moment they closed and the seconds the server took to settle (queue empty, pass done)."""
+    import json
+
+    writers = []
+    for c in range(clients):
+        body = json.dumps({"model": "RewardModel",
+                           "input": [f"client {c} text {i}: so the sum is {i * 7}" for i in range(texts_per_client)]})
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /v1/embeddings HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body) + body.encode())
+        await writer.drain()
+        writers.append(writer)
+    total = clients * texts_per_client
+    async with httpx.AsyncClient(timeout=30) as client:
+        deadline = time.monotonic() + 120
+        while True:  # poll until every abandoned request is queued or already answered
+            health = (await client.get(f"{url}/health")).json()
+            if health["in_flight"] + health["items"] >= total or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        queued = health["in_flight"]
+        closed = time.perf_counter()
+        for writer in writers:
+            writer.close()
+        while True:
+            health = (await client.get(f"{url}/health")).json()
+            if health["in_flight"] == 0 and health["running"] == 0:
+                return queued, time.perf_counter() - closed
+            await asyncio.sleep(0.01)
+
+
+def bench_health(args, model: Path) -> None:
+    """/health latency while a maximum-size request is rejected and while 100 clients disconnect mid-request."""
+    body_limit = 32 * 1024 * 1024
+    envelope = b'{"model": "RewardModel", "input": ""}'
+    huge = envelope[:-2] + b"a" * (body_limit - len(envelope)) + envelope[-2:]
+    clients, per_client = 100, 256
+    with Server(model, "--max-queue", str(clients * per_client)) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        with HealthProbe(server.url) as probe:
+            time.sleep(2)  # idle baseline: two seconds of probes (the child starts within them)
+            probe.phase("max-size request rejected")
+            rss_before = _rss_mb(server.proc.pid)
+            rejections = []
+            for _ in range(int(6 * args.scale)):
+                started = time.perf_counter()
+                answer = httpx.post(f"{server.url}/v1/embeddings", content=huge, timeout=120,
+                                    headers={"Content-Type": "application/json"})
+                rejections.append(time.perf_counter() - started)
+                assert answer.status_code == 400 and "characters" in answer.text, answer.text
+            rss_after = _rss_mb(server.proc.pid)
+            before = httpx.get(f"{server.url}/health").json()
+            probe.phase("100 clients disconnect")
+            queued, settle = asyncio.run(_abandon(port, clients, per_client, server.url))
+            after = httpx.get(f"{server.url}/health").json()
+            probe.phase("after")
+        print(f"[health] tiny model, body limit {body_limit >> 20} MiB, /health probed every 10 ms from a thread")
+        worst = max(probe.report("idle"), probe.report("max-size request rejected"),
+                    probe.report("100 clients disconnect"))
+        print(f"  max-size request: {len(huge) / 2**20:.1f} MiB body rejected with 400 in "
+              f"{min(rejections) * 1000:.0f}-{max(rejections) * 1000:.0f} ms; server RSS {rss_before:.0f} MB before, "
+              f"{rss_after:.0f} MB after {len(rejections)} of them")
+        computed = after["items"] - before["items"]
+        print(f"  disconnects: {clients} x {per_client} = {clients * per_client} texts sent, {queued} queued when the "
+              f"clients closed; {computed} computed, {after['cancelled'] - before['cancelled']} dropped; server "
+              f"settled {settle * 1000:.0f} ms after the disconnect")
+        print(f"  worst /health latency: {worst:.1f} ms (target < 100 ms)")
+
+
 def bench_batching(args, model: Path, label: str) -> None:
     """64 concurrent clients, one text per request, batching on vs off; rounds alternate, best of each."""
     from transformers import AutoTokenizer
@@ -159,7 +289,8 @@ def bench_overhead(args, model: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer texts (a smoke run, noisier figures)")
-    parser.add_argument("--only", choices=["batching", "overhead"], default=None, help="run one benchmark")
+    parser.add_argument("--only", choices=["batching", "overhead", "health"], default=None,
+                        help="run one benchmark")
     parser.add_argument("--rounds", type=int, default=2, help="alternating measurement rounds (best of each)")
     parser.add_argument("--batch-model", choices=["tiny", "small"], default="small",
                         help="model of the batching benchmark (default small: the model, not HTTP, is the bottleneck)")
@@ -179,6 +310,8 @@ def main() -> int:
             bench_batching(args, models[args.batch_model], args.batch_model)
         if args.only in (None, "overhead"):
             bench_overhead(args, models["small"])
+        if args.only in (None, "health"):
+            bench_health(args, models["tiny"])
     return 0
 
 

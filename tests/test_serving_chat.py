@@ -204,8 +204,11 @@ BAD_CHAT = [
     ("prompt alone over context", {"model": NAME, "messages": [{"role": "user", "content": "why " * 300}]}, 400,
      re.compile(r"has \d{3} prompt tokens, which leaves no room to generate within the context length of 256 tokens "
                 r"\(max_tokens not set\)")),
-    ("prompt over the character bound", {"model": NAME, "messages": [{"role": "user", "content": "why " * 100_000}]},
-     400, re.compile(r"the messages: 400000 characters, and any prompt over \d+ characters has more than the "
+    ("a text over the character bound", {"model": NAME, "messages": [{"role": "user", "content": "why " * 100_000}]},
+     400, re.compile(r"body\['messages'\]\[0\]\['content'\] has 400000 characters; any text over \d+ characters "
+                     r"has more tokens than this server's limit")),
+    ("messages over the character bound", {"model": NAME, "messages": [{"role": "user", "content": "why " * 3000}] * 5},
+     400, re.compile(r"the messages: 60000 characters, and any prompt over \d+ characters has more than the "
                      r"context length of 256 tokens")),
     ("logprobs", {"model": NAME, "messages": MESSAGES, "logprobs": True}, 400, "'logprobs' is not supported"),
     ("top_logprobs", {"model": NAME, "messages": MESSAGES, "top_logprobs": 2}, 400, "'top_logprobs' is not supported"),

@@ -74,8 +74,19 @@ def test_character_bound_is_safe_for_the_densest_tokens(scorer):
 
 
 def test_a_10mb_text_is_refused_before_it_is_tokenized(scorer, monkeypatch):
+    """...and parsed in the helper process: json.loads of 10 MB in the server would hold the GIL (and /health)."""
+    import trm.serving.http
+
     backend = GatedBackend(scorer._backend, over=10**9)
     monkeypatch.setattr(scorer, "_backend", backend)
+    parsed_here = []
+    real_parse = trm.serving.http.parse_body
+
+    def spy(raw, *args):
+        parsed_here.append(len(raw))
+        return real_parse(raw, *args)
+
+    monkeypatch.setattr(trm.serving.http, "parse_body", spy)
 
     async def run():
         async with asgi_client(reward_app(scorer)) as client:
@@ -86,10 +97,23 @@ def test_a_10mb_text_is_refused_before_it_is_tokenized(scorer, monkeypatch):
     huge, health = asyncio.run(run())
     assert huge.status_code == 400, huge.text
     message = huge.json()["error"]["message"]
-    assert f"input[1] has 10000000 characters; any text over {scorer.char_limit} characters has more than the limit " \
-           "of 4096 tokens" in message
+    assert f"body['input'][1] has 10000000 characters; any text over {scorer.char_limit} characters has more " \
+           "tokens than this server's limit" in message
     assert backend.calls == []  # refused from its length alone: the tokenizer never saw it
     assert health.status_code == 200
+    assert parsed_here == []  # the big body went to the helper process
+
+
+def test_the_scorer_refuses_by_characters_before_tokenizing(scorer, monkeypatch):
+    """In-process callers (trm score, RL) get the same bound as the server."""
+    from trm.serving.scorer import InputTooManyChars
+
+    backend = GatedBackend(scorer._backend, over=10**9)
+    monkeypatch.setattr(scorer, "_backend", backend)
+    with pytest.raises(InputTooManyChars, match=rf"input\[1\] has {scorer.char_limit + 1} characters; any text over "
+                                                  rf"{scorer.char_limit} characters has more than the limit of 4096"):
+        scorer.encode(["fine", "x" * (scorer.char_limit + 1)])
+    assert backend.calls == []
 
 
 def test_health_and_short_requests_are_served_while_a_long_text_is_tokenized(scorer, reference, monkeypatch):
@@ -353,7 +377,7 @@ def test_a_query_string_api_key_never_reaches_the_debug_log(guarded_server):
 def test_maximum_size_text_and_hostile_json_over_the_wire(guarded_server):
     url = guarded_server.url
     huge = httpx.post(f"{url}/v1/embeddings", json={"input": "b" * 30_000_000}, timeout=120)
-    assert huge.status_code == 400 and "30000000 characters" in huge.json()["error"]["message"]
+    assert huge.status_code == 400 and "body['input'] has 30000000 characters" in huge.json()["error"]["message"]
     lone = httpx.post(f"{url}/v1/embeddings", content=b'{"input": "\\ud800"}', timeout=30)
     assert lone.status_code == 400 and "lone UTF-16 surrogate" in lone.json()["error"]["message"]
     assert _health(url)["status"] == "ok"

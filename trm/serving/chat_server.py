@@ -251,7 +251,7 @@ def build_app(generator: ChatGenerator, config: ChatServerConfig) -> Starlette:
         })
 
     async def chat_completions(request: Request) -> JSONResponse:
-        body = await read_json_object(request, config.max_body_bytes)
+        body = await read_json_object(request, config.max_body_bytes, max_chars)
         settings = _settings(body, config, ("max_completion_tokens", "max_tokens"))
         _reject_chat_options(body)
         messages = _messages(body)
@@ -265,7 +265,7 @@ def build_app(generator: ChatGenerator, config: ChatServerConfig) -> Starlette:
                      lambda r: {"message": {"role": "assistant", "content": r.text}})
 
     async def completions(request: Request) -> JSONResponse:
-        body = await read_json_object(request, config.max_body_bytes)
+        body = await read_json_object(request, config.max_body_bytes, max_chars)
         settings = _settings(body, config, ("max_tokens",))
         _reject_completion_options(body, settings.n)
         texts = _completion_prompts(body)

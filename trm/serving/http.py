@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import ctypes
 import hmac
-import json
 import logging
 import re
 import resource
@@ -31,6 +30,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from trm.serving.batching import DynamicBatcher, QueueFull
+from trm.serving.bodyparse import BodyError, HelperParser, parse_body
 
 try:  # a few times faster than json.dumps on the hot path; installed with verl (via tensordict)
     import orjson
@@ -40,8 +40,8 @@ except ImportError:  # pragma: no cover - the standard library does the same job
 log = logging.getLogger("trm.serving")
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
-# Bodies at least this large are parsed in a thread (json.loads of tens of MB would stall /health), and the
-# process hands freed heap pages back to the OS after serving them.
+# Bodies at least this large are parsed in a helper process (json.loads of tens of MB holds the GIL and would
+# stall /health), and the server hands freed heap pages back to the OS after serving them.
 LARGE_BODY_BYTES = 1024 * 1024
 
 
@@ -160,67 +160,31 @@ async def _wait_disconnect(request: Request) -> None:
         pass
 
 
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _lone_surrogate_path(value: Any, path: str = "body") -> str | None:
-    """Where a parsed JSON value holds a lone UTF-16 surrogate (not valid Unicode: no tokenizer takes it)."""
-    if isinstance(value, str):
-        return path if _SURROGATE.search(value) else None
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return None
-    for key, item in items:
-        found = _lone_surrogate_path(item, f"{path}[{key!r}]" if isinstance(key, str) else f"{path}[{key}]")
-        if found:
-            return found
-    return None
-
-
-def parse_json(raw: bytes) -> Any:
-    """The parsed body, or ApiError(400) for invalid JSON, nesting deeper than Python can parse, or a lone
-    surrogate escape such as "\\ud800" (a pair, as in "\\ud83d\\ude00", is fine)."""
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"request body is not valid JSON ({exc}); send a JSON object with Content-Type "
-                            "application/json") from None
-    except RecursionError:
-        raise ApiError(400, "request body nests JSON arrays/objects too deeply to parse; flatten it") from None
-    if _SURROGATE_ESCAPE.search(raw):  # the only way to spell a surrogate in valid UTF-8 JSON is an escape
-        where = _lone_surrogate_path(body)
-        if where:
-            raise ApiError(400, f"{where} contains a lone UTF-16 surrogate escape (\\ud800-\\udfff without its "
-                                "pair), which is not valid Unicode text; fix the encoder that produced it")
-    return body
-
-
-async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
-    """The request body as a JSON object, reading at most `max_bytes` (413 beyond, 400 if not a JSON object)."""
+async def read_json_object(request: Request, max_bytes: int, max_chars: int | None = None) -> dict[str, Any]:
+    """The request body as a JSON object, reading at most `max_bytes` (413 beyond, 400 if not a JSON object, if it
+    nests too deeply, holds a lone surrogate, or holds a string over `max_chars` characters)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise ApiError(413, f"request body is {int(declared)} bytes, over the server limit of {max_bytes} bytes; "
                             "send fewer inputs per request or raise --max-body-mb")
-    chunks, size = [], 0
+    raw = bytearray()  # grown chunk by chunk: no 32 MB join on the event loop at the end
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
+        if len(raw) + len(chunk) > max_bytes:
             raise ApiError(413, f"request body is over the server limit of {max_bytes} bytes; "
                                 "send fewer inputs per request or raise --max-body-mb")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    del chunks
-    if not raw.strip():
+        raw += chunk
+    if not raw or raw.isspace():
         raise ApiError(400, "request body is empty; send a JSON object")
-    if len(raw) >= LARGE_BODY_BYTES:
-        request.scope.setdefault("state", {})[_LARGE_BODY] = True  # MemoryRelease trims after the response
-        body = await asyncio.to_thread(parse_json, raw)  # tens of MB of JSON would stall the event loop
-    else:
-        body = parse_json(raw)
+    parser = getattr(request.app.state, "body_parser", None) if "app" in request.scope else None
+    try:
+        if parser is not None and len(raw) >= LARGE_BODY_BYTES:
+            request.scope.setdefault("state", {})[_LARGE_BODY] = True  # MemoryRelease trims after the response
+            body = await parser.parse(raw, max_chars)
+        else:
+            body = parse_body(raw, max_chars)
+    except BodyError as exc:
+        raise ApiError(400, str(exc)) from None
+    del raw
     if not isinstance(body, dict):
         raise ApiError(400, f"request body must be a JSON object, got {type(body).__name__}")
     return body
@@ -303,6 +267,7 @@ def serving_app(kind: str, model_path: str | Path, batcher: DynamicBatcher, serv
     @contextlib.asynccontextmanager
     async def lifespan(app):
         batcher.start()
+        app.state.body_parser = HelperParser()
         state["ready"] = True
         log.info("%s server ready: %s as %s", kind, model_path, ", ".join(served_model_names))
         try:
@@ -310,6 +275,7 @@ def serving_app(kind: str, model_path: str | Path, batcher: DynamicBatcher, serv
         finally:
             state["ready"] = False
             await batcher.stop()
+            app.state.body_parser.close()
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok" if state["ready"] else "loading", "model": served_model_names[0],

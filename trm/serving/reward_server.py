@@ -31,9 +31,11 @@ from trm.serving.http import (
 from trm.serving.scorer import InputTooLong, RewardScorer, TokenizerBusy
 
 
-# Requests with fewer characters are tokenized on the event loop (well under a millisecond) unless the tokenizer
-# is busy; longer ones in a thread. The event loop never waits for the tokenizer.
-INLINE_TOKENIZE_CHARS = 8192
+# Requests with at most this many texts and characters are tokenized on the event loop (well under a millisecond)
+# unless the tokenizer is busy; others in a thread: 100 requests of 256 texts each tokenized inline would hold
+# /health for as long. The event loop never waits for the tokenizer.
+INLINE_TOKENIZE_CHARS = 2048
+INLINE_TOKENIZE_TEXTS = 16
 
 
 @dataclass
@@ -86,9 +88,10 @@ def _encode_embedding(values: list[float], encoding_format: str):
 
 def build_app(scorer: RewardScorer, config: RewardServerConfig) -> Starlette:
     batcher = DynamicBatcher(scorer.forward, config.batcher, name="reward")
+    max_chars = None if scorer.truncation else scorer.char_limit  # truncation keeps long texts (cut to a window)
 
     async def embeddings(request: Request) -> JSONResponse:
-        body = await read_json_object(request, config.max_body_bytes)
+        body = await read_json_object(request, config.max_body_bytes, max_chars)
         model = check_model(body, config.served_model_names)
         encoding_format = body.get("encoding_format") or "float"
         if encoding_format not in ("float", "base64"):
@@ -105,7 +108,7 @@ def build_app(scorer: RewardScorer, config: RewardServerConfig) -> Starlette:
         try:
             if texts is not None:
                 ids = None
-                if sum(len(text) for text in texts) <= INLINE_TOKENIZE_CHARS:
+                if len(texts) <= INLINE_TOKENIZE_TEXTS and sum(len(text) for text in texts) <= INLINE_TOKENIZE_CHARS:
                     with contextlib.suppress(TokenizerBusy):
                         ids = scorer.encode(texts, wait=False)  # cheaper than a thread hand-off
                 if ids is None:

@@ -8,7 +8,17 @@ from trm.rewards.math_rules import warm_up  # noqa: F401  (workers import the ch
 
 
 def echo_or_fault(item):
-    """Echo the item; "crash" kills the worker process, "hang" never returns, "raise" raises."""
+    """Echo the item; "crash" kills the worker process, "hang" never returns, "raise" raises, "fork-hang" forks a
+    helper that hangs (its pid goes to $TRM_TEST_CRASH_DIR/helper) and then hangs itself."""
+    if item == "fork-hang":
+        helper = os.fork()
+        if helper == 0:
+            while True:
+                pass
+        with open(os.path.join(os.environ["TRM_TEST_CRASH_DIR"], "helper"), "w") as out:
+            out.write(str(helper))
+        while True:
+            pass
     if item == "crash":
         os._exit(3)
     if item == "hang":

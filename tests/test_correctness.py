@@ -151,6 +151,30 @@ def test_worker_pool_crash_hang_and_error_are_reported_per_item(fault_pool):
     assert len({o.value["pid"] for o in again}) <= 2  # persistent workers, not a process per item
 
 
+def _running(pid: int) -> bool:
+    """Is ``pid`` alive (a zombie waiting for its reaper counts as dead)?"""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def test_a_timed_out_worker_is_killed_with_the_helpers_it_forked(monkeypatch, tmp_path):
+    # verl's prime_math forks a helper per sympy comparison; killing only the worker would leave it spinning.
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    monkeypatch.setenv("TRM_TEST_CRASH_DIR", str(tmp_path))
+    pool = WorkerPool("_rule_check_support:echo_or_fault", workers=1)
+    try:
+        assert [o.status for o in pool.map(["fork-hang", "a"], timeout_s=2.0)] == ["timeout", "ok"]
+    finally:
+        pool.shutdown()
+    helper = int((tmp_path / "helper").read_text())
+    give_up = time.monotonic() + 10.0
+    while _running(helper) and time.monotonic() < give_up:
+        time.sleep(0.05)  # polling with a deadline: SIGKILL is delivered asynchronously
+    assert not _running(helper)
+
+
 def test_workers_outlive_the_thread_that_needed_them(monkeypatch):
     # Workers die with their parent (PR_SET_PDEATHSIG), which Linux takes to be the starting *thread*.
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))

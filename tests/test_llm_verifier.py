@@ -29,6 +29,8 @@ QUESTION, TRUTH, STUDENT = "What is $\\frac{1}{2}+\\frac{1}{3}$?", "\\frac{5}{6}
     [
         ("The two agree.\nFinal Decision: Yes", True),
         ("final decision:no", False),
+        # The release looks for the exact "Final Decision: Yes" and would not verify these two; the decision is Yes
+        # in any spelling, and a reward must not hinge on the verifier's capitalisation or markdown.
         ("Final Decision: **Yes**", True),
         ("**Final Decision:** yes", True),
         ("Final Decision: No ... wait. Final Decision: Yes", True),  # the last tag counts

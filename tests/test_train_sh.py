@@ -212,3 +212,20 @@ def test_long_context_copy_is_accepted_without_overrides(qwen_math_like, tmp_pat
     result = dry_run(env={"MODEL_PATH": str(copy)})
     assert result.returncode == 0, result.stderr
     assert "policy has 16384 (verl) / 16384 (vLLM) via config.json" in result.stdout
+
+
+def test_context_limits_follow_verl_and_vllm_for_scaled_rope():
+    import json
+
+    from trm.rl.context import verl_positions, vllm_positions
+    from trm.rl.long_context import LongContextSettings, long_context_config
+
+    llama = json.loads((REPO / "data" / "model_configs" / "llama-3.1-8b.json").read_text())
+    assert vllm_positions(llama) == 131072  # llama3 RoPE scaling: vLLM keeps max_position_embeddings
+    assert verl_positions(llama) == 131072 * 8  # verl multiplies by the factor whenever rope_scaling is set
+    qwen = json.loads((REPO / "data" / "model_configs" / "qwen2.5-math-7b.json").read_text())
+    assert verl_positions(qwen) == vllm_positions(qwen) == 4096
+    yarn = {**qwen, "rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4096}}
+    assert vllm_positions(yarn) == 16384
+    with pytest.raises(ValueError, match="already has rope_scaling"):
+        long_context_config(llama, LongContextSettings())  # an extended model is not stretched a second way

@@ -223,7 +223,7 @@ def bench_health(args, model: Path) -> None:
             queued, settle = asyncio.run(_abandon(port, clients, per_client, server.url))
             after = httpx.get(f"{server.url}/health").json()
             probe.phase("after")
-        print(f"[health] tiny model, body limit {body_limit >> 20} MiB, /health probed every 10 ms from a thread")
+        print(f"[health] tiny model, body limit {body_limit >> 20} MiB, /health probed every 10 ms from a child process")
         worst = max(probe.report("idle"), probe.report("max-size request rejected"),
                     probe.report("100 clients disconnect"))
         print(f"  max-size request: {len(huge) / 2**20:.1f} MiB body rejected with 400 in "

@@ -7,7 +7,8 @@ speak the same wire format so clients never need to know which one answers.
 - `scorer.RewardScorer`: in-process raw reward scores (the server's forward path, usable without HTTP).
 - `batching.DynamicBatcher`: coalesces concurrent requests into shared forward passes.
 - `reward_server` / `chat_server`: the two servers' API routes; `http` holds what they share (the app around its
-  routes, errors, auth, body limits, the uvicorn runner). `generator.ChatGenerator`: batched generation for the
-  chat server's routes.
+  routes, errors, auth, body limits, cancelling a disconnected client's work, the uvicorn runner and its
+  connection limits); `bodyparse` parses request bodies (large ones in a helper process). `generator.ChatGenerator`:
+  batched generation for the chat server's routes.
 - `cli`: `trm serve reward|chat`; `score`: `trm score`.
 """

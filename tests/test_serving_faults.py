@@ -229,7 +229,7 @@ def test_a_full_queue_answers_429_with_retry_after(scorer, monkeypatch):
 
 
 # --- 11.11: hostile JSON, 500s ---------------------------------------------------------------------------------
-def test_deep_json_and_lone_surrogates_are_400_and_500s_hide_the_exception(scorer, reference, monkeypatch):
+def test_deep_json_and_lone_surrogates_are_400_and_500s_hide_the_exception(scorer, reference, monkeypatch, caplog):
     deep = b'{"input": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     cases = {
         "deep": deep,
@@ -256,12 +256,21 @@ def test_deep_json_and_lone_surrogates_are_400_and_500s_hide_the_exception(score
     def broken(batch):
         raise RuntimeError("secret detail /srv/models/private-checkpoint")
 
+    import trm.serving.http
+
     monkeypatch.setattr(scorer, "forward", broken)
-    crash = asyncio.run(run(reward_app(scorer), {"crash": b'{"input": "x"}'}))["crash"]
-    assert crash.status_code == 500
-    message = crash.json()["error"]["message"]
-    assert "secret" not in message and "RuntimeError" not in message
-    assert re.fullmatch(r"internal server error \(id [0-9a-f]{12} in the server log\)", message)
+    monkeypatch.setattr(trm.serving.http, "_last_traceback", [float("-inf")])
+    with caplog.at_level(logging.ERROR, logger="trm.serving"):
+        crashes = asyncio.run(run(reward_app(scorer), {"one": b'{"input": "x"}', "two": b'{"input": "y"}'}))
+    ids = []
+    for crash in crashes.values():
+        assert crash.status_code == 500
+        message = crash.json()["error"]["message"]
+        assert "secret" not in message and "RuntimeError" not in message
+        ids += re.fullmatch(r"internal server error \(id ([0-9a-f]{12}) in the server log\)", message).groups()
+    logged = [r for r in caplog.records if r.getMessage().startswith("unexpected error")]
+    assert [any(i in r.getMessage() for r in logged) for i in ids] == [True, True]  # every 500 is in the log
+    assert sum(r.exc_info is not None for r in logged) == 1  # its traceback once per interval
 
 
 # --- 11.5: logs --------------------------------------------------------------------------------------------

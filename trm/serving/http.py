@@ -106,10 +106,20 @@ async def _http_error_handler(request: Request, exc: HTTPException) -> JSONRespo
     return error_response(exc.status_code, message, "invalid_request_error")
 
 
+_last_traceback = [float("-inf")]
+
+
 async def _unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    """A 500 names an id to find in the server log, never the exception text (it can hold paths or data)."""
+    """A 500 names an id to find in the server log, never the exception text (it can hold paths or data). Each
+    500 is logged, its traceback at most once per log interval (a flood of failing requests cannot fill the disk)."""
     error_id = uuid.uuid4().hex[:12]
-    log.exception("unexpected error %s while serving %s", error_id, request.url.path)
+    now = time.monotonic()
+    if now - _last_traceback[0] >= ConnectionLimits.log_interval_s:
+        _last_traceback[0] = now
+        log.exception("unexpected error %s while serving %s", error_id, request.url.path)
+    else:
+        log.error("unexpected error %s while serving %s: %s (tracebacks are logged once per %g s)", error_id,
+                  request.url.path, type(exc).__name__, ConnectionLimits.log_interval_s)
     return error_response(500, f"internal server error (id {error_id} in the server log)", "server_error")
 
 

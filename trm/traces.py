@@ -8,6 +8,7 @@ All functions are pure and linear in the input length (no backtracking regexes o
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
@@ -102,7 +103,19 @@ def strip_end_tokens(text: str) -> str:
     return text[:end].lstrip()
 
 
+# Minerva-style endings close the marker line with a sentence that is not part of the answer: "The final answer is 7.
+# I hope it is correct." A sentence break is a period (not between digits) followed by a space and a capital letter.
+_SENTENCE_BREAK_RE = re.compile(r"\.\s+(?=[A-Z])|\$\s+(?=I hope\b)")
+
+
+def _first_sentence(text: str) -> str:
+    """The answer part of a marker line: up to the first sentence break ("7. I hope it is correct." -> "7")."""
+    match = _SENTENCE_BREAK_RE.search(text)
+    return text if match is None else text[: match.start() + (1 if text[match.start()] == "$" else 0)]
+
+
 def _clean_marker_answer(text: str) -> str:
+    text = _first_sentence(strip_end_tokens(text))
     text = strip_end_tokens(text)
     # Markdown emphasis and LaTeX inline delimiters wrapped around the whole answer.
     text = text.strip().strip("*").strip()
@@ -132,3 +145,74 @@ def extract_answer(response: str) -> str | None:
     if boxed is not None:
         return boxed
     return marker_answer(response)
+
+
+# -- the extraction ladder ---------------------------------------------------------------------------------------
+STRICT = "strict"
+LENIENT = "lenient"
+ANSWER_FORMATS = (STRICT, LENIENT)
+# Characters of a response's end that the last rung (math-verify's own extraction, run in a rule-check worker) reads.
+TAIL_CHARS = 400
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """What the extraction ladder found, and which rung found it.
+
+    ``rung``: "box" (last box), "boxes" (the last ``parts`` boxes, joined with ", "), "marker", "tail" (``text`` is
+    the response's tail for math-verify's extraction; the answer is known only after it ran) or "none".
+    """
+
+    text: str | None
+    rung: str
+
+
+def all_boxed(text: str) -> list[str]:
+    """Contents of every balanced box, in order."""
+    starts = [m.end() - 1 for m in _BOX_RE.finditer(text)]
+    if not starts:
+        return []
+    matches = _matching_braces(text)
+    return [text[s + 1 : matches[s]].strip() for s in starts if s in matches]
+
+
+def answer_parts(ground_truth: str) -> int:
+    """How many boxed answers a response to this ground truth may give: its number of boxes (a gold "\\boxed{1},
+    \\boxed{2}"), or of top-level comma items of a bare list ("1, 2"); 1 for anything else (a tuple, a set, 1,000)."""
+    boxes = all_boxed(ground_truth) if "\\boxed" in ground_truth or "\\fbox" in ground_truth else []
+    if len(boxes) > 1:
+        return len(boxes)
+    text = (boxes[0] if boxes else ground_truth).strip().strip("$").strip()
+    if not text or text[0] in "([{\\" or re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", text):
+        return 1
+    depth, items = 0, 1
+    for c in text:
+        depth += c in "([{"
+        depth -= c in ")]}"
+        items += c == "," and depth == 0
+    return min(items, 16)
+
+
+def extract(response: str, format: str = STRICT, parts: int = 1) -> Extraction:
+    """The extraction ladder: box (the last ``parts`` boxes when the ground truth has several parts), marker, then
+    (``format="lenient"`` only) the response's tail for math-verify's own extraction.
+
+    ``strict`` (the release; RL rewards) requires a box or a marker; ``lenient`` (evaluation tables) also reads
+    answers written in free text ("so there are 12 ways.").
+    """
+    if format not in ANSWER_FORMATS:
+        raise ValueError(f"unknown answer format {format!r}; expected one of {ANSWER_FORMATS}")
+    boxes = all_boxed(response) if parts > 1 else []
+    if len(boxes) >= parts > 1:
+        return Extraction(", ".join(boxes[-parts:]), "boxes")
+    boxed = boxes[-1] if boxes else last_boxed(response)
+    if boxed is not None:
+        return Extraction(boxed, "box")
+    marked = marker_answer(response)
+    if marked is not None:
+        return Extraction(marked, "marker")
+    if format == LENIENT:
+        tail = strip_end_tokens(response)[-TAIL_CHARS:]
+        if tail.strip():
+            return Extraction(tail, "tail")
+    return Extraction(None, "none")

@@ -10,7 +10,7 @@ import re
 from typing import Sequence
 
 from trm.evaluation.benchmarks import LETTERS
-from trm.traces import extract_answer
+from trm.traces import LENIENT, extract_answer
 
 _TEXT_WRAPPER = re.compile(r"^\\(?:text|textbf|mathrm|mathbf)\{(.*)\}$", re.DOTALL)
 _LEADING_LETTER = re.compile(r"^\(?([A-Za-z])\)?(?:[\s.):,]|$)")
@@ -38,8 +38,12 @@ def is_graded(record: dict) -> bool:
     return isinstance(correct, list) and len(correct) == len(record.get("responses", []))
 
 
-def grade_records(records: list[dict], timeout_s: float = 10.0) -> list[dict]:
-    """Add `correct`, `verdicts` and `extracted` to every record that lacks them (in place; returns records)."""
+def grade_records(records: list[dict], timeout_s: float = 10.0, answer_format: str = LENIENT) -> list[dict]:
+    """Add `correct`, `verdicts` and `extracted` to every record that lacks them (in place; returns records).
+
+    Maths and text answers go through the reward path's rule check with the ``lenient`` extraction ladder by
+    default (an answer written in free text counts, as in other projects' evaluation tables); ``answer_format=
+    "strict"`` grades as the RL reward does (box or answer marker required)."""
     todo = [r for r in records if not is_graded(r)]
     rule_items: list[tuple[dict, int, str | None, str]] = []
     for record in todo:
@@ -50,27 +54,29 @@ def grade_records(records: list[dict], timeout_s: float = 10.0) -> list[dict]:
         record["verdicts"] = [""] * len(responses)
         record["extracted"] = [None] * len(responses)
         for j, response in enumerate(responses):
-            answer = extract_answer(response)
-            record["extracted"][j] = answer
             if record.get("answer_type") == "choice" and record.get("choices"):
+                answer = extract_answer(response)
+                record["extracted"][j] = answer
                 letter = choice_letter(answer, record["choices"])
                 record["correct"][j] = letter is not None and letter == str(record["answer"]).strip().upper()
                 record["verdicts"][j] = "no_answer" if answer is None else "choice_letter"
             else:
-                rule_items.append((record, j, answer, str(record["answer"])))
+                rule_items.append((record, j, str(response), str(record["answer"])))
     if rule_items:
         try:
-            from trm.rewards.correctness import rule_check_batch
+            from trm.rewards.correctness import check_responses
         except ImportError as exc:
             raise RuntimeError(
                 "grading maths/text answers needs trm.rewards.correctness (the reward path's verifier), "
                 f"which failed to import: {exc}"
             ) from exc
-        verdicts = rule_check_batch([a for _, _, a, _ in rule_items], [g for _, _, _, g in rule_items], timeout_s=timeout_s)
+        verdicts = check_responses([r for _, _, r, _ in rule_items], [g for _, _, _, g in rule_items], answer_format,
+                                   timeout_s=timeout_s)
         failed = [(r.get("id"), j, v.detail) for (r, j, _, _), v in zip(rule_items, verdicts) if v.source == "worker_error"]
         if failed:  # a crashed checker is not a wrong answer
             raise RuntimeError(f"the rule verifier failed on {len(failed)} responses, first: {failed[0]}")
         for (record, j, _, _), verdict in zip(rule_items, verdicts):
+            record["extracted"][j] = verdict.answer
             record["correct"][j] = bool(verdict.correct)
             record["verdicts"][j] = verdict.source
     return records

@@ -25,10 +25,9 @@ from trm.rewards.correctness import (
     Verdict,
     VerifyConfig,
     check_fault_budget,
-    rule_check_batch,
+    check_responses,
     verify_response,
 )
-from trm.traces import extract_answer
 
 DEFAULT_VERIFIER_BACKENDS = "127.0.0.1:23888"
 DEFAULT_RM_BACKENDS = "127.0.0.1:39999"
@@ -196,10 +195,10 @@ def verdict_counts(results: Sequence[dict]) -> str:
 
 def rule_check_requests(requests: Sequence[RewardRequest], settings: RewardSettings) -> list[Verdict]:
     """Step 1 for a whole batch (blocking; the worker pool bounds each item's time)."""
-    answers = [extract_answer(r.response) for r in requests]
-    return rule_check_batch(
-        answers,
+    return check_responses(
+        [r.response for r in requests],
         [r.ground_truth for r in requests],
+        settings.verify.answer_format,
         timeout_s=settings.verify.rule_timeout_s,
         max_worker_error_fraction=settings.verify.max_worker_error_fraction,
         deadline_s=settings.verify.rule_batch_deadline_s,

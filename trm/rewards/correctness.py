@@ -33,15 +33,14 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from trm.protocol import GENERAL_VERIFIER_ANSWER_TAIL_CHARS, GENERAL_VERIFIER_MAX_TOKENS
+from trm.rewards.math_rules import LENGTH_GUARD_CHARS, SETTLED_SOURCES
 from trm.rewards.worker_pool import PoolStalled, WorkerStartError, get_pool
-from trm.traces import extract_answer, last_boxed
+from trm.traces import LENIENT, STRICT, all_boxed, answer_parts, extract
 
 RULE_CHECK_FUNCTION = "trm.rewards.math_rules:check_item"
 # Per stage (math-verify, then prime_math) and answer; see VerifyConfig.rule_timeout_s.
 DEFAULT_RULE_TIMEOUT_S = 1.5
 DEFAULT_MAX_WORKER_ERROR_FRACTION = 0.1
-# The release's length guard (protocol.md section 4, step 2).
-LENGTH_GUARD_CHARS = 50
 # Time allowed for rule-check workers to start (import math-verify, sympy and prime_math) within a batch deadline.
 WORKER_START_ALLOWANCE_S = 60.0
 WEBINSTRUCT_VERIFIED = "TIGER-Lab/WebInstruct-verified"
@@ -78,6 +77,7 @@ class Verdict:
     answer: str | None = None  # the extracted answer that was judged
     detail: str = ""  # human-readable reason (parsed forms, verifier decision, error text)
     also: tuple[str, ...] = ()  # other steps that applied to this answer, in order (the source is the one that settled it)
+    rung: str = ""  # which rung of the extraction ladder found the answer (trm.traces.extract); "" if given extracted
 
 
 @dataclass
@@ -109,6 +109,9 @@ class VerifyConfig:
     """Generation budget of the verifier (the release's 512); it writes its reasoning before the decision tag."""
     answer_tail_chars: int = GENERAL_VERIFIER_ANSWER_TAIL_CHARS
     """The student answer is cut to its last this-many characters before it goes to the verifier (the release's)."""
+    answer_format: str = STRICT
+    """Extraction policy (trm.traces.extract): "strict" needs a box or an answer marker, as the release (RL rewards);
+    "lenient" also reads answers written in free text (evaluation tables use it)."""
 
     def __post_init__(self):
         sources = self.llm_data_sources
@@ -119,15 +122,18 @@ class VerifyConfig:
             raise ValueError(f"rule_timeout_s must be > 0, got {self.rule_timeout_s}")
         if self.rule_batch_deadline_s is not None and self.rule_batch_deadline_s <= 0:
             raise ValueError(f"rule_batch_deadline_s must be > 0 or None, got {self.rule_batch_deadline_s}")
+        if self.answer_format not in (STRICT, LENIENT):
+            raise ValueError(f"answer_format must be {STRICT!r} or {LENIENT!r}, got {self.answer_format!r}")
         if not 0 <= self.max_worker_error_fraction <= 1:
             raise ValueError(f"max_worker_error_fraction must be within [0, 1], got {self.max_worker_error_fraction}")
 
 
 def clean_ground_truth(ground_truth: str) -> str:
-    """Ground truths are sometimes stored boxed; compare against what is inside the box."""
+    """Ground truths are sometimes stored boxed; compare against what is inside the box (all boxes, joined with
+    ", ", when a multi-part answer has several: keeping only the last would grade half of it)."""
     ground_truth = str(ground_truth).strip()
-    boxed = last_boxed(ground_truth) if "\\boxed" in ground_truth or "\\fbox" in ground_truth else None
-    return boxed if boxed is not None else ground_truth
+    boxes = all_boxed(ground_truth) if "\\boxed" in ground_truth or "\\fbox" in ground_truth else []
+    return ", ".join(boxes) if boxes else ground_truth
 
 
 def too_long(answer: str, ground_truth: str) -> bool:
@@ -140,13 +146,16 @@ def fails_length_guard(answer: str, ground_truth: str) -> bool:
     return abs(len(answer) - len(ground_truth)) > LENGTH_GUARD_CHARS
 
 
-def _precheck(answer: str | None, ground_truth: str) -> Verdict | None:
+def _precheck(answer: str | None, ground_truth: str, rung: str = "") -> Verdict | None:
     """Decisions that need no worker: no answer, the length guard, an exact match (in that order: the guard
-    bounds the text the exact match and the workers see to the ground truth's length plus 50)."""
+    bounds the text the exact match and the workers see to the ground truth's length plus 50). A response tail
+    (rung "tail") is bounded by the ladder; the worker extracts its answer and applies the guard to that."""
     from trm.rewards.math_rules import exact_match
 
     if answer is None or not answer.strip():
         return Verdict(False, "no_answer", None, "no final answer found in the response")
+    if rung == "tail":
+        return None
     if fails_length_guard(answer, ground_truth):
         return Verdict(False, "length_guard", answer, f"answer has {len(answer)} characters, ground truth "
                        f"{len(ground_truth)}: more than {LENGTH_GUARD_CHARS} apart, not rule-checked")
@@ -197,15 +206,20 @@ def rule_batch_deadline(batch_size: int, timeout_s: float, workers: int) -> floa
     return WORKER_START_ALLOWANCE_S + 4 * math.ceil(batch_size / workers) * timeout_s
 
 
-def _stage(pool, stage: str, items: dict[int, tuple[str, str]], timeout_s: float, deadline: float) -> tuple[dict, set]:
-    """Outcomes of one worker stage for ``items`` (index -> (answer, gold)); an item whose worker dies is
+def _stage(pool, stage: str, items: dict[int, tuple[str, str, str]], timeout_s: float, deadline: float) -> tuple[dict, set]:
+    """Outcomes of one worker stage for ``items`` (index -> (answer, gold, rung)); an item whose worker dies is
     retried once. Returns (outcomes by index, indices that crashed once)."""
     order = list(items)
-    outcomes = dict(zip(order, pool.map([[*items[i], stage] for i in order], timeout_s, deadline)))
+
+    def message(i: int) -> list:
+        answer, gold, rung = items[i]
+        return [answer, gold, stage, rung] if rung else [answer, gold, stage]
+
+    outcomes = dict(zip(order, pool.map([message(i) for i in order], timeout_s, deadline)))
     crashed = {i for i in order if outcomes[i].status == "crash"}
     if crashed:  # the dead worker is replaced; a second death on the same answer is the answer's doing
         again = sorted(crashed)
-        outcomes.update(zip(again, pool.map([[*items[i], stage] for i in again], timeout_s, deadline)))
+        outcomes.update(zip(again, pool.map([message(i) for i in again], timeout_s, deadline)))
     return outcomes, crashed
 
 
@@ -220,14 +234,14 @@ def _step(outcome, stage: str, crashed: bool) -> Verdict:
     return Verdict(False, "worker_error", None, f"{stage}: {outcome.detail}{again}")
 
 
-def _combine(answer: str, steps: list[Verdict]) -> Verdict:
+def _combine(answer: str | None, steps: list[Verdict], rung: str = "") -> Verdict:
     """The rule verdict from its stages: the accepting stage if any; else the first fault, else the first stage."""
     accepted = [s for s in steps if s.correct]
     faults = [s for s in steps if s.source in ("timeout", "worker_error")]
     settled = accepted[0] if accepted else faults[0] if faults else steps[0]
     others = tuple(s.source for s in steps if s is not settled)
     detail = "; ".join(s.detail for s in [settled, *(s for s in steps if s is not settled)])
-    return Verdict(settled.correct, settled.source, answer, detail, others)
+    return Verdict(settled.correct, settled.source, answer, detail, others, rung)
 
 
 def rule_check_batch(
@@ -237,8 +251,12 @@ def rule_check_batch(
     workers: int | None = None,
     max_worker_error_fraction: float = DEFAULT_MAX_WORKER_ERROR_FRACTION,
     deadline_s: float | None = None,
+    rungs: Sequence[str] | None = None,
 ) -> list[Verdict]:
     """Rule-check extracted answers against ground truths, in order; safe from any thread.
+
+    ``rungs`` (from :func:`trm.traces.extract`, one per answer) are recorded in the verdicts; an answer of rung "tail"
+    is a response's tail, whose answer the worker extracts (math-verify's extraction) before checking it.
 
     The worker stages run in the process-wide persistent worker pool (sized to the machine, created on first
     use); each item gets ``timeout_s`` seconds of worker time per stage, a worker that overruns is killed and
@@ -254,8 +272,12 @@ def rule_check_batch(
         raise ValueError(f"{len(answers)} answers but {len(ground_truths)} ground truths")
     answers = [None if a is None else str(a) for a in answers]
     golds = [clean_ground_truth(gt) for gt in ground_truths]
-    verdicts: list[Verdict | None] = [_precheck(a, g) for a, g in zip(answers, golds)]
-    todo = {i: (answers[i], golds[i]) for i, verdict in enumerate(verdicts) if verdict is None}
+    rungs = list(rungs) if rungs is not None else [""] * len(answers)
+    if len(rungs) != len(answers):
+        raise ValueError(f"{len(answers)} answers but {len(rungs)} rungs")
+    verdicts: list[Verdict | None] = [_precheck(a, g, r) for a, g, r in zip(answers, golds, rungs)]
+    verdicts = [v if v is None or not rungs[i] else dataclasses.replace(v, rung=rungs[i]) for i, v in enumerate(verdicts)]
+    todo = {i: (answers[i], golds[i], rungs[i] if rungs[i] == "tail" else "") for i, v in enumerate(verdicts) if v is None}
     if not todo:
         return verdicts  # type: ignore[return-value]
     pool = get_pool(RULE_CHECK_FUNCTION, workers)
@@ -268,8 +290,12 @@ def rule_check_batch(
             outcomes, crashed = _stage(pool, stage, todo, timeout_s, deadline)
             for i, outcome in outcomes.items():
                 steps[i].append(_step(outcome, stage, i in crashed))
-            # the next stage sees what this one neither accepted nor crashed on (a worker error is settled)
-            todo = {i: todo[i] for i in todo if steps[i][-1].source not in ("worker_error",) and not steps[i][-1].correct}
+                if outcome.status == "ok" and "answer" in outcome.value:  # extracted from a tail by the worker
+                    answers[i] = outcome.value["answer"]
+            # the next stage sees what this one neither accepted nor settled (a worker error, a unit mismatch, ...);
+            # a tail's answer is known now
+            todo = {i: (answers[i], golds[i], "") for i in todo
+                    if steps[i][-1].source not in ("worker_error", *SETTLED_SOURCES) and not steps[i][-1].correct}
             if not todo:
                 break
     except (PoolStalled, WorkerStartError) as error:
@@ -277,11 +303,26 @@ def rule_check_batch(
         when = f" within its batch deadline of {deadline_s:g}s" if isinstance(error, PoolStalled) else ""
         raise RuleCheckUnavailable(f"the rule check could not run{when}: {error}") from error
     for i, item_steps in steps.items():
-        verdicts[i] = _combine(answers[i], item_steps)
+        verdicts[i] = _combine(answers[i], item_steps, rungs[i])
     failed = [v for v in verdicts if v.source == "worker_error"]  # type: ignore[union-attr]
     if failed:
         check_fault_budget([v for v in verdicts if v is not None], max_worker_error_fraction)
     return verdicts  # type: ignore[return-value]
+
+
+def check_responses(
+    responses: Sequence[str],
+    ground_truths: Sequence[str],
+    format: str = STRICT,
+    **kwargs,
+) -> list[Verdict]:
+    """Extract each response's answer with the ladder (``format``: "strict" or "lenient", see
+    :func:`trm.traces.extract`; a multi-part ground truth takes that many boxes) and rule-check it
+    (:func:`rule_check_batch`, whose keyword arguments pass through). Each verdict names its rung."""
+    if len(responses) != len(ground_truths):
+        raise ValueError(f"{len(responses)} responses but {len(ground_truths)} ground truths")
+    found = [extract(str(r), format, answer_parts(str(g))) for r, g in zip(responses, ground_truths)]
+    return rule_check_batch([f.text for f in found], list(ground_truths), rungs=[f.rung for f in found], **kwargs)
 
 
 def rule_check(answer: str | None, ground_truth: str, timeout_s: float = DEFAULT_RULE_TIMEOUT_S) -> Verdict:
@@ -325,8 +366,8 @@ async def verify_response(
     """
     config = config or VerifyConfig()
     if rule_verdict is None:
-        answer = extract_answer(response)
-        rule_verdict = await asyncio.to_thread(rule_check, answer, ground_truth, config.rule_timeout_s)
+        (rule_verdict,) = await asyncio.to_thread(check_responses, [response], [ground_truth], config.answer_format,
+                                                  timeout_s=config.rule_timeout_s)
     if rule_verdict.correct or rule_verdict.source == "no_answer":
         return rule_verdict
     answer = rule_verdict.answer or ""

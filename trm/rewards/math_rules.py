@@ -17,10 +17,13 @@ import importlib
 import importlib.util
 import logging
 import os
+import math
 import re
 import sys
 import types
 
+# The release's length guard (protocol.md section 4, step 2); also applied in workers to answers they extract.
+LENGTH_GUARD_CHARS = 50
 # Stages of the worker-side check; each runs as its own time-bounded item (the release gives each its own budget).
 MATH_VERIFY = "math_verify"
 PRIME_MATH = "prime_math"
@@ -118,8 +121,25 @@ def _load_prime_math(light: bool = False) -> types.ModuleType:
                 shell = types.ModuleType(name)
                 shell.__path__ = [folder]
                 sys.modules[name] = shell
+            # verl bounds each prime_math comparison by forking a process per call (26 ms each, ten times a
+            # math-verify check); these workers are bounded from outside, so its time limit becomes a plain call.
+            importlib.import_module("verl.utils.py_functional").timeout_limit = _no_time_limit
         _PRIME_MATH = importlib.import_module(_PRIME_MATH_PACKAGE)
     return _PRIME_MATH
+
+
+def _no_time_limit(seconds: float = 0, use_signals: bool = False):
+    """Stand-in for verl's ``timeout_limit`` in workers (see :func:`_load_prime_math`), as decorator and context."""
+    import contextlib
+
+    class _Limit(contextlib.ContextDecorator):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    return _Limit()
 
 
 def warm_up() -> None:
@@ -191,24 +211,326 @@ def prime_math_equivalent(answer: str, ground_truth: str) -> tuple[bool, str]:
     return bool(correct), f"prime_math compared {str(compared)[:80]!r} with the ground truth"
 
 
-def check_item(item: list) -> dict:
-    """Worker entry point: ``[answer, ground_truth, stage]`` -> ``{"correct", "source", "detail"}`` (JSON-safe).
+# -- answer shapes the release misjudges: percent, units, decimal commas, tuples against sets, exponent towers --------
+# Verdict sources a worker settles for good in the math_verify stage (prime_math never revisits them).
+SETTLED_SOURCES = frozenset({"units", "numeric", "length_guard", "no_answer"})
+_UNESCAPED_PERCENT_RE = re.compile(r"(?<!\\)%")
+_TEXT_UNIT_RE = re.compile(r"\\(?:text|mbox|textnormal|mathrm|textrm|textit|operatorname)\s*\{([^{}]*)\}\s*$")
+_WORD_UNIT_RE = re.compile(r"(?<![\\A-Za-z])([A-Za-z]+|°|/|\^\s*\{?\s*\\circ\s*\}?|\\circ)\s*$")
+_UNIT_POWER_RE = re.compile(r"\^\s*\{?\s*([23])\s*\}?\s*$")
+_SPACES_AT_END_RE = re.compile(r"(?:\s|\\[,;:! ]|~|\\quad)+$")
+_NUMERIC_HEAD_RE = re.compile(r"[\d.,+\-*/^{}()\s]*\d[\d.,+\-*/^{}()\s]*")
+_HEAD_COMMANDS_RE = re.compile(r"\\(?:[dtc]?frac|sqrt|pi|cdot|times)(?![A-Za-z])")
+# Words that are not units after a number: connectives and maths ("2 and 3", "3 pi").
+_NOT_UNITS = frozenset({"and", "or", "to", "pi", "i", "e", "x", "y", "z", "n", "k"})
+_DEGREE_FORMS = ("^\\circ", "^{\\circ}", "\\circ", "°", "degree", "deg")
+_DECIMAL_COMMA_RE = re.compile(r"-?\d+,\d+")
+_THOUSANDS_RE = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_PLAIN_NUMBER_RE = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)")
 
-    Stage ``math_verify`` (the default): exact match, then math-verify; stage ``prime_math``: verl's scorer.
-    Either one raising on odd input means "not shown equivalent", with the error in the detail.
+
+def _unit_name(raw: str) -> str:
+    """A unit's comparable form: "\\text{ cm}^2" -> "cm^2", "weeks" -> "week", "^\\circ" -> "°"."""
+    name = re.sub(r"\\(?:text|mbox|textnormal|mathrm|textrm|textit|operatorname)\s*\{([^{}]*)\}", r"\1", raw)
+    name = re.sub(r"[\s{}]|\\[,;:! ]", "", name).casefold()
+    for form in _DEGREE_FORMS:
+        if name.startswith(form.casefold()):
+            name = "°" + name[len(form):]
+    if name.startswith("°") and name[1:] in ("", "s", "rees", "ree"):
+        return "°"
+    if name.isalpha() and len(name) >= 4 and name.endswith("s") and not name.endswith("ss"):  # plural: one unit
+        name = name[:-2] if name.endswith(("ches", "shes", "xes")) else name[:-1]
+    return name
+
+
+def split_unit(text: str) -> tuple[str, str | None]:
+    """(value, unit) when ``text`` is a number followed by a unit ("10 weeks", "15\\mbox{ cm}^2", "90^\\circ", "\\$5");
+    (text, None) otherwise. Conservative: the value must be numeric (digits, fractions, roots), so "x = 2" or
+    "2 and 3" have no unit."""
+    head, parts = text.strip(), []
+    if head.startswith("\\$") or (head.startswith("$") and head[1:2].isdigit()):
+        head, parts = head.lstrip("\\$").strip(), ["dollar"]
+    for _ in range(6):  # a unit is a few tokens at most ("m / s^2", "\\text{ cm}^2")
+        head = _SPACES_AT_END_RE.sub("", head)
+        power = _UNIT_POWER_RE.search(head)
+        core = head[: power.start()] if power else head
+        match = _TEXT_UNIT_RE.search(core) or _WORD_UNIT_RE.search(core)
+        if match is None or match.group(0).strip().casefold() in _NOT_UNITS:
+            break
+        token = core[match.start():] + (f"^{power.group(1)}" if power else "")
+        if token.strip() == "/" and not parts:
+            break
+        parts.insert(0, token)
+        head = core[: match.start()]
+    head = _SPACES_AT_END_RE.sub("", head).strip()
+    unit_tokens = [p for p in parts if p != "dollar"]
+    if not parts or not _NUMERIC_HEAD_RE.fullmatch(_HEAD_COMMANDS_RE.sub("", head)):
+        return text, None
+    if unit_tokens and unit_tokens[0].strip() == "/":
+        return text, None
+    unit = "".join(_unit_name(p) for p in unit_tokens) + ("$" if "dollar" in parts else "")
+    if unit in ("dollar", "dollar$"):
+        unit = "$"
+    return head, (unit or None)
+
+
+def _shape(text: str) -> tuple[str, str]:
+    """("tuple" | "set" | "list" | "other", inner text) of an answer, from its outer brackets and top-level commas."""
+    t = re.sub(r"\\(?:left|right)(?![A-Za-z])", "", text).strip()
+    for kind, left, right in (("tuple", "(", ")"), ("set", "\\{", "\\}")):
+        if t.startswith(left) and t.endswith(right) and len(t) > len(left) + len(right):
+            inner = t[len(left):-len(right)]
+            if _top_level_commas(inner) and _balanced(inner):
+                return kind, inner
+            return "other", t
+    if t[:1] not in "[(" and _top_level_commas(t):
+        return "list", t
+    return "other", t
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for c in text:
+        depth += c in "([{"
+        depth -= c in ")]}"
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def _top_level_commas(text: str) -> int:
+    depth, commas = 0, 0
+    for c in text:
+        depth += c in "([{"
+        depth -= c in ")]}"
+        commas += c == "," and depth == 0
+    return commas
+
+
+def prepare(answer: str, ground_truth: str) -> tuple[str, str, str | None]:
+    """Both sides made comparable, or why they are not: (answer, ground truth, reason they differ or None).
+
+    - an unescaped ``%`` (a LaTeX comment) is escaped: "10%" means ten percent, not "10";
+    - units: a unit is dropped when both sides name the same one or one side is a bare number ("10 weeks" vs "10");
+      two different units are not equal ("10 cm" vs "10 m"), whatever the numbers;
+    - a decimal comma ("1000,99", "0,111") is read as a decimal point when the other side is a plain number, unless it
+      groups thousands ("1,000": digits in threes, as math-verify reads it too);
+    - an ordered tuple is not a set: against a tuple, a set or bare list is compared as the tuple written in its order
+      ("(2, 1)" is not "\\{1, 2\\}" but "(1, 2)" is).
+    """
+    answer = _UNESCAPED_PERCENT_RE.sub(r"\\%", answer)
+    ground_truth = _UNESCAPED_PERCENT_RE.sub(r"\\%", ground_truth)
+    a_value, a_unit = split_unit(answer)
+    g_value, g_unit = split_unit(ground_truth)
+    if a_unit and g_unit and a_unit != g_unit:
+        return answer, ground_truth, f"different units: answer in {a_unit!r}, ground truth in {g_unit!r}"
+    if a_unit or g_unit:
+        answer, ground_truth = a_value, g_value
+    answer, ground_truth = _decimal_comma(answer, ground_truth), _decimal_comma(ground_truth, answer)
+    (a_kind, a_inner), (g_kind, g_inner) = _shape(answer), _shape(ground_truth)
+    if a_kind == "tuple" and g_kind in ("set", "list"):
+        ground_truth = f"({g_inner})"
+    elif g_kind == "tuple" and a_kind in ("set", "list"):
+        answer = f"({a_inner})"
+    return answer, ground_truth, None
+
+
+def _decimal_comma(text: str, other: str) -> str:
+    t = text.strip()
+    if _DECIMAL_COMMA_RE.fullmatch(t) and not _THOUSANDS_RE.fullmatch(t) and _PLAIN_NUMBER_RE.fullmatch(other.strip()):
+        return t.replace(",", ".")
+    return text
+
+
+# -- a float evaluator for exponent towers (2^{1/2^{1000}}), which sympy may grind on for minutes ------------------
+class _NotNumeric(ValueError):
+    pass
+
+
+def _nested_exponent(text: str) -> bool:
+    """Is there an exponent inside an exponent ("2^{1/2^{1000}}", "10^{10^{10}}")?"""
+    at = text.find("^")
+    while at != -1:
+        rest = text[at + 1 :].lstrip()
+        if rest.startswith("{"):
+            depth = 0
+            for i, c in enumerate(rest):
+                depth += c == "{"
+                depth -= c == "}"
+                if depth == 0:
+                    if "^" in rest[:i]:
+                        return True
+                    break
+        at = text.find("^", at + 1)
+    return False
+
+
+_TOKEN_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+|\\[dtc]?frac|\\sqrt|\\pi|\\cdot|\\times|\\left|\\right|[-+*/^{}()\[\]])")
+
+
+def evaluate_numeric(text: str) -> float:
+    """The value of a numeric LaTeX expression (numbers, + - * / ^, \\frac, \\sqrt, \\pi, brackets) in floats;
+    raises ValueError for anything else, an overflow or a complex value. Linear in the text."""
+    tokens, pos, text = [], 0, text.strip()
+    while pos < len(text):
+        match = _TOKEN_RE.match(text, pos)
+        if match is None:
+            if text[pos:].strip() == "":
+                break
+            raise _NotNumeric(f"not numeric at {text[pos:pos + 10]!r}")
+        if match.group(1) not in ("\\left", "\\right"):
+            tokens.append(match.group(1))
+        pos = match.end()
+    tokens.append("")
+    at = [0]
+
+    def peek() -> str:
+        return tokens[at[0]]
+
+    def take(expected: str | None = None) -> str:
+        token = tokens[at[0]]
+        if expected is not None and token != expected:
+            raise _NotNumeric(f"expected {expected!r}, got {token!r}")
+        at[0] += 1
+        return token
+
+    def expr() -> float:
+        value = term()
+        while peek() in ("+", "-"):
+            value = value + term() if take() == "+" else value - term()
+        return value
+
+    def term() -> float:
+        value = unary()
+        while True:
+            if peek() in ("*", "\\cdot", "\\times"):
+                take()
+                value *= unary()
+            elif peek() == "/":
+                take()
+                value /= unary()
+            elif peek() and peek() not in ("+", "-", ")", "}", "]", "^"):
+                value *= unary()  # implicit product: 2\\pi, 3\\sqrt{2}
+            else:
+                return value
+
+    def unary() -> float:
+        if peek() in ("-", "+"):
+            return -unary() if take() == "-" else unary()
+        return power()
+
+    def power() -> float:
+        base = atom()
+        if peek() == "^":
+            take()
+            exponent = unary() if peek() in ("-", "+") else power()
+            result = base ** exponent
+            if isinstance(result, complex) or math.isinf(result):
+                raise _NotNumeric("complex or infinite power")
+            return result
+        return base
+
+    def group() -> float:
+        take("{")
+        value = expr()
+        take("}")
+        return value
+
+    def atom() -> float:
+        token = take()
+        if token and (token[0].isdigit() or token[0] == "."):
+            return float(token)
+        if token == "\\pi":
+            return math.pi
+        if token in ("(", "["):
+            value = expr()
+            take(")" if token == "(" else "]")
+            return value
+        if token == "{":
+            value = expr()
+            take("}")
+            return value
+        if token.endswith("frac"):
+            numerator = group()
+            return numerator / group()
+        if token == "\\sqrt":
+            return math.sqrt(group())
+        raise _NotNumeric(f"unexpected {token!r}")
+
+    try:
+        value = expr()
+    except (OverflowError, ZeroDivisionError, RecursionError) as exc:
+        raise _NotNumeric(str(exc)) from exc
+    if peek() != "" or math.isnan(value) or math.isinf(value):
+        raise _NotNumeric("trailing text or no finite value")
+    return value
+
+
+def tower_check(answer: str, ground_truth: str) -> tuple[bool, str] | None:
+    """Decide a pair with an exponent tower numerically (relative tolerance 1e-6, math-verify's rounding), or None
+    when neither side has one or either side is not a finite number (then math-verify, time-bounded, decides)."""
+    if not (_nested_exponent(answer) or _nested_exponent(ground_truth)):
+        return None
+    try:
+        a, g = evaluate_numeric(answer), evaluate_numeric(ground_truth)
+    except ValueError:
+        return None
+    return math.isclose(a, g, rel_tol=1e-6, abs_tol=1e-12), f"numeric: answer {a:.10g}, ground truth {g:.10g}"
+
+
+def extract_tail(tail: str) -> str | None:
+    """The last rung of the lenient ladder: math-verify's own extraction on a response's tail (its extracted text)."""
+    from math_verify import parse
+
+    _quiet_math_verify()
+    parsed = parse(tail, parsing_timeout=None)
+    return str(parsed[-1]).strip() if len(parsed) >= 2 and str(parsed[-1]).strip() else None
+
+
+def check_item(item: list) -> dict:
+    """Worker entry point: ``[answer, ground_truth, stage, rung]`` -> ``{"correct", "source", "detail"[, "answer"]}``
+    (JSON-safe).
+
+    Stage ``math_verify`` (the default): exact match, then the shapes of :func:`prepare` (a unit mismatch is settled
+    as "units"), an exponent tower numerically ("numeric"), then math-verify; stage ``prime_math``: verl's scorer on
+    the prepared pair. Rung "tail" (optional): ``answer`` is a response's tail and math-verify extracts the answer
+    first (returned as "answer"; none is "no_answer", the length guard applies to it). Either check raising on odd
+    input means "not shown equivalent", with the error in the detail.
     """
     answer, ground_truth, *rest = item
     stage = rest[0] if rest else MATH_VERIFY
-    if stage == PRIME_MATH:
-        check = prime_math_equivalent
-    elif stage == MATH_VERIFY:
-        if exact_match(answer, ground_truth):
-            return {"correct": True, "source": "exact_match", "detail": "equal after normalisation"}
-        check = math_equivalent
-    else:
+    if stage not in (MATH_VERIFY, PRIME_MATH):
         raise ValueError(f"unknown rule-check stage {stage!r}")
+    rung = rest[1] if len(rest) > 1 else None
+    extracted = {}
+    if rung == "tail":  # the lenient ladder's last rung: the answer is what math-verify extracts from the tail
+        try:
+            answer = extract_tail(answer)
+        except Exception as exc:
+            answer, error = None, f": {type(exc).__name__}: {exc}"[:200]
+        else:
+            error = ""
+        if answer is None:
+            return {"correct": False, "source": "no_answer", "answer": None,
+                    "detail": f"math-verify extracted no answer from the response's tail{error}"}
+        extracted = {"answer": answer}
+        if abs(len(answer) - len(ground_truth)) > LENGTH_GUARD_CHARS:
+            return {"correct": False, "source": "length_guard", **extracted,
+                    "detail": f"answer has {len(answer)} characters, ground truth {len(ground_truth)}: more than "
+                              f"{LENGTH_GUARD_CHARS} apart, not rule-checked"}
+    if stage == MATH_VERIFY and exact_match(answer, ground_truth):
+        return {"correct": True, "source": "exact_match", "detail": "equal after normalisation", **extracted}
+    answer, ground_truth, different = prepare(answer, ground_truth)
+    if different:
+        return {"correct": False, "source": "units", "detail": different, **extracted}
+    if stage == MATH_VERIFY:
+        towers = tower_check(answer, ground_truth)
+        if towers is not None:
+            return {"correct": towers[0], "source": "numeric", "detail": towers[1], **extracted}
+    check = prime_math_equivalent if stage == PRIME_MATH else math_equivalent
     try:
         correct, detail = check(answer, ground_truth)
     except Exception as exc:  # sympy failing on odd input means "not shown equivalent"
-        return {"correct": False, "source": stage, "detail": f"{stage} error: {type(exc).__name__}: {exc}"[:300]}
-    return {"correct": correct, "source": stage, "detail": detail}
+        return {"correct": False, "source": stage, "detail": f"{stage} error: {type(exc).__name__}: {exc}"[:300],
+                **extracted}
+    return {"correct": correct, "source": stage, "detail": detail, **extracted}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 
 import httpx
@@ -324,3 +325,74 @@ def test_chat_and_completion_requests_share_batches(generator, reference, monkey
     assert len(batches) == 2
     assert sorted(item.prompt_ids for item in batches[1]) == sorted([reference.chat_ids(MESSAGES),
                                                                     reference.text_ids(PROMPT)])
+
+
+async def _post_then_disconnect(app, path: str, body: dict, gone: asyncio.Event) -> list[dict]:
+    """Drive the ASGI app as a server does for a client that sends its request and closes the connection once
+    `gone` is set; returns what the app sent (nobody would read it)."""
+    raw = json.dumps(body).encode()
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())],
+             "client": ("127.0.0.1", 50000), "server": ("chat", 80)}
+    sent = []
+
+    async def receive():
+        if not receive.body_sent:
+            receive.body_sent = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    receive.body_sent = False
+
+    async def send(message):
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+def test_a_disconnected_clients_samples_are_never_generated(generator, monkeypatch):
+    """The chat server drops the queued rows (prompts x n) of a client that went away."""
+    import threading
+
+    from trm.serving.batching import BatcherConfig
+    from trm.serving.chat_server import ChatServerConfig, build_app
+
+    entered, gate, batches = threading.Event(), threading.Event(), []
+    original = generator.generate
+
+    def gated(items):
+        batches.append(len(items))
+        entered.set()
+        gate.wait(30)
+        return original(items)
+
+    monkeypatch.setattr(generator, "generate", gated)
+    app = build_app(generator, ChatServerConfig(served_model_names=[NAME], batcher=BatcherConfig(max_batch_size=1)))
+    plain = {"model": NAME, "prompt": PROMPT, "max_tokens": 2, "temperature": 0}
+
+    async def run():
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://chat") as client:
+                first = asyncio.create_task(client.post("/v1/completions", json=plain))
+                assert await asyncio.to_thread(entered.wait, 30)
+                gone = asyncio.Event()
+                abandoned = asyncio.create_task(_post_then_disconnect(app, "/v1/completions", {**plain, "n": 4}, gone))
+                deadline = asyncio.get_running_loop().time() + 30
+                while (await client.get("/health")).json()["queued"] < 4:  # poll until its four rows wait
+                    assert asyncio.get_running_loop().time() < deadline
+                    await asyncio.sleep(0.01)
+                gone.set()
+                sent = await abandoned
+                health = (await client.get("/health")).json()
+                gate.set()
+                answers = [await first, await client.post("/v1/completions", json=plain)]
+                return sent, health, answers
+
+    sent, health, answers = asyncio.run(run())
+    assert sent[0]["status"] == 499
+    assert health["queued"] == 0 and health["cancelled"] == 4
+    assert [a.status_code for a in answers] == [200, 200]
+    assert batches == [1, 1]  # the first request and the one after; the abandoned rows never ran

@@ -7,7 +7,6 @@ mask, so a padded batch gives the same scores as one unpadded forward per text (
 
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path

@@ -155,6 +155,12 @@ ANSWER_FORMATS = (STRICT, LENIENT)
 TAIL_CHARS = 400
 
 
+# Words of prose (not LaTeX commands): three of them make a marker answer a sentence ("Final Answer: The largest $n$
+# is 34"), whose answer math-verify's extraction finds.
+_WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}(?![A-Za-z])")
+_PROSE_WORDS = 3
+
+
 @dataclass(frozen=True)
 class Extraction:
     """What the extraction ladder found, and which rung found it.
@@ -183,7 +189,7 @@ def answer_parts(ground_truth: str) -> int:
     if len(boxes) > 1:
         return len(boxes)
     text = (boxes[0] if boxes else ground_truth).strip().strip("$").strip()
-    if not text or text[0] in "([{\\" or re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", text):
+    if not text or text[0] in "([" or text.startswith(("\\{", "\\left")) or re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", text):
         return 1
     depth, items = 0, 1
     for c in text:
@@ -193,12 +199,25 @@ def answer_parts(ground_truth: str) -> int:
     return min(items, 16)
 
 
+def _marker_after_last_box(text: str) -> bool:
+    """Does an answer marker follow the last box ("... \\boxed{255} ... Final Answer: The final answer is 10,455")?"""
+    last_marker = None
+    for last_marker in _MARKER_RE.finditer(text):
+        pass
+    if last_marker is None:
+        return False
+    boxes = [m.start() for m in _BOX_RE.finditer(text)]
+    return bool(boxes) and last_marker.start() > boxes[-1] and marker_answer(text) is not None
+
+
 def extract(response: str, format: str = STRICT, parts: int = 1) -> Extraction:
     """The extraction ladder: box (the last ``parts`` boxes when the ground truth has several parts), marker, then
     (``format="lenient"`` only) the response's tail for math-verify's own extraction.
 
-    ``strict`` (the release; RL rewards) requires a box or a marker; ``lenient`` (evaluation tables) also reads
-    answers written in free text ("so there are 12 ways.").
+    ``strict`` (the release; RL rewards) requires a box or a marker, and a box wins over a marker. ``lenient``
+    (evaluation tables) also reads answers written in free text ("so there are 12 ways."), takes a marker that
+    comes after the last box (the response's closing statement), and hands a marker answer that is a sentence
+    ("The largest $n$ is 34") to math-verify's extraction.
     """
     if format not in ANSWER_FORMATS:
         raise ValueError(f"unknown answer format {format!r}; expected one of {ANSWER_FORMATS}")
@@ -206,10 +225,12 @@ def extract(response: str, format: str = STRICT, parts: int = 1) -> Extraction:
     if len(boxes) >= parts > 1:
         return Extraction(", ".join(boxes[-parts:]), "boxes")
     boxed = boxes[-1] if boxes else last_boxed(response)
-    if boxed is not None:
+    if boxed is not None and not (format == LENIENT and _marker_after_last_box(response)):
         return Extraction(boxed, "box")
     marked = marker_answer(response)
     if marked is not None:
+        if format == LENIENT and len(_WORD_RE.findall(marked, 0, 2000)) >= _PROSE_WORDS:  # "The largest $n$ is 34": the answer is inside a sentence
+            return Extraction(marked, "tail")
         return Extraction(marked, "marker")
     if format == LENIENT:
         tail = strip_end_tokens(response)[-TAIL_CHARS:]

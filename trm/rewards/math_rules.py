@@ -186,15 +186,21 @@ def _forms(text: str) -> list[tuple[str, list]]:
     return forms
 
 
-def math_equivalent(answer: str, ground_truth: str) -> tuple[bool, str]:
-    """(equivalent, detail) according to math-verify, any form of the ground truth against any of the answer."""
+def math_equivalent(answer: str, ground_truth: str, parsed_answer: list | None = None) -> tuple[bool, str]:
+    """(equivalent, detail) according to math-verify, any form of the ground truth against any of the answer.
+
+    ``parsed_answer``: math-verify's own parse of the answer (from its extraction on a response tail), compared too;
+    the answer's text is parsed again only when its braces balance (math-verify's extracted text can be cut short).
+    """
     from math_verify import verify
 
     _quiet_math_verify()
     golds = _forms(ground_truth)
     if not golds:
         return False, "ground truth not parsable by math-verify"
-    targets = _forms(answer)
+    targets = _forms(answer) if parsed_answer is None or _balanced(answer) else []
+    if parsed_answer:
+        targets.append(("extracted", parsed_answer))
     if not targets:
         return False, "answer not parsable by math-verify"
     for gold_form, gold in golds:
@@ -223,6 +229,7 @@ _NUMERIC_HEAD_RE = re.compile(r"[\d.,+\-*/^{}()\s]*\d[\d.,+\-*/^{}()\s]*")
 _HEAD_COMMANDS_RE = re.compile(r"\\(?:[dtc]?frac|sqrt|pi|cdot|times)(?![A-Za-z])")
 # Words that are not units after a number: connectives and maths ("2 and 3", "3 pi").
 _NOT_UNITS = frozenset({"and", "or", "to", "pi", "i", "e", "x", "y", "z", "n", "k"})
+_PERCENT_WORDS = frozenset({"percent", "pct", "percentage"})
 _DEGREE_FORMS = ("^\\circ", "^{\\circ}", "\\circ", "°", "degree", "deg")
 _DECIMAL_COMMA_RE = re.compile(r"-?\d+,\d+")
 _THOUSANDS_RE = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
@@ -271,6 +278,8 @@ def split_unit(text: str) -> tuple[str, str | None]:
     unit = "".join(_unit_name(p) for p in unit_tokens) + ("$" if "dollar" in parts else "")
     if unit in ("dollar", "dollar$"):
         unit = "$"
+    if unit in _PERCENT_WORDS:  # "28 percent" is 28\\%, a value, not a unit
+        return f"{head}\\%", None
     return head, (unit or None)
 
 
@@ -313,13 +322,17 @@ def prepare(answer: str, ground_truth: str) -> tuple[str, str, str | None]:
     - an unescaped ``%`` (a LaTeX comment) is escaped: "10%" means ten percent, not "10";
     - units: a unit is dropped when both sides name the same one or one side is a bare number ("10 weeks" vs "10");
       two different units are not equal ("10 cm" vs "10 m"), whatever the numbers;
-    - a decimal comma ("1000,99", "0,111") is read as a decimal point when the other side is a plain number, unless it
-      groups thousands ("1,000": digits in threes, as math-verify reads it too);
+    - a decimal comma ("1000,99", "0,111") is read as a decimal point when the other side has no comma (it is not a
+      list), unless it groups thousands ("1,000": digits in threes, as math-verify reads it too);
+    - one sentence-ending period or comma is dropped ("2^{10}." is not "2");
     - an ordered tuple is not a set: against a tuple, a set or bare list is compared as the tuple written in its order
       ("(2, 1)" is not "\\{1, 2\\}" but "(1, 2)" is).
     """
-    answer = _UNESCAPED_PERCENT_RE.sub(r"\\%", answer)
-    ground_truth = _UNESCAPED_PERCENT_RE.sub(r"\\%", ground_truth)
+    answer = _UNESCAPED_PERCENT_RE.sub(r"\\%", _unwrap_inline(answer))
+    ground_truth = _UNESCAPED_PERCENT_RE.sub(r"\\%", _unwrap_inline(ground_truth))
+    answer, ground_truth = _TRAILING_PUNCTUATION_RE.sub("", answer), _TRAILING_PUNCTUATION_RE.sub("", ground_truth)
+    # upright Euler e, which math-verify reads as nothing ("1 + \\frac{1}{\\mathrm{e}}" parses as 1)
+    answer, ground_truth = _UPRIGHT_E_RE.sub("e", answer), _UPRIGHT_E_RE.sub("e", ground_truth)
     a_value, a_unit = split_unit(answer)
     g_value, g_unit = split_unit(ground_truth)
     if a_unit and g_unit and a_unit != g_unit:
@@ -335,9 +348,25 @@ def prepare(answer: str, ground_truth: str) -> tuple[str, str, str | None]:
     return answer, ground_truth, None
 
 
+# One sentence-ending period or comma ("2^{10}." would read as "2" in math-verify's inline form), never an ellipsis.
+_TRAILING_PUNCTUATION_RE = re.compile(r"(?<![.,])[.,]\s*$")
+
+
+_UPRIGHT_E_RE = re.compile(r"\\(?:mathrm|rm|text)\s*\{\s*e\s*\}")
+
+
+def _unwrap_inline(text: str) -> str:
+    """"$15 cm$" -> "15 cm" (so that a math delimiter is not read as a dollar sign)."""
+    t = text.strip()
+    for left, right in _INLINE_MATH:
+        if len(t) > len(left) + len(right) and t.startswith(left) and t.endswith(right):
+            return t[len(left):-len(right)].strip()
+    return text
+
+
 def _decimal_comma(text: str, other: str) -> str:
     t = text.strip()
-    if _DECIMAL_COMMA_RE.fullmatch(t) and not _THOUSANDS_RE.fullmatch(t) and _PLAIN_NUMBER_RE.fullmatch(other.strip()):
+    if _DECIMAL_COMMA_RE.fullmatch(t) and not _THOUSANDS_RE.fullmatch(t) and "," not in other:
         return t.replace(",", ".")
     return text
 
@@ -424,9 +453,14 @@ def evaluate_numeric(text: str) -> float:
         if peek() == "^":
             take()
             exponent = unary() if peek() in ("-", "+") else power()
-            result = base ** exponent
-            if isinstance(result, complex) or math.isinf(result):
-                raise _NotNumeric("complex or infinite power")
+            try:
+                result = base ** exponent
+            except OverflowError:  # 2^{2000} inside 5^{1/2^{2000}}: infinite here, 1 after the outer power
+                result = math.inf
+            except ZeroDivisionError as exc:
+                raise _NotNumeric(str(exc)) from exc
+            if isinstance(result, complex):
+                raise _NotNumeric("complex power")
             return result
         return base
 
@@ -459,7 +493,7 @@ def evaluate_numeric(text: str) -> float:
 
     try:
         value = expr()
-    except (OverflowError, ZeroDivisionError, RecursionError) as exc:
+    except (OverflowError, ZeroDivisionError, RecursionError, IndexError) as exc:
         raise _NotNumeric(str(exc)) from exc
     if peek() != "" or math.isnan(value) or math.isinf(value):
         raise _NotNumeric("trailing text or no finite value")
@@ -478,13 +512,27 @@ def tower_check(answer: str, ground_truth: str) -> tuple[bool, str] | None:
     return math.isclose(a, g, rel_tol=1e-6, abs_tol=1e-12), f"numeric: answer {a:.10g}, ground truth {g:.10g}"
 
 
-def extract_tail(tail: str) -> str | None:
-    """The last rung of the lenient ladder: math-verify's own extraction on a response's tail (its extracted text)."""
+_MATH_SPAN_RE = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+_PUNCTUATION_IN_MATH_RE = re.compile(r"\s*[.,;]\s*(\$|\\\]|\\\))")
+
+
+def extract_tail(tail: str) -> tuple[list, str] | None:
+    """The last rung of the lenient ladder: math-verify's own extraction on a response's tail, as (its parse, its
+    extracted text); None if it found nothing. Sentence punctuation written inside math ("$\\sqrt{2}.$") is dropped
+    when the first try finds nothing."""
     from math_verify import parse
 
     _quiet_math_verify()
-    parsed = parse(tail, parsing_timeout=None)
-    return str(parsed[-1]).strip() if len(parsed) >= 2 and str(parsed[-1]).strip() else None
+    for text in (tail, _PUNCTUATION_IN_MATH_RE.sub(r"\1", tail)):
+        parsed = parse(text, parsing_timeout=None)
+        if len(parsed) >= 2 and str(parsed[-1]).strip():
+            found = str(parsed[-1]).strip()
+            if not _balanced(found):  # its text is cut at a brace ("1 + \\frac{1}{"): the last math span, whole
+                spans = [next(g for g in m.groups() if g is not None) for m in _MATH_SPAN_RE.finditer(text)]
+                if spans and _balanced(spans[-1].strip()):
+                    found = spans[-1].strip()
+            return parsed, found
+    return None
 
 
 def check_item(item: list) -> dict:
@@ -502,14 +550,17 @@ def check_item(item: list) -> dict:
     if stage not in (MATH_VERIFY, PRIME_MATH):
         raise ValueError(f"unknown rule-check stage {stage!r}")
     rung = rest[1] if len(rest) > 1 else None
-    extracted = {}
+    extracted, parsed = {}, None
     if rung == "tail":  # the lenient ladder's last rung: the answer is what math-verify extracts from the tail
         try:
-            answer = extract_tail(answer)
+            found = extract_tail(answer)
         except Exception as exc:
-            answer, error = None, f": {type(exc).__name__}: {exc}"[:200]
+            found, error = None, f": {type(exc).__name__}: {exc}"[:200]
         else:
             error = ""
+        parsed, answer = found if found is not None else (None, None)
+        if answer is not None and _balanced(answer):
+            parsed = None  # the text is whole: compare it like any answer (its own parse may be a fragment: "2^{10}." -> 2)
         if answer is None:
             return {"correct": False, "source": "no_answer", "answer": None,
                     "detail": f"math-verify extracted no answer from the response's tail{error}"}
@@ -527,9 +578,11 @@ def check_item(item: list) -> dict:
         towers = tower_check(answer, ground_truth)
         if towers is not None:
             return {"correct": towers[0], "source": "numeric", "detail": towers[1], **extracted}
-    check = prime_math_equivalent if stage == PRIME_MATH else math_equivalent
     try:
-        correct, detail = check(answer, ground_truth)
+        if stage == PRIME_MATH:
+            correct, detail = prime_math_equivalent(answer, ground_truth)
+        else:
+            correct, detail = math_equivalent(answer, ground_truth, parsed)
     except Exception as exc:  # sympy failing on odd input means "not shown equivalent"
         return {"correct": False, "source": stage, "detail": f"{stage} error: {type(exc).__name__}: {exc}"[:300],
                 **extracted}

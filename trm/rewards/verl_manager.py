@@ -40,7 +40,7 @@ from verl.workers.reward_manager import register
 from verl.workers.reward_manager.abstract import AbstractRewardManager
 
 from trm.rewards.compute import RewardRequest, RewardSettings, request_from_sample, reward_batch_sync, verdict_counts
-from trm.traces import THINK_CLOSE, THINK_OPEN
+from trm.rewards.decoding import decode_responses
 
 # Keys of reward_extra_info (one value per sample; verl stores them in the batch and logs them).
 EXTRA_KEYS = (
@@ -106,20 +106,10 @@ class VerifyRewardManager(AbstractRewardManager):
         prompt_length = data.batch["prompts"].shape[-1]
         return data.batch["attention_mask"][:, prompt_length:].sum(dim=-1)
 
-    def _special_ids_to_drop(self) -> set[int]:
-        """Special tokens (EOS, pad, chat markers) leave the text, but the think tags stay: the TRM scores the
-        text before ``</think>``, and tokenizers that mark the tags special would otherwise erase the boundary."""
-        tok = self.tokenizer
-        special = set(tok.all_special_ids)
-        special |= {i for i, added in getattr(tok, "added_tokens_decoder", {}).items() if getattr(added, "special", False)}
-        vocab = tok.get_vocab()
-        return special - {vocab[t] for t in (THINK_OPEN, THINK_CLOSE) if t in vocab}
-
     def _decode_responses(self, data: DataProto, lengths: torch.Tensor) -> list[str]:
+        """Special tokens (EOS, pad, chat markers) leave the text, the think tags stay (trm.rewards.decoding)."""
         responses = data.batch["responses"]
-        drop = self._special_ids_to_drop()
-        ids = [[t for t in responses[i, : int(lengths[i])].tolist() if t not in drop] for i in range(len(responses))]
-        return self.tokenizer.batch_decode(ids, skip_special_tokens=False)
+        return decode_responses(self.tokenizer, [responses[i, : int(lengths[i])].tolist() for i in range(len(responses))])
 
     def _decode_prompt(self, data: DataProto, i: int) -> str:
         prompts = data.batch["prompts"]

@@ -1,0 +1,284 @@
+"""`trm rl toy`: a real GRPO loop on a CPU: TRL's GRPOTrainer, the thinking reward, the embedded servers.
+
+verl needs vLLM/sglang and a GPU for a single step, so this is where the RL loop itself runs end to end at toy
+scale: the tiny chat model (``trm tiny``) as the policy, single-digit additions as the task, and
+:class:`trm.integrations.trl.ThinkingReward` as the reward, through a TRM server (``trm serve reward``) and a
+verifier server (``trm serve chat``), started here on loopback unless their URLs are given.
+
+The random-init policy writes noise, so it first gets a short SFT on toy traces (``<think> a + b = c </think>
+\\boxed{c}``) that teaches the format and some sums; GRPO then has right and wrong answers within a group to
+learn from. The toy rows' data source is rule-checked only (integer answers need no LLM judge), so the verifier
+is wired into the pipeline but not asked; add the data source to ``llm_data_sources`` to route failures to it.
+Per step it prints the mean reward, the accuracy and the mean raw TRM score of the scored (verified) answers, and
+writes ``steps.jsonl`` and ``reward_curve.png`` to the run folder (``--plot`` writes the figure elsewhere too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Iterator
+
+TOY_DATA_SOURCE = "toy_arithmetic"
+
+
+@dataclass
+class ToyConfig:
+    """One `trm rl toy` run; every field is a flag of the same name (help from its metadata)."""
+
+    out: str = field(default="runs/rl_toy", metadata={"help": (
+        "Run folder: tiny models, toy rows, server logs, steps.jsonl, reward_curve.png.")})
+    seed: int = field(default=0, metadata={"help": "Seed of the toy rows, the tiny models, SFT and GRPO sampling."})
+    sft_steps: int = field(default=180, metadata={"help": (
+        "Optimizer steps of the SFT warm-up (batch 32, lr 1e-3): enough for the format and some sums.")})
+    steps: int = field(default=30, metadata={"help": "GRPO steps (one generation batch each)."})
+    prompts_per_step: int = field(default=8, metadata={"help": (
+        "Prompts per GRPO step; each is sampled ``num_generations`` times.")})
+    num_generations: int = field(default=8, metadata={"help": "Completions per prompt (GRPO's group)."})
+    learning_rate: float = field(default=3e-4, metadata={"help": "GRPO learning rate."})
+    max_completion_length: int = field(default=32, metadata={"help": (
+        "Token budget of a completion (a toy trace takes about 20).")})
+    alpha: float = field(default=0.2, metadata={"help": (
+        "Weight of the thinking reward (0: verifier only, no TRM server needed).")})
+    rm_backends: str | None = field(default=None, metadata={"help": (
+        "TRM servers (host:port list); default: start `trm serve reward` on the tiny reward model here.")})
+    verifier_backends: str | None = field(default=None, metadata={"help": (
+        "Verifier servers; default: start `trm serve chat` on the tiny chat model here.")})
+    trm_model: str | None = field(default=None, metadata={"help": (
+        "Reward model folder for the TRM server started here (default: the tiny random-init reward model).")})
+    plot: str | None = field(default=None, metadata={"help": (
+        "Also write the reward curve here (e.g. assets/rl_toy.png).")})
+
+
+def toy_rows(seed: int = 0) -> list[dict]:
+    """All single-digit additions as verl RL rows (the layout of `trm data webinstruct convert`), shuffled."""
+    rows = []
+    pairs = [(a, b) for a in range(10) for b in range(10)]
+    random.Random(seed).shuffle(pairs)
+    for index, (a, b) in enumerate(pairs):
+        question = f"What is {a} + {b}?"
+        rows.append({
+            "data_source": TOY_DATA_SOURCE,
+            "prompt": [{"role": "user", "content": question}],
+            "reward_model": {"style": "rule", "ground_truth": str(a + b)},
+            "extra_info": {"user_prompt": question, "question": question, "index": index, "split": "train"},
+        })
+    return rows
+
+
+def toy_trace(row: dict) -> str:
+    """The SFT target for a row: a short reasoning trace and the boxed answer."""
+    question = row["extra_info"]["question"]
+    expression = question.removeprefix("What is ").removesuffix("?")
+    return f"<think>\n{expression} = {row['reward_model']['ground_truth']}\n</think>\n\\boxed{{{row['reward_model']['ground_truth']}}}"
+
+
+def policy_tokenizer(path: str | Path):
+    """The policy's tokenizer as TRL's generation needs it: left padding; EOS is the end of the assistant turn
+    (TRL stops at ``tokenizer.eos_token_id`` only); and no ``token_type_ids`` (the tiny tokenizer returns them and
+    Llama's ``generate`` rejects them)."""
+    from transformers import AutoTokenizer
+
+    from trm.tiny import IM_END
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.padding_side = "left"
+    tokenizer.eos_token = IM_END
+    tokenizer.model_input_names = ["input_ids", "attention_mask"]
+    return tokenizer
+
+
+def sft_warmup(model, tokenizer, rows: list[dict], steps: int, seed: int, batch_size: int = 32, lr: float = 1e-3) -> float:
+    """Teacher-forced cross-entropy on the completion tokens of toy traces (the prompt is masked); returns the
+    last batch's loss."""
+    import torch
+
+    end = tokenizer.eos_token_id  # the end of the turn (policy_tokenizer)
+    examples = []
+    for row in rows:
+        prompt_ids = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True)
+        target = tokenizer(toy_trace(row), add_special_tokens=False)["input_ids"] + [end]
+        examples.append((prompt_ids + target, len(prompt_ids)))
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    loss = torch.tensor(float("nan"))
+    for _ in range(steps):
+        picks = torch.randint(len(examples), (batch_size,), generator=generator).tolist()
+        width = max(len(examples[i][0]) for i in picks)
+        ids = torch.full((batch_size, width), tokenizer.pad_token_id)
+        labels = torch.full((batch_size, width), -100)
+        mask = torch.zeros((batch_size, width), dtype=torch.long)
+        for row_number, i in enumerate(picks):
+            tokens, prompt_len = examples[i]
+            ids[row_number, : len(tokens)] = torch.tensor(tokens)
+            labels[row_number, prompt_len : len(tokens)] = torch.tensor(tokens[prompt_len:])
+            mask[row_number, : len(tokens)] = 1
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return float(loss.detach())
+
+
+@contextlib.contextmanager
+def embedded_server(args: list[str], log_path: Path, timeout_s: float = 300.0) -> Iterator[str]:
+    """`python -m trm <args>` on a free loopback port; yields host:port once GET /health answers, stops it after."""
+    import socket
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "trm", *args, "--port", str(port)], stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"`trm {' '.join(args)}` exited with {proc.returncode}; see {log_path}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2.0, trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"`trm {' '.join(args)}` not healthy after {timeout_s:g}s; see {log_path}")
+            time.sleep(0.2)  # polling /health with a deadline
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def step_records(log_history: list[dict], name: str) -> list[dict]:
+    """Per GRPO step: reward, accuracy and mean TRM score as TRL logged them (logging_steps=1)."""
+    records = []
+    for entry in log_history:
+        if f"{name}/accuracy" not in entry:
+            continue
+        records.append({
+            "step": entry["step"],
+            "reward": entry["reward"],
+            "accuracy": entry[f"{name}/accuracy"],
+            "trm_score_mean": entry.get(f"{name}/trm_score_mean"),
+            "has_answer": entry[f"{name}/has_answer"],
+        })
+    return records
+
+
+def plot_curve(records: list[dict], path: str | Path, title: str) -> Path:
+    from trm.evaluation.plotting import _pyplot, _save
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    steps = [r["step"] for r in records]
+    ax.plot(steps, [r["reward"] for r in records], marker="o", label="mean reward")
+    ax.plot(steps, [r["accuracy"] for r in records], marker=".", linestyle="--", label="accuracy (verifier)")
+    ax.set(title=title, xlabel="GRPO step", ylabel="batch mean", ylim=(0, 1.05))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def run(config: ToyConfig) -> list[dict]:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import GRPOConfig, GRPOTrainer
+
+    from trm.integrations.trl import ThinkingReward
+    from trm.tiny import build_tiny_models
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    models = build_tiny_models(out / "models", seed=config.seed)
+    rows = toy_rows(config.seed)
+    (out / "toy_rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+    tokenizer = policy_tokenizer(models["chat"])
+    policy = AutoModelForCausalLM.from_pretrained(models["chat"])
+    started = time.monotonic()
+    loss = sft_warmup(policy, tokenizer, rows, config.sft_steps, config.seed)
+    print(f"SFT warm-up: {config.sft_steps} steps in {time.monotonic() - started:.1f}s, last loss {loss:.3f}", flush=True)
+
+    with contextlib.ExitStack() as stack:
+        rm = config.rm_backends
+        if rm is None and config.alpha > 0:
+            rm = stack.enter_context(embedded_server(
+                ["serve", "reward", "--model", str(config.trm_model or models["reward"])], out / "trm-server.log"))
+        verifier = config.verifier_backends or stack.enter_context(embedded_server(
+            ["serve", "chat", "--model", str(models["chat"]), "--served-model-name", "TIGER-Lab/general-verifier"],
+            out / "verifier-server.log"))
+        reward = ThinkingReward(rm_backends=rm, verifier_backends=verifier, alpha=config.alpha, deadline_s=120.0)
+        for line in reward.settings.describe():
+            print(line, flush=True)
+        args = GRPOConfig(
+            output_dir=str(out / "grpo"), max_steps=config.steps, learning_rate=config.learning_rate,
+            per_device_train_batch_size=config.prompts_per_step * config.num_generations,
+            num_generations=config.num_generations, max_completion_length=config.max_completion_length,
+            lr_scheduler_type="constant", temperature=1.0, beta=0.0, logging_steps=1, save_strategy="no",
+            report_to="none", use_cpu=True,
+            seed=config.seed, disable_tqdm=True, dataloader_num_workers=0,
+        )
+        trainer = GRPOTrainer(model=policy, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
+                              processing_class=tokenizer)
+        reward.attach(trainer)
+        started = time.monotonic()
+        trainer.train()
+        elapsed = time.monotonic() - started
+
+    records = step_records(trainer.state.log_history, reward.__name__)
+    print(f"\n{'step':>4} {'reward':>7} {'accuracy':>8} {'answered':>8} {'TRM mean':>8}")
+    for r in records:
+        print(f"{r['step']:>4} {r['reward']:>7.3f} {r['accuracy']:>8.3f} {r['has_answer']:>8.3f} {_fmt(r['trm_score_mean']):>8}")
+    k = max(1, len(records) // 5)
+    first = sum(r["reward"] for r in records[:k]) / k
+    last = sum(r["reward"] for r in records[-k:]) / k
+    print(f"GRPO: {len(records)} steps in {elapsed:.0f}s; mean reward of the first {k} steps {first:.3f}, "
+          f"of the last {k} steps {last:.3f}")
+    (out / "steps.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    title = (f"trm rl toy: tiny policy, single-digit sums, {config.num_generations} samples x "
+             f"{config.prompts_per_step} prompts/step, alpha {config.alpha}")
+    for path in [out / "reward_curve.png"] + ([Path(config.plot)] if config.plot else []):
+        print(f"wrote {plot_curve(records, path, title)}")
+    return records
+
+
+def main(argv: list[str], prog: str = "trm rl toy") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in fields(ToyConfig):
+        kind = {"int": int, "float": float}.get(str(f.type), str)
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default,
+                            help=f"{f.metadata['help']} (default {f.default})")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        run(ToyConfig(**vars(args)))
+    except Exception as error:  # a dead server or a failed reward: say so, never print a curve for it
+        print(f"{prog}: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -384,3 +384,21 @@ def test_huge_answers_are_bounded_before_any_work(monkeypatch):
     assert normalise_answer("$" * 4_000_000) == ""
     assert normalise_answer("\\text{" + "$" * 4_000_000 + "1}") == "$" * 4_000_000 + "1"
     assert normalise_answer(" $$ \\text{ 5 } $$ . ") == "5"
+
+
+def test_answer_format_is_a_setting_the_verdict_follows_and_names():
+    with pytest.raises(ValueError, match="answer_format must be 'strict' or 'lenient'"):
+        VerifyConfig(answer_format="loose")
+
+    async def go(config):
+        return await verify_response("So the total is 12 apples.", "12", data_source="math", question="q", config=config)
+
+    strict, lenient = asyncio.run(go(VerifyConfig())), asyncio.run(go(VerifyConfig(answer_format="lenient")))
+    assert (strict.correct, strict.source, strict.rung) == (False, "no_answer", "none")  # RL default: the release's
+    assert (lenient.correct, lenient.answer, lenient.rung) == (True, "12", "tail")  # what math-verify extracted
+
+
+def test_every_box_of_a_multi_part_ground_truth_is_compared():
+    assert clean_ground_truth("(a) \\boxed{3} (b) \\boxed{12}") == "3, 12"
+    verdicts = rule_check_batch(["3, 12", "12"], ["(a) \\boxed{3} (b) \\boxed{12}"] * 2)
+    assert [v.correct for v in verdicts] == [True, False]  # only the last box used to count: "12" was right

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trm.traces import extract_answer, last_boxed, reasoning, trm_input
+from trm.traces import LENIENT, STRICT, answer_parts, extract, extract_answer, last_boxed, reasoning, trm_input
 
 
 @pytest.mark.parametrize(
@@ -105,3 +105,36 @@ def test_megabytes_after_a_marker_or_inside_a_box_are_handled_in_linear_time():
     assert extract_answer("the answer" + " " * n) is None  # a marker word, a megabyte of spaces and no colon
     assert extract_answer("the answer **" + " " * n + "x") is None
     assert extract_answer("\\boxed{" + "$" * n + "}") == "$" * n
+
+
+@pytest.mark.parametrize(
+    ("response", "format", "parts", "expected"),
+    [
+        ("so \\boxed{42}", STRICT, 1, ("42", "box")),
+        ("So there are 12 ways.", STRICT, 1, (None, "none")),  # the release: a box or a marker is required
+        ("So there are 12 ways.", LENIENT, 1, ("So there are 12 ways", "tail")),  # math-verify extracts from the tail
+        ("The final answer is 7. I hope it is correct.", STRICT, 1, ("7", "marker")),  # Minerva's closing sentence goes
+        ("Final Answer: The final answer is $28 \\%$. I hope it is correct.", STRICT, 1, ("28 \\%", "marker")),
+        ("(a) \\boxed{1} (b) \\boxed{2}", STRICT, 2, ("1, 2", "boxes")),  # a two-part ground truth takes two boxes
+        ("(a) \\boxed{1} (b) \\boxed{2}", STRICT, 1, ("2", "box")),
+        ("\\boxed{1, 2}", STRICT, 2, ("1, 2", "box")),  # fewer boxes than parts: the last box
+        ("\\boxed{255} ... Final Answer: The final answer is $10,455$.", STRICT, 1, ("255", "box")),  # release order
+        ("\\boxed{255} ... Final Answer: The final answer is $10,455$.", LENIENT, 1, ("10,455", "marker")),  # closing one
+        ("Final Answer: The largest $n$ is 34.", STRICT, 1, ("The largest $n$ is 34", "marker")),
+        ("Final Answer: The largest $n$ is 34.", LENIENT, 1, ("The largest $n$ is 34", "tail")),  # a sentence
+        ("", LENIENT, 1, (None, "none")),
+    ],
+)
+def test_extraction_ladder(response, format, parts, expected):
+    found = extract(response, format, parts)
+    assert (found.text, found.rung) == expected
+
+
+def test_answer_parts_counts_boxes_or_bare_list_items():
+    assert [answer_parts(g) for g in ("7", "1, 2", "\\boxed{1} and \\boxed{2}", "(1, 2)", "\\{1, 2\\}", "1,000",
+                                      "\\frac{1}{2}, \\frac{1}{3}", "\\boxed{1,-2}")] == [1, 2, 2, 1, 1, 1, 2, 2]
+
+
+def test_unknown_format_raises():
+    with pytest.raises(ValueError, match="unknown answer format 'loose'"):
+        extract("\\boxed{1}", "loose")

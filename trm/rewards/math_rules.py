@@ -333,12 +333,18 @@ def prepare(answer: str, ground_truth: str) -> tuple[str, str, str | None]:
     answer, ground_truth = _TRAILING_PUNCTUATION_RE.sub("", answer), _TRAILING_PUNCTUATION_RE.sub("", ground_truth)
     # upright Euler e, which math-verify reads as nothing ("1 + \\frac{1}{\\mathrm{e}}" parses as 1)
     answer, ground_truth = _UPRIGHT_E_RE.sub("e", answer), _UPRIGHT_E_RE.sub("e", ground_truth)
-    a_value, a_unit = split_unit(answer)
-    g_value, g_unit = split_unit(ground_truth)
-    if a_unit and g_unit and a_unit != g_unit:
-        return answer, ground_truth, f"different units: answer in {a_unit!r}, ground truth in {g_unit!r}"
-    if a_unit or g_unit:
-        answer, ground_truth = a_value, g_value
+    a_items, g_items = _split_top_level(answer), _split_top_level(ground_truth)
+    if len(a_items) > 1 and len(a_items) == len(g_items):  # a multi-part answer: units part by part ("5 cm, 7 cm")
+        pairs = [_drop_units(a, g) for a, g in zip(a_items, g_items)]
+        different = next((why for _, _, why in pairs if why), None)
+        if different:
+            return answer, ground_truth, different
+        if any(a != a0 or g != g0 for (a, g, _), a0, g0 in zip(pairs, a_items, g_items)):
+            answer, ground_truth = ", ".join(a for a, _, _ in pairs), ", ".join(g for _, g, _ in pairs)
+    else:
+        answer, ground_truth, different = _drop_units(answer, ground_truth)
+        if different:
+            return answer, ground_truth, different
     answer, ground_truth = _decimal_comma(answer, ground_truth), _decimal_comma(ground_truth, answer)
     (a_kind, a_inner), (g_kind, g_inner) = _shape(answer), _shape(ground_truth)
     if a_kind == "tuple" and g_kind in ("set", "list"):
@@ -353,6 +359,33 @@ _TRAILING_PUNCTUATION_RE = re.compile(r"(?<![.,])[.,]\s*$")
 
 
 _UPRIGHT_E_RE = re.compile(r"\\(?:mathrm|rm|text)\s*\{\s*e\s*\}")
+
+
+def _drop_units(answer: str, ground_truth: str) -> tuple[str, str, str | None]:
+    """Both values without their units when the units agree or one side has none; the reason when they differ."""
+    a_value, a_unit = split_unit(answer)
+    g_value, g_unit = split_unit(ground_truth)
+    if a_unit and g_unit and a_unit != g_unit:
+        return answer, ground_truth, f"different units: answer in {a_unit!r}, ground truth in {g_unit!r}"
+    if a_unit or g_unit:
+        return a_value, g_value, None
+    return answer, ground_truth, None
+
+
+def _split_top_level(text: str) -> list[str]:
+    """The items of a bare comma list ("5 cm, 7 cm"); one item for anything bracketed or without top-level commas."""
+    t = text.strip()
+    if t[:1] in "([" or t.startswith(("\\{", "\\left")) or _THOUSANDS_RE.fullmatch(t):
+        return [text]
+    items, depth, start = [], 0, 0
+    for i, c in enumerate(t):
+        depth += c in "([{"
+        depth -= c in ")]}"
+        if c == "," and depth == 0:
+            items.append(t[start:i].strip())
+            start = i + 1
+    items.append(t[start:].strip())
+    return items if all(items) else [text]
 
 
 def _unwrap_inline(text: str) -> str:

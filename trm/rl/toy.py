@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -37,13 +38,13 @@ class ToyConfig:
     out: str = field(default="runs/rl_toy", metadata={"help": (
         "Run folder: tiny models, toy rows, server logs, steps.jsonl, reward_curve.png.")})
     seed: int = field(default=0, metadata={"help": "Seed of the toy rows, the tiny models, SFT and GRPO sampling."})
-    sft_steps: int = field(default=180, metadata={"help": (
-        "Optimizer steps of the SFT warm-up (batch 32, lr 1e-3): enough for the format and some sums.")})
+    sft_steps: int = field(default=240, metadata={"help": (
+        "Optimizer steps of the SFT warm-up (batch 32, lr 1e-3): the format and about a quarter of the sums.")})
     steps: int = field(default=30, metadata={"help": "GRPO steps (one generation batch each)."})
     prompts_per_step: int = field(default=8, metadata={"help": (
         "Prompts per GRPO step; each is sampled ``num_generations`` times.")})
     num_generations: int = field(default=8, metadata={"help": "Completions per prompt (GRPO's group)."})
-    learning_rate: float = field(default=3e-4, metadata={"help": "GRPO learning rate."})
+    learning_rate: float = field(default=5e-4, metadata={"help": "GRPO learning rate."})
     max_completion_length: int = field(default=32, metadata={"help": (
         "Token budget of a completion (a toy trace takes about 20).")})
     alpha: float = field(default=0.2, metadata={"help": (
@@ -272,6 +273,7 @@ def main(argv: list[str], prog: str = "trm rl toy") -> int:
                             help=f"{f.metadata['help']} (default {f.default})")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so the servers started here are stopped
     try:
         run(ToyConfig(**vars(args)))
     except Exception as error:  # a dead server or a failed reward: say so, never print a curve for it

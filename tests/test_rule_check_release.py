@@ -142,3 +142,26 @@ def test_prime_math_in_workers_is_verls_module_without_verls_heavy_imports(monke
         probe.shutdown()
     assert loaded.value == {"verl.utils.reward_score.prime_math": True, "math_verify": True, "torch": False,
                             "transformers": False}
+
+
+# Answer shapes the release misjudges (issue 14, with real graders' labels in tests/data/answer_cases.jsonl): ours
+# says wrong, the release accepts. (answer, ground truth, ours' source, why ours is right)
+DISAGREE_SHAPES = [
+    ("10 \\text{ m}", "10 \\text{ cm}", "units", "math-verify drops both units and compares 10 with 10"),
+    ("(2,1)", "\\{1,2\\}", "math_verify", "an ordered pair is not the set; compared in the set's written order"),
+    ("2^{10}.", "2", "math_verify", "math-verify's inline form reads 2 out of 2^{10}. (sentence period)"),
+    ("1 + \\frac{1}{\\mathrm{e}}", "1 - \\frac{1}{\\mathrm{e}}", "math_verify", "math-verify reads both as 1"),
+]
+
+
+def test_shapes_the_release_accepts_wrongly_are_wrong_here():
+    verdicts = rule_check_batch([a for a, *_ in DISAGREE_SHAPES], [g for _, g, *_ in DISAGREE_SHAPES])
+    for (answer, gold, source, why), verdict in zip(DISAGREE_SHAPES, verdicts):
+        assert release_math_verify_accepts(answer, gold) or release_prime_math_accepts(answer, gold), (answer, why)
+        assert (verdict.correct, verdict.source) == (False, source), (answer, why, verdict)
+
+
+def test_a_multi_part_ground_truth_is_not_its_last_box():
+    # the release keeps the last box of the ground truth and would accept "4" for "\boxed{3}, \boxed{4}"
+    (last_only, both) = rule_check_batch(["4", "3, 4"], ["\\boxed{3}, \\boxed{4}"] * 2)
+    assert (last_only.correct, both.correct) == (False, True)

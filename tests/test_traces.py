@@ -138,3 +138,13 @@ def test_answer_parts_counts_boxes_or_bare_list_items():
 def test_unknown_format_raises():
     with pytest.raises(ValueError, match="unknown answer format 'loose'"):
         extract("\\boxed{1}", "loose")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(alphabet=st.sampled_from("{}\\boxedfbx $:Answer.I hope\n")), st.sampled_from([STRICT, LENIENT]),
+       st.integers(1, 3))
+def test_the_ladder_never_raises_and_names_its_rung(text, format, parts):
+    found = extract(text, format, parts)
+    assert found.rung in ("box", "boxes", "marker", "tail", "none")
+    assert (found.text is None) == (found.rung == "none")
+    assert format == LENIENT or found.rung != "tail"

@@ -16,7 +16,7 @@ import pytest
 
 from trm.jsonio import read_rows
 from trm.rewards.correctness import check_responses
-from trm.rewards.math_rules import evaluate_numeric, prepare, split_unit, tower_check
+from trm.rewards.math_rules import canonical_unit, evaluate_numeric, prepare, split_unit, tower_check
 from trm.traces import LENIENT, STRICT
 
 CASES = read_rows(Path(__file__).parent / "data" / "answer_cases.jsonl")
@@ -122,3 +122,10 @@ def test_towers_are_decided_by_a_float_evaluation_not_sympy():
     assert tower_check("2^{2^{4}}", "65536")[0] is True
     assert tower_check("10^{10^{10}}", "5") is None  # no finite value: left to math-verify under the time bound
     assert tower_check("2^{10}", "1024") is None  # no tower: the release's path
+
+
+def test_only_known_units_can_make_an_answer_wrong():
+    assert [canonical_unit(u) for u in ("centimeters", "sqft", "ft^2", "mph", "m/s", "hrs", "°", "apple", "unit")] == [
+        "cm", "ft^2", "ft^2", "mi/h", "m/s", "h", "°", None, None]
+    assert prepare("6 \\text{ oranges}", "6 \\text{ apples}") == ("6", "6", None)  # labels, not units: benefit of doubt
+    assert prepare("3 \\text{ square inches}", "3 \\text{ ft}^2")[2] is not None

@@ -229,6 +229,16 @@ _NUMERIC_HEAD_RE = re.compile(r"[\d.,+\-*/^{}()\s]*\d[\d.,+\-*/^{}()\s]*")
 _HEAD_COMMANDS_RE = re.compile(r"\\(?:[dtc]?frac|sqrt|pi|cdot|times)(?![A-Za-z])")
 # Words that are not units after a number: connectives and maths ("2 and 3", "3 pi").
 _NOT_UNITS = frozenset({"and", "or", "to", "pi", "i", "e", "x", "y", "z", "n", "k"})
+_UNIT_GROUPS = {
+    "mm": "mm millimeter millimetre", "cm": "cm centimeter centimetre", "m": "m meter metre",
+    "km": "km kilometer kilometre", "in": "in inch inche", "ft": "ft foot feet", "yd": "yd yard", "mi": "mi mile",
+    "mg": "mg milligram", "g": "g gram", "kg": "kg kilogram", "lb": "lb lbs pound", "oz": "oz ounce", "t": "ton tonne",
+    "ml": "ml milliliter millilitre", "l": "l liter litre", "s": "s sec second", "min": "min minute",
+    "h": "h hr hour", "day": "day", "week": "week wk", "month": "month", "year": "year yr", "°": "°", "rad": "rad radian",
+    "$": "$", "cent": "cent ¢", "mi/h": "mph", "km/h": "kph kmh", "n": "newton", "j": "j joule", "w": "w watt",
+    "pa": "pa pascal", "v": "v volt", "hz": "hz hertz",
+}
+_UNIT_SYNONYMS = {name: canonical for canonical, names in _UNIT_GROUPS.items() for name in names.split()}
 _PERCENT_WORDS = frozenset({"percent", "pct", "percentage"})
 _DEGREE_FORMS = ("^\\circ", "^{\\circ}", "\\circ", "°", "degree", "deg")
 _DECIMAL_COMMA_RE = re.compile(r"-?\d+,\d+")
@@ -361,11 +371,32 @@ _TRAILING_PUNCTUATION_RE = re.compile(r"(?<![.,])[.,]\s*$")
 _UPRIGHT_E_RE = re.compile(r"\\(?:mathrm|rm|text)\s*\{\s*e\s*\}")
 
 
+def canonical_unit(unit: str) -> str | None:
+    """A known unit's canonical name ("centimeters" -> "cm", "sqft" -> "ft^2", "mph" -> "mi/h"), None for words that
+    are not known units ("apples", "units", "ways"): those are labels, never a reason to call an answer wrong."""
+    parts = []
+    for part in unit.split("/"):
+        power = ""
+        prefix = re.match(r"(square|sq\.?|cubic|cu\.?)(?=[a-z])", part)
+        if prefix:
+            power, part = ("^3" if prefix.group(1).startswith("cu") else "^2"), part[prefix.end():]
+        suffix = re.search(r"\^([23])$", part)
+        if suffix:
+            power, part = f"^{suffix.group(1)}", part[: suffix.start()]
+        base = _UNIT_SYNONYMS.get(part) or _UNIT_SYNONYMS.get(part[:-1] if part.endswith("s") else part)
+        if base is None:
+            return None
+        parts.append(base + power)
+    return "/".join(parts)
+
+
 def _drop_units(answer: str, ground_truth: str) -> tuple[str, str, str | None]:
-    """Both values without their units when the units agree or one side has none; the reason when they differ."""
+    """Both values without their units when the units agree, one side has none or either is not a known unit (a
+    label such as "apples"); the reason when both are known units and differ ("10 cm" is not "10 m")."""
     a_value, a_unit = split_unit(answer)
     g_value, g_unit = split_unit(ground_truth)
-    if a_unit and g_unit and a_unit != g_unit:
+    a_known, g_known = canonical_unit(a_unit or ""), canonical_unit(g_unit or "")
+    if a_unit and g_unit and a_known and g_known and a_known != g_known:
         return answer, ground_truth, f"different units: answer in {a_unit!r}, ground truth in {g_unit!r}"
     if a_unit or g_unit:
         return a_value, g_value, None

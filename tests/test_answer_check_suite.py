@@ -129,3 +129,15 @@ def test_only_known_units_can_make_an_answer_wrong():
         "cm", "ft^2", "ft^2", "mi/h", "m/s", "h", "°", None, None]
     assert prepare("6 \\text{ oranges}", "6 \\text{ apples}") == ("6", "6", None)  # labels, not units: benefit of doubt
     assert prepare("3 \\text{ square inches}", "3 \\text{ ft}^2")[2] is not None
+
+
+def test_evaluation_grading_reads_free_text_answers_and_records_the_rung():
+    from trm.evaluation.grading import grade_records
+
+    def record():
+        return {"id": "q1", "answer": "12", "responses": ["So there are 12 ways.", "\\boxed{13}", "no idea"]}
+
+    lenient, strict = grade_records([record()])[0], grade_records([record()], answer_format=STRICT)[0]
+    assert (lenient["correct"], lenient["rungs"], lenient["extracted"][0]) == ([True, False, False],
+                                                                              ["tail", "box", "tail"], "12")
+    assert (strict["correct"], strict["rungs"]) == ([False, False, False], ["none", "box", "none"])

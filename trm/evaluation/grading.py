@@ -39,7 +39,7 @@ def is_graded(record: dict) -> bool:
 
 
 def grade_records(records: list[dict], timeout_s: float = 10.0, answer_format: str = LENIENT) -> list[dict]:
-    """Add `correct`, `verdicts` and `extracted` to every record that lacks them (in place; returns records).
+    """Add `correct`, `verdicts`, `extracted` and `rungs` to every record that lacks them (in place; returns records).
 
     Maths and text answers go through the reward path's rule check with the ``lenient`` extraction ladder by
     default (an answer written in free text counts, as in other projects' evaluation tables); ``answer_format=
@@ -53,6 +53,7 @@ def grade_records(records: list[dict], timeout_s: float = 10.0, answer_format: s
         record["correct"] = [False] * len(responses)
         record["verdicts"] = [""] * len(responses)
         record["extracted"] = [None] * len(responses)
+        record["rungs"] = [""] * len(responses)  # which rung of the extraction ladder found each answer
         for j, response in enumerate(responses):
             if record.get("answer_type") == "choice" and record.get("choices"):
                 answer = extract_answer(response)
@@ -77,6 +78,7 @@ def grade_records(records: list[dict], timeout_s: float = 10.0, answer_format: s
             raise RuntimeError(f"the rule verifier failed on {len(failed)} responses, first: {failed[0]}")
         for (record, j, _, _), verdict in zip(rule_items, verdicts):
             record["extracted"][j] = verdict.answer
+            record["rungs"][j] = verdict.rung
             record["correct"][j] = bool(verdict.correct)
             record["verdicts"][j] = verdict.source
     return records

@@ -136,9 +136,17 @@ elif [[ "$LONG_CONTEXT" != 0 ]]; then
     echo "train.sh: LONG_CONTEXT must be 0 or 1, not '$LONG_CONTEXT'" >&2; exit 2
 fi
 
-PYTHON=${PYTHON:-python3}
-if [[ "${1:-}" == "--dry-run" ]]; then
+LAUNCHER=train.sh
+DRY_RUN=0
+[[ "${1:-}" == "--dry-run" ]] && DRY_RUN=1
+. "$ROOT/server/launch-lib.sh"
+pick_python "$ROOT"  # PYTHON unset: the project's .venv when it is not active, else python3
+require_trm
+if [[ "$DRY_RUN" == 1 ]]; then
     shift
+    checked "verl config, data files, model context and reward manager (trm rl check, below)"
+    skipped "GPUs, vLLM and the reward servers (checked at launch)"
+    dry_run_summary
     exec "$PYTHON" -m trm rl check "${ARGS[@]}" "$@"
 fi
 exec "$PYTHON" -m trm.rl.train "${ARGS[@]}" "$@"  # verl's main_ppo + per-step thinking-reward metrics

@@ -21,7 +21,7 @@ OUTPUT_DIR=${OUTPUT_DIR:-runs/trm-llama-3.1-8b}
 # ---- hardware ----------------------------------------------------------------------------------------------------
 NUM_GPUS=${NUM_GPUS:-auto}            # auto = count with nvidia-smi (0 without it)
 ACCELERATE_CONFIG=${ACCELERATE_CONFIG:-$ROOT/accelerate_configs/fsdp2.yaml}
-PYTHON=${PYTHON:-python}
+PYTHON=${PYTHON:-}                    # empty: the project's .venv when present and not active, else python3
 
 # ---- optimisation (the release's settings; global batch = NUM_GPUS x 2 x 12 = 192 on 8 GPUs) --------------------
 PER_DEVICE_BATCH=${PER_DEVICE_BATCH:-2}
@@ -49,6 +49,27 @@ if [[ "${1:-}" == "--dry-run" ]]; then
   DRY_RUN=1
   shift
 fi
+LAUNCHER=train_rm.sh
+REPO=$ROOT
+. "$ROOT/server/launch-lib.sh"
+pick_python "$ROOT"
+require_trm
+if [[ -d "$MODEL_PATH" ]]; then
+  [[ -f "$MODEL_PATH/config.json" ]] || die "MODEL_PATH '$MODEL_PATH' has no config.json; is it a Hugging Face model folder?"
+  checked "model folder $MODEL_PATH"
+else
+  skipped "model (MODEL_PATH '$MODEL_PATH' is not a local folder: a hub id, fetched at launch)"
+fi
+for data in TRAIN_FILE VALIDATION_FILE; do
+  if [[ -f "${!data}" ]]; then
+    checked "$data exists"
+  elif (( DRY_RUN )); then
+    echo "train_rm.sh: warning: $data '${!data}' does not exist; a real launch would stop here" >&2
+    skipped "$data (does not exist)"
+  else
+    die "$data '${!data}' does not exist; set $data=/path/to/pairs.json (trm data trm-preference validate checks one)"
+  fi
+done
 
 if [[ "$NUM_GPUS" == "auto" ]]; then
   if command -v nvidia-smi >/dev/null 2>&1; then
@@ -90,15 +111,25 @@ if [[ -n "$TRUNCATION" ]]; then
   ARGS+=(--truncation "$TRUNCATION")
 fi
 
+ACCELERATE=accelerate
+if [[ "$PYTHON" == */* && -x "$(dirname "$PYTHON")/accelerate" ]]; then
+  ACCELERATE=$(dirname "$PYTHON")/accelerate  # the same environment as $PYTHON, active or not
+fi
 if (( NUM_GPUS > 0 )); then
-  CMD=(accelerate launch --config_file "$ACCELERATE_CONFIG" --num_processes "$NUM_GPUS"
+  CMD=("$ACCELERATE" launch --config_file "$ACCELERATE_CONFIG" --num_processes "$NUM_GPUS"
        -m trm train-rm "${ARGS[@]}" --bf16 --gradient_checkpointing "$@")
 else
   CMD=("$PYTHON" -m trm train-rm "${ARGS[@]}" "$@")
 fi
 
-echo "train_rm.sh: ${NUM_GPUS} GPU(s) -> ${CMD[0]} ${CMD[1]}" >&2
+if (( NUM_GPUS > 0 )); then
+  echo "train_rm.sh: ${NUM_GPUS} GPU(s): accelerate launch, FSDP2, ${NUM_GPUS} processes" >&2
+else
+  echo "train_rm.sh: no GPU: one CPU process" >&2
+fi
 if (( DRY_RUN )); then
+  skipped "GPU memory and the training itself (checked at launch)"
+  dry_run_summary
   printf '%q ' "${CMD[@]}"
   echo
   exit 0

@@ -11,8 +11,8 @@ TP_SIZE=${TP_SIZE:-1}                          # tensor parallel size (sglang)
 SERVED_MODEL_NAME=${SERVED_MODEL_NAME:-RewardModel}
 API_KEY=${API_KEY:-${TRM_API_KEY:-}}           # optional Bearer key clients must send
 MAX_LENGTH=${MAX_LENGTH:-}                     # token limit per input (empty: the model's context length)
-PYTHON=${PYTHON:-python3}                      # the Python that has trm, or on GPUs the sglang environment
-                                               # (requirements-gpu-trm-server.txt): PYTHON=/path/to/sglang-env/bin/python
+PYTHON=${PYTHON:-}                             # the Python that has trm (empty: the project's .venv), or on GPUs
+                                               # the sglang environment (requirements-gpu-trm-server.txt): PYTHON=/path/to/sglang-env/bin/python
 EXTRA_ARGS=${EXTRA_ARGS:-}                     # more flags for the chosen server, e.g. "--mem-fraction-static 0.8"
 
 set -euo pipefail
@@ -22,7 +22,9 @@ DRY_RUN=${DRY_RUN:-0}
 REPO=$(dirname "$(readlink -f "$0")")
 . "$REPO/server/launch-lib.sh"
 
+pick_python "$REPO"  # empty PYTHON: the project's .venv when it is not active, else python3
 require_model_dir "$MODEL_PATH"
+require_free_port "$HOST" "$PORT"
 warn_open_host
 check_context_limit MAX_LENGTH "$MAX_LENGTH"
 choose_backend "$BACKEND" sglang sglang.launch_server

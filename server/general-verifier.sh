@@ -12,7 +12,7 @@ SERVED_MODEL_NAME=${SERVED_MODEL_NAME:-TIGER-Lab/general-verifier}
 CHAT_TEMPLATE=${CHAT_TEMPLATE:-}                # default: chat_templates/verifier.jinja of this repository
 API_KEY=${API_KEY:-${TRM_API_KEY:-}}
 MAX_MODEL_LEN=${MAX_MODEL_LEN:-}               # context limit (empty: the model's)
-PYTHON=${PYTHON:-python3}
+PYTHON=${PYTHON:-}                             # empty: the project's .venv when present and not active, else python3
 EXTRA_ARGS=${EXTRA_ARGS:-}                     # more flags, e.g. "--gpu-memory-utilization 0.85"
 
 set -euo pipefail
@@ -23,7 +23,9 @@ REPO=$(dirname "$(dirname "$(readlink -f "$0")")")
 . "$REPO/server/launch-lib.sh"
 CHAT_TEMPLATE=${CHAT_TEMPLATE:-$REPO/chat_templates/verifier.jinja}
 
+pick_python "$REPO"  # empty PYTHON: the project's .venv when it is not active, else python3
 require_model_dir "$MODEL_PATH"
+require_free_port "$HOST" "$PORT"
 warn_open_host
 [ -f "$CHAT_TEMPLATE" ] || die "CHAT_TEMPLATE '$CHAT_TEMPLATE' does not exist"
 check_context_limit MAX_MODEL_LEN "$MAX_MODEL_LEN"

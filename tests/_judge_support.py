@@ -212,6 +212,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="serve the deterministic demo judge on a loopback port")
     parser.add_argument("--port", type=int, default=8011)
     args = parser.parse_args()
+    from trm.ports import PortInUse, check_port_free
+
+    try:  # fail at once, naming the holder, rather than in the server thread
+        check_port_free("127.0.0.1", args.port)
+    except PortInUse as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     with ScriptedJudge(demo_policy, port=args.port) as judge:
         print(f"scripted demo judge at {judge.url} (Ctrl-C to stop)", flush=True)
         try:

@@ -57,7 +57,7 @@ def test_report_has_counts_baselines_and_a_table():
 def test_model_cli_prints_json_and_the_table(tiny_models, tmp_path, capsys):
     out = tmp_path / "report.json"
     with one_torch_thread():
-        assert main(["--data", str(TOY_TEST), "--model", str(tiny_models["reward"]), "--limit", "10",
+        assert main(["--data", str(TOY_TEST), "--trm-model", str(tiny_models["reward"]), "--limit", "10",
                      "--output", str(out), "--table"]) == 0
     captured = capsys.readouterr()
     assert captured.out.startswith("| Method | Accuracy") and "| shorter trace wins |" in captured.out

@@ -8,7 +8,10 @@ Groups with their own subcommands (``trm serve reward``) reuse :func:`dispatch` 
 
 from __future__ import annotations
 
+import argparse
+import copy
 import importlib
+import re
 import sys
 from typing import Mapping, Sequence
 
@@ -33,11 +36,69 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every `trm` parser's formatter: descriptions kept as written, and each option's default shown unless its help
+    already states one ("default " / "default:"), or has none worth showing (None, False, an empty list)."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        hidden = getattr(action, "hidden_aliases", ())
+        if hidden:
+            action = copy.copy(action)
+            action.option_strings = [name for name in action.option_strings if name not in hidden]
+        return super()._format_action_invocation(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        default = action.default
+        if (default is None or default is False or default is argparse.SUPPRESS or default == []
+                or re.search(r"default[: ]", help_text, re.IGNORECASE)
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))
+                or not (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))):
+            return help_text
+        return f"{help_text} (default: %(default)s)" if help_text else "(default: %(default)s)"
+
+
+class _AliasNote:
+    """Mixed into an action that has hidden old spellings: says which name to use when an old one is given."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string in self.hidden_aliases:
+            print(f"{parser.prog}: note: {option_string} is now {self.option_strings[0]}; the old name goes away in "
+                  "the next release", file=sys.stderr)
+        super().__call__(parser, namespace, values, option_string)
+
+
+def add_alias(container, old: str, action: argparse.Action | str) -> None:
+    """Accept ``old`` as a deprecated spelling of ``action`` (what ``add_argument`` returned on ``container``, or its
+    option string): the same action, so ``required`` and mutually exclusive groups hold for either name;
+    :class:`HelpFormatter` leaves the old name out of --help, and using it prints the new one."""
+    if isinstance(action, str):
+        action = container._option_string_actions[action]
+    if old in container._option_string_actions:
+        raise ValueError(f"{old} is already an option")
+    action.option_strings.append(old)
+    container._option_string_actions[old] = action
+    if not isinstance(action, _AliasNote):
+        action.hidden_aliases = ()
+        action.__class__ = type(f"Aliased{type(action).__name__}", (_AliasNote, type(action)), {})
+    action.hidden_aliases += (old,)
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("trm")
+    except PackageNotFoundError:  # run from a checkout without `pip install -e .`
+        return "unknown (not installed)"
+
+
 def _usage(prog: str, table: Mapping[str, tuple[str, str]], description: str) -> str:
     width = max(len(name) for name in table) + 2
     lines = [f"usage: {prog} <command> [options]", "", description, "", "commands:"]
     lines += [f"  {name:<{width}}{summary}" for name, (_, summary) in table.items()]
-    lines += ["", f"Run '{prog} <command> --help' for the options of one command."]
+    lines += ["", f"Run '{prog} <command> --help' for the options of one command; '{prog} --version' for the version."]
     return "\n".join(lines)
 
 
@@ -47,6 +108,9 @@ def dispatch(prog: str, table: Mapping[str, tuple[str, str]], argv: Sequence[str
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage(prog, table, description))
         return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        print(f"{prog} {version()}")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in table:
         print(f"{prog}: unknown command {name!r}\n", file=sys.stderr)

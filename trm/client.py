@@ -2,8 +2,10 @@
 
 Each call goes to the least-loaded healthy backend. Connection errors, timeouts, 5xx and 429 answers are
 retried on another backend with exponential backoff, and the failing backend is benched for a cooldown;
-the call gives up only at its total deadline, with :class:`BackendsUnavailable` naming every backend and
-its last error. Other 4xx answers are the caller's mistake: they raise :class:`BackendRequestError` with the
+the call gives up at its total deadline, with :class:`BackendsUnavailable` naming every backend and
+its last error, or much sooner, after a short connect budget, when no backend accepts a connection at all (nothing
+listens there: minutes of silent retries would only hide a wrong address or a server that never started). Each
+backend's state changes (down with its error, answering again) are logged once per change, not per attempt. Other 4xx answers are the caller's mistake: they raise :class:`BackendRequestError` with the
 server's message at once, on no other backend. Nothing here ever turns a failure into a number.
 
 Calls that find every usable backend at its concurrency limit wait for the next free slot on *any* backend,
@@ -22,6 +24,7 @@ Lanes are created only when the busy ones are full and share one SSL context (bu
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import threading
 import time
@@ -33,6 +36,7 @@ from typing import Any, Callable
 import httpx
 
 RETRYABLE_STATUS = frozenset({408, 429})
+log = logging.getLogger(__name__)
 
 
 class BackendsUnavailable(RuntimeError):
@@ -78,6 +82,8 @@ class _BackendState:
     last_error: str = ""
     requests: int = 0
     failures: int = 0
+    down: bool = False  # logged as down and not answered since
+    unreachable: bool = False  # its last attempt could not connect (refused, unreachable, connect timeout)
 
 
 @dataclass
@@ -114,6 +120,7 @@ class BackendPool:
         backoff_base: float = 0.05,
         backoff_max: float = 2.0,
         trust_env: bool = False,
+        connect_budget: float | None = 10.0,
     ):
         """
         Args:
@@ -128,13 +135,17 @@ class BackendPool:
             backoff_base, backoff_max: exponential backoff between retries (with jitter), in seconds.
             trust_env: honour HTTP(S)_PROXY and friends. Off by default: backends are cluster-internal, and a
                 proxy variable set for downloads would otherwise capture every reward request.
+            connect_budget: seconds a call keeps retrying while no backend has accepted a connection in it (also
+                the connect timeout of one attempt); then it raises :class:`BackendsUnavailable` long before
+                ``deadline``. None: retry refused connections until the deadline (servers still starting).
         """
         self.backends = parse_backends(backends)
         if max_concurrency_per_backend < 1:
             raise ValueError(f"max_concurrency_per_backend must be >= 1, got {max_concurrency_per_backend}")
         if connections_per_client < 1:
             raise ValueError(f"connections_per_client must be >= 1, got {connections_per_client}")
-        for name, value in (("request_timeout", request_timeout), ("deadline", deadline)):
+        for name, value in (("request_timeout", request_timeout), ("deadline", deadline),
+                            ("connect_budget", 1.0 if connect_budget is None else connect_budget)):
             if value <= 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
         self.max_concurrency_per_backend = max_concurrency_per_backend
@@ -145,6 +156,7 @@ class BackendPool:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.trust_env = trust_env
+        self.connect_budget = connect_budget
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._states = {url: _BackendState(url) for url in self.backends}
         self._loops: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState]" = weakref.WeakKeyDictionary()
@@ -172,7 +184,8 @@ class BackendPool:
         return httpx.AsyncClient(
             headers=self._headers,
             limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
-            timeout=httpx.Timeout(self.request_timeout),
+            timeout=httpx.Timeout(self.request_timeout, connect=min(self.request_timeout,
+                                                                     self.connect_budget or self.request_timeout)),
             trust_env=self.trust_env,
             verify=self._ssl_context,
         )
@@ -209,6 +222,11 @@ class BackendPool:
         state.last_error = error
         state.failed_at = time.monotonic()
         state.unhealthy_until = state.failed_at + self.unhealthy_cooldown
+        if not state.down:
+            state.down = True
+            others = len(self.backends) - sum(s.down for s in self._states.values())
+            log.warning("backend %s is down (%s); retrying on %s", url, error,
+                        f"the other {others} backend(s)" if others else "every backend until the call gives up")
 
     def healthy_backends(self) -> list[str]:
         now = time.monotonic()
@@ -273,6 +291,7 @@ class BackendPool:
         give_up_at = started + self.deadline
         tried: set[str] = set()
         attempt = 0
+        connected = False  # some backend accepted a connection during this call
         while True:
             url = await self._acquire(loop_state, tried, give_up_at)
             if url is None:
@@ -288,10 +307,16 @@ class BackendPool:
                 self._release(loop_state, url)
             if result is not None:
                 return result
+            connected = connected or not self._states[url].unreachable
             attempt += 1
             delay = min(self.backoff_max, self.backoff_base * (2 ** min(attempt - 1, 16)))
             delay *= 0.5 + random.random()  # jitter, so retries from many calls do not arrive in lockstep
             remaining = give_up_at - time.monotonic()
+            if not connected and self.connect_budget is not None:
+                budget_left = started + self.connect_budget - time.monotonic()
+                if budget_left <= 0:
+                    raise self._unavailable(path, started, refused=True)
+                remaining = min(remaining, budget_left)
             if remaining <= 0:
                 raise self._unavailable(path, started)
             await asyncio.sleep(min(delay, remaining))
@@ -310,14 +335,21 @@ class BackendPool:
                     self._url(url, path), json=payload, timeout=min(self.request_timeout, max(remaining, 0.001))
                 )
                 body = response.content
+        except httpx.ConnectTimeout:
+            state.unreachable = True
+            self._mark_unhealthy(url, f"ConnectTimeout: no connection within {self.connect_budget or self.request_timeout:g}s")
+            return None
         except (TimeoutError, httpx.TimeoutException):
+            state.unreachable = False
             if remaining < self.request_timeout and state.last_error:
                 return None  # cut short by the call's deadline: keep the backend's own last error for the report
             self._mark_unhealthy(url, f"timed out on {path}")
             return None
         except httpx.TransportError as exc:
+            state.unreachable = isinstance(exc, httpx.ConnectError)
             self._mark_unhealthy(url, f"{type(exc).__name__}: {exc or 'connection failed'}")
             return None
+        state.unreachable = False
         if response.status_code >= 500 or response.status_code in RETRYABLE_STATUS:
             self._mark_unhealthy(url, f"HTTP {response.status_code}: {_message(response)}")
             return None
@@ -336,6 +368,9 @@ class BackendPool:
                 return None
         if sent_at > state.failed_at:  # a good answer to a request sent after the last failure ends the cooldown
             state.unhealthy_until = 0.0
+            if state.down:
+                state.down = False
+                log.warning("backend %s answers again (after %d failed attempts in all)", url, state.failures)
         return result
 
     def _url(self, base: str, path: str) -> httpx.URL:
@@ -345,12 +380,16 @@ class BackendPool:
             parsed = self._urls[key] = httpx.URL(f"{base}{path}")
         return parsed
 
-    def _unavailable(self, path: str, started: float) -> BackendsUnavailable:
+    def _unavailable(self, path: str, started: float, refused: bool = False) -> BackendsUnavailable:
         lines = [f"  {url}: {self._states[url].last_error or 'no answer before the deadline'}" for url in self.backends]
-        return BackendsUnavailable(
-            f"no backend answered POST {path} within {time.monotonic() - started:.1f}s "
-            f"(deadline {self.deadline:g}s); backends:\n" + "\n".join(lines)
-        )
+        if refused:
+            head = (f"no backend accepted a connection for POST {path} within {time.monotonic() - started:.1f}s "
+                    f"(connect budget {self.connect_budget:g}s): is a server running at each address, and is it "
+                    "the right host:port?")
+        else:
+            head = (f"no backend answered POST {path} within {time.monotonic() - started:.1f}s "
+                    f"(deadline {self.deadline:g}s)")
+        return BackendsUnavailable(f"{head}; backends:\n" + "\n".join(lines))
 
 
 def _message(response: httpx.Response) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from trm.cli import HelpFormatter
 from trm.jsonio import read_records
 from trm.traces import extract_answer, reasoning, trm_input
 
@@ -25,7 +26,7 @@ def describe(record: dict) -> dict:
 
 
 def main(argv: list[str], prog: str = "trm inspect") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--input", required=True, help="JSON object, JSON list or JSONL of {prompt, response}")
     parser.add_argument("--json", action="store_true", help="print one JSON object per record instead of text")
     args = parser.parse_args(argv)

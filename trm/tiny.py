@@ -15,6 +15,7 @@ import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from trm.cli import HelpFormatter, add_alias
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
@@ -146,10 +147,11 @@ def build_tiny_models(out: str | Path, seed: int = 0, size: str = "tiny") -> dic
 
 
 def main(argv: list[str], prog: str = "trm tiny") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, help="folder to write reward/ and chat/ into")
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--output-dir", dest="out", required=True, help="folder to write reward/ and chat/ into")
     parser.add_argument("--seed", type=int, default=0, help="seed for the tokenizer corpus and the weights")
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny", help="tiny (tests) or small (benchmarks)")
+    add_alias(parser, "--out", "--output-dir")
     args = parser.parse_args(argv)
     paths = build_tiny_models(args.out, seed=args.seed, size=args.size)
     for name, path in paths.items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Callable
 
 from trm.dag.graph import ROOT, Dag, DagState, Decision, apply_decision, check_decision
 from trm.dag.partition import partition
@@ -56,6 +57,10 @@ def _unique_majority(decisions: list[Decision]) -> bool:
     return bool(counts) and (len(counts) == 1 or counts[0][1] > counts[1][1])
 
 
+FALLBACK_ERROR = "no valid structuring answer; fell back to continue"
+"""The error recorded for a step no judge answer could decide (counted by `trm dag build`)."""
+
+
 async def decide_step(
     judge: JudgeClient, question: str, steps: list[str], step: int, state: DagState, config: DagConfig, usage: Usage
 ) -> tuple[Decision, str, dict | None]:
@@ -85,7 +90,7 @@ async def decide_step(
             break
     chosen = vote([d for d, _ in valid])
     if chosen is None:
-        error = {"step": step, "error": "no valid structuring answer; fell back to continue", "rejected": rejected}
+        error = {"step": step, "error": FALLBACK_ERROR, "rejected": rejected}
         return Decision("continue"), "", error
     explanation = next(
         e for d, e in valid if d.action == chosen.action and (chosen.action == "continue" or d == chosen)
@@ -99,8 +104,10 @@ async def build_dag(
     steps: list[str],
     config: DagConfig | None = None,
     usage: Usage | None = None,
+    on_step: Callable[[], None] | None = None,
 ) -> Dag:
-    """Structure ``steps`` (from :func:`partition` or given) into a DAG; steps are decided in order."""
+    """Structure ``steps`` (from :func:`partition` or given) into a DAG; steps are decided in order, and
+    ``on_step`` (progress) is called after each."""
     config = config or DagConfig()
     usage = usage if usage is not None else Usage()
     steps = cap_steps(list(steps), config.max_steps)
@@ -115,7 +122,19 @@ async def build_dag(
         dag.rationales.append(explanation)
         if error is not None:
             dag.errors.append(error)
+        if on_step is not None:
+            on_step()
     return dag
+
+
+def fallback_counts(records: list[dict]) -> tuple[int, int]:
+    """(steps that fell back to 'continue' for want of a valid judge answer, steps decided) over DAG records."""
+    fallbacks = decided = 0
+    for record in records:
+        dag = record["dag"]
+        decided += max(0, dag["num_steps"] - 1)  # the first step is the root: nothing to decide
+        fallbacks += sum(1 for error in dag.get("errors", ()) if error.get("error") == FALLBACK_ERROR)
+    return fallbacks, decided
 
 
 def cap_steps(steps: list[str], max_steps: int) -> list[str]:

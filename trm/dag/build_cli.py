@@ -6,13 +6,18 @@ import argparse
 import asyncio
 import sys
 
-from trm.dag.build import DagConfig, build_dag, steps_of
+from trm.cli import HelpFormatter
+from trm.dag.build import DagConfig, build_dag, cap_steps, fallback_counts, steps_of
 from trm.dag.graph import merged_view
 from trm.dag.partition import KEYWORD_SETS, resolve_keywords
 from trm.jsonio import read_records
 from trm.judge.batch import run_ordered
 from trm.judge.client import JudgeUnavailable, Usage, add_judge_arguments, client_from_args
 from trm.resumable import RecordFailed, ResumableOutput
+
+# A capable judge answers in the format for nearly every step (the scripted demo judge for all of them); one whose
+# answers are rejected for more than this share of the steps is the wrong model, prompt or token budget.
+MAX_FALLBACK_RATE = 0.1
 
 # Input fields consumed here; all other fields are copied to the output record unchanged.
 _TEXT_FIELDS = ("trace", "steps", "response")
@@ -26,12 +31,14 @@ def add_dag_arguments(parser: argparse.ArgumentParser) -> None:
         default="default",
         help=f"step keywords: a family ({', '.join(KEYWORD_SETS)}) or a comma-separated word list",
     )
-    group.add_argument("--rounds", default="1,3,4,4,4", help="samples per re-sampling round")
+    group.add_argument("--rounds", default="1,3,4,4,4",
+                       help="samples per re-sampling round, until a unique majority (a CPU judge: 1)")
     group.add_argument("--main-path-window", type=int, default=8, help="main-path ids shown to the judge")
     group.add_argument("--max-open-leaves", type=int, default=5, help="open branch leaves shown to the judge")
-    group.add_argument("--dag-temperature", type=float, default=0.3)
-    group.add_argument("--dag-top-p", type=float, default=0.9)
-    group.add_argument("--dag-max-tokens", type=int, default=512)
+    group.add_argument("--dag-temperature", type=float, default=0.3, help="judge sampling temperature")
+    group.add_argument("--dag-top-p", type=float, default=0.9, help="judge nucleus sampling")
+    group.add_argument("--dag-max-tokens", type=int, default=512,
+                       help="judge answer budget per sample (on a CPU judge, 16-64 keeps a step to seconds)")
     group.add_argument("--step-chars", type=int, default=600, help="clip each shown step to this many characters")
     group.add_argument("--max-steps", type=int, default=0, help="cap steps per trace (0 = no cap)")
 
@@ -62,10 +69,15 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
             "Turn reasoning traces into DAGs. Each input line needs 'prompt' and one of 'trace' (text, split into "
             "steps here), 'steps' (list of strings, used as given) or 'response' (its reasoning is used)."
         ),
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--input", required=True, help="JSONL (or JSON list) of trace records")
     parser.add_argument("--output", required=True, help="JSONL written one record per trace; reruns resume")
     parser.add_argument("--concurrency", type=int, default=8, help="traces in flight at once")
+    parser.add_argument("--max-fallback-rate", type=float, default=MAX_FALLBACK_RATE,
+                        help="exit 3 when more than this share of the steps in the output fell back to 'continue' "
+                             "because no judge answer was valid (a judge that fails that often is not structuring "
+                             "anything); 1 accepts any")
     add_judge_arguments(parser)
     add_dag_arguments(parser)
     return parser
@@ -91,10 +103,15 @@ def main(argv: list[str], prog: str = "trm dag build") -> int:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     judge = client_from_args(args)
+    from tqdm import tqdm
+
+    step_total = sum(max(0, len(cap_steps(steps_of(records[i], keywords), config.max_steps)) - 1) for i in output.todo)
+    step_bar = tqdm(total=step_total, desc="dag steps", unit="step", file=sys.stderr, dynamic_ncols=True, position=1)
 
     async def work(index: int, record: dict) -> dict:
         usage = Usage()
-        dag = await build_dag(judge, record["prompt"], steps_of(record, keywords), config, usage)
+        dag = await build_dag(judge, record["prompt"], steps_of(record, keywords), config, usage,
+                              on_step=lambda: step_bar.update(1))
         out = {key: value for key, value in record.items() if key not in _TEXT_FIELDS}
         out.update(
             index=index,
@@ -111,7 +128,8 @@ def main(argv: list[str], prog: str = "trm dag build") -> int:
             await judge.aclose()
 
     try:
-        written = asyncio.run(run())
+        with step_bar:
+            written = asyncio.run(run())
     except RecordFailed as exc:
         if not isinstance(exc.cause, JudgeUnavailable):
             raise
@@ -130,6 +148,15 @@ def main(argv: list[str], prog: str = "trm dag build") -> int:
         f"{judge.usage.total_tokens} tokens this run)",
         file=sys.stderr,
     )
+    fallbacks, decided = fallback_counts(read_records(args.output))
+    rate = fallbacks / decided if decided else 0.0
+    print(f"{prog}: {fallbacks} of {decided} steps fell back to 'continue' (no valid judge answer): {rate:.1%} "
+          f"(limit --max-fallback-rate {args.max_fallback_rate:g})", file=sys.stderr)
+    if rate > args.max_fallback_rate:
+        print(f"{prog}: error: fallback rate {rate:.1%} is above {args.max_fallback_rate:.1%}: the judge's answers "
+              f"were rejected (see 'errors' in {args.output}); use a stronger judge, a larger --dag-max-tokens, or "
+              "--max-fallback-rate 1 to accept the output", file=sys.stderr)
+        return 3
     return 0
 
 

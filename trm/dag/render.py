@@ -9,6 +9,7 @@ import sys
 from html import escape
 from pathlib import Path
 
+from trm.cli import HelpFormatter
 from trm.dag.graph import Dag, merged_view, validate_dag
 from trm.jsonio import read_records
 
@@ -106,7 +107,8 @@ def render_svg(dag: Dag, title: str = "") -> str:
 
 
 def main(argv: list[str], prog: str = "trm dag render") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="Draw one DAG of a `trm dag build` output as SVG.")
+    parser = argparse.ArgumentParser(prog=prog, description="Draw one DAG of a `trm dag build` output as SVG.",
+                                     formatter_class=HelpFormatter)
     parser.add_argument(
         "--input", required=True, help="`trm dag build` output or `trm preference build` audit (JSONL), or one record"
     )

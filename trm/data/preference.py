@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
+from trm.cli import HelpFormatter
 from trm.jsonio import read_rows
 from trm.training.pairs import RecordError, preference_parts
 
@@ -190,21 +191,23 @@ def _cmd_convert(args) -> int:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("validate", help="report malformed records (row and field); exit 1 if any")
+    p = sub.add_parser("validate",
+                       help="report malformed records (row and field); exit 1 if any", formatter_class=HelpFormatter)
     p.add_argument("file")
     p.add_argument("--max-errors", type=int, default=50, help="how many problems to print")
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("describe", help="pair count and length percentiles of the TRM inputs")
+    p = sub.add_parser("describe",
+                       help="pair count and length percentiles of the TRM inputs", formatter_class=HelpFormatter)
     p.add_argument("file")
     p.add_argument("--tokenizer", help="tokenizer (model folder) for token-length percentiles")
     p.add_argument("--trust-remote-code", action="store_true", help="allow custom tokenizer code (off by default)")
     p.set_defaults(func=_cmd_describe)
 
-    p = sub.add_parser("split", help="split off a seeded random validation set")
+    p = sub.add_parser("split", formatter_class=HelpFormatter, help="split off a seeded random validation set")
     p.add_argument("file")
     p.add_argument("--validation-size", type=float, default=0.05, help="fraction (<1) or number of records (>=1)")
     p.add_argument("--seed", type=int, default=42)
@@ -212,7 +215,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--validation-out", required=True, help="output file (.json, .jsonl or .parquet)")
     p.set_defaults(func=_cmd_split)
 
-    p = sub.add_parser("convert", help="convert between JSON, JSONL and parquet (by file name)")
+    p = sub.add_parser("convert",
+                       help="convert between JSON, JSONL and parquet (by file name)", formatter_class=HelpFormatter)
     p.add_argument("file")
     p.add_argument("output")
     p.add_argument("--no-validate", action="store_true", help="copy records without checking them")

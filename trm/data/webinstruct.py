@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
+from trm.cli import HelpFormatter
 from trm.data.prompts import FAMILIES, TEMPLATES, get_template, template_for, template_help
 from trm.jsonio import iter_rows
 
@@ -130,9 +131,11 @@ def _validate(args) -> int:
 
 
 def main(argv: list[str], prog: str = "trm data webinstruct") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="WebInstruct-verified data for RL with verl.")
+    parser = argparse.ArgumentParser(prog=prog, description="WebInstruct-verified data for RL with verl.",
+                                     formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="action", required=True)
-    convert = sub.add_parser("convert", help="convert WebInstruct-verified rows (parquet/JSON/JSONL) to verl parquet")
+    convert = sub.add_parser("convert",
+                             help="convert WebInstruct-verified rows (parquet/JSON/JSONL) to verl parquet", formatter_class=HelpFormatter)
     convert.add_argument("--input", required=True, help="rows with question and answer (parquet, JSON or JSONL)")
     convert.add_argument("--output", required=True, help="parquet file to write")
     convert.add_argument("--family", choices=FAMILIES, default="qwen-math",
@@ -143,7 +146,8 @@ def main(argv: list[str], prog: str = "trm data webinstruct") -> int:
     convert.add_argument("--split", default="train", help="value stored in extra_info.split")
     convert.add_argument("--data-source", default=WEBINSTRUCT_SOURCE, help="value of data_source (selects the verifier)")
     convert.add_argument("--limit", type=int, default=None, help="convert only the first N rows")
-    validate = sub.add_parser("validate", help="check a processed parquet; names each missing field and row")
+    validate = sub.add_parser("validate",
+                              help="check a processed parquet; names each missing field and row", formatter_class=HelpFormatter)
     validate.add_argument("input", help="processed parquet, e.g. WebInstruct-Verified-Processed/train.parquet")
     args = parser.parse_args(argv)
     try:

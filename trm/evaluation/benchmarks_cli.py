@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from trm.cli import HelpFormatter, add_alias
 from trm.data.prompts import TEMPLATES
 from trm.evaluation import tables
 from trm.evaluation.generate import BENCHMARK_TEMPLATE
@@ -92,10 +93,10 @@ def metrics_markdown(results: dict[str, dict[str, dict]]) -> str:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--run", action="append", required=True, metavar="LABEL=FILES",
                    help="a checkpoint: 'policy/reward=gen1.jsonl,gen2.jsonl' (globs allowed); repeat per checkpoint")
-    p.add_argument("--out-dir", required=True, help="writes eval.json, metrics.md, table2.md, table2.csv here")
+    p.add_argument("--output-dir", dest="out_dir", required=True, help="writes eval.json, metrics.md, table2.md, table2.csv here")
     p.add_argument("--ks", type=int, nargs="+", default=[1, 4, 16, 32], help="pass@k values (k <= samples)")
     p.add_argument("--paper", action="store_true", help="add the paper's published Table 2 rows as reference")
     p.add_argument("--paper-policy", nargs="*", help="only these policies' paper rows (default: matching run "
@@ -104,6 +105,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--template", choices=[BENCHMARK_TEMPLATE, *TEMPLATES],
                    help="require every run to have been generated with this prompt (the one its policy was "
                         "trained with, e.g. luffy for the paper's Qwen2.5-Math runs)")
+    add_alias(p, "--out-dir", "--output-dir")
     return p
 
 

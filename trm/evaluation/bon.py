@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from trm.cli import HelpFormatter, add_alias
 from trm.evaluation.grading import correctness_matrix, grade_records
 from trm.evaluation.metrics import mean, pass_at_k
 from trm.evaluation.selectors import SELECTORS, ScoreSelector, Selector
@@ -92,9 +93,9 @@ def plot(result: dict, path: str | Path, title: str) -> Path:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--generations", required=True, help="`trm generate` output (graded or not)")
-    p.add_argument("--out-dir", required=True, help="writes bon.json, bon.md, bon.png (and scores caches) here")
+    p.add_argument("--output-dir", dest="out_dir", required=True, help="writes bon.json, bon.md, bon.png (and scores caches) here")
     p.add_argument("--selectors", nargs="+", default=["trm", "majority", "random", "shortest", "oracle"],
                    choices=list(SELECTORS), help="trm/reward need a scorer; oracle is the pass@N ceiling")
     p.add_argument("--n-values", type=int, nargs="+", default=list(DEFAULT_NS))
@@ -114,6 +115,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, help="local reward model: longest input in tokens")
     p.add_argument("--truncation", choices=["left", "right"], help="local reward model: cut long inputs")
     p.add_argument("--save-graded", help="also write the graded generations here (JSONL)")
+    add_alias(p, "--out-dir", "--output-dir")
     return p
 
 

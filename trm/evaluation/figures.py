@@ -16,6 +16,7 @@ import re
 import sys
 from pathlib import Path
 
+from trm.cli import HelpFormatter, add_alias
 from trm.evaluation import bon, paper, tables, winrate
 from trm.evaluation.plotting import plot_bar_panels, plot_lines
 
@@ -39,7 +40,7 @@ def table2_figure(rows: list[dict], path: Path, title: str) -> Path:
             values = []
             for policy in policies:
                 match = [tables.with_averages(r["values"]) for r in rows if r["policy"] == policy and r["reward"] == reward]
-                values.append((match[0][key] or 0.0) if match else 0.0)
+                values.append(match[0][key] if match else None)  # missing stays missing: no bar, never 0
             bars[reward or "-"] = values
         panels.append((name, policies, bars))
     return plot_bar_panels(panels, path, "accuracy (%)", title)
@@ -92,10 +93,11 @@ def result_figures(results: Path, out: Path) -> list[Path]:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--results", nargs="*", default=[], help="directories with bon.json / eval.json / winrate.json")
-    p.add_argument("--out", default="assets", help="output directory (default: assets)")
+    p.add_argument("--output-dir", dest="out", default="assets", help="output directory")
     p.add_argument("--no-paper", action="store_true", help="skip the figures of the paper's published numbers")
+    add_alias(p, "--out", "--output-dir")
     return p
 
 

@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from trm.cli import HelpFormatter, add_alias
 from trm.data.prompts import TEMPLATES, get_template, template_help
 from trm.evaluation.backends import BACKENDS, SamplingConfig, vllm_usable
 from trm.evaluation.benchmarks import BENCHMARKS, LETTERS, Item, load_items
@@ -26,13 +27,13 @@ BENCHMARK_TEMPLATE = "benchmark"  # the benchmark's own prompt (question, option
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--benchmark", required=True, help=f"one of: {', '.join(BENCHMARKS)}")
     p.add_argument("--data", help="benchmark file (else $TRM_BENCH_<NAME> or --data-dir)")
     p.add_argument("--data-dir", help="directory holding the benchmark's default file name ($TRM_BENCH_DIR)")
     p.add_argument("--question-field"), p.add_argument("--answer-field"), p.add_argument("--choices-field")
     p.add_argument("--limit", type=int, help="only the first LIMIT questions")
-    p.add_argument("--out", required=True, help="output JSONL (resumed if it exists)")
+    p.add_argument("--output", dest="out", required=True, help="output JSONL (resumed if it exists)")
     p.add_argument("--model", required=True, help="model path (vllm/transformers) or served model name (openai)")
     p.add_argument("--backend", choices=["auto", *BACKENDS], default="auto",
                    help="auto: openai if --endpoint is given, else vllm if it imports and a GPU is present, "
@@ -61,6 +62,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm backend")
     p.add_argument("--device", help="transformers backend device (default cuda if available, else cpu)")
     p.add_argument("--trust-remote-code", action="store_true")
+    add_alias(p, "--out", "--output")
     return p
 
 

@@ -23,6 +23,7 @@ import argparse
 import random
 from pathlib import Path
 
+from trm.cli import HelpFormatter, add_alias
 from trm.data.toy_traces import think_block, trace_pair
 from trm.evaluation.benchmarks import LETTERS, load_items
 from trm.jsonio import append_jsonl
@@ -72,7 +73,7 @@ def synthetic_records(items, n: int, seed: int = 0, accuracy: tuple[float, float
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--benchmark", required=True), p.add_argument("--data"), p.add_argument("--data-dir")
     p.add_argument("--n", type=int, default=16), p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeat-items", type=int, default=1, help="use each fixture item this many times (more questions)")
@@ -80,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="probability that a correct response's reasoning carries ME² defects")
     p.add_argument("--defect-rate-wrong", type=float, default=DEFECT_RATE_WRONG,
                    help="probability that a wrong response's reasoning carries ME² defects")
-    p.add_argument("--out", required=True)
+    p.add_argument("--output", dest="out", required=True, help="pool JSONL to write")
+    add_alias(p, "--out", "--output")
     args = p.parse_args(argv)
     for flag in ("defect_rate_correct", "defect_rate_wrong"):
         if not 0.0 <= getattr(args, flag) <= 1.0:

@@ -17,6 +17,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from trm.cli import HelpFormatter, add_alias
 from trm.evaluation.metrics import wilson_interval
 from trm.jsonio import read_records
 from trm.resumable import ResumableOutput
@@ -128,17 +129,17 @@ def plot(summaries: list[dict], path: str | Path, title: str = "reasoning win ra
         for group in groups:
             match = [s for s in summaries if (s.get("group") or s["a"]) == group and f"vs {s['b']}" == opponent]
             s = match[0] if match else None
-            rate = s["win_rate"] if s and s["win_rate"] is not None else 0.0
+            rate = s["win_rate"] if s else None  # no comparison (or no decided pair): no bar, never a 0
             values.append(rate)
-            errs.append((s["ci_low"], s["ci_high"]) if s and s["win_rate"] is not None else (0.0, 0.0))
+            errs.append((s["ci_low"], s["ci_high"]) if rate is not None else None)
         bars[opponent] = values
-        if any(low != high for low, high in errs):  # published rates come without intervals
+        if any(err is not None and err[0] != err[1] for err in errs):  # published rates come without intervals
             errors[opponent] = errs
     return plot_grouped_bars(groups, bars, path, title, "win rate", errors=errors or None, hline=0.5, ylim=(0, 1.05))
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--a", nargs="+", required=True, help="generation files of model A (e.g. the TRM-trained policy)")
     p.add_argument("--b", nargs="+", required=True, help="generation files of model B (the baseline)")
     p.add_argument("--a-label", default="A"), p.add_argument("--b-label", default="B")
@@ -152,7 +153,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=4, help="pairs judged at once")
     p.add_argument("--max-retries", type=int, help="judge retries per request on 429/5xx/timeouts (client default)")
     p.add_argument("--keep-views", action="store_true", help="keep DAG views in the audit file (large)")
-    p.add_argument("--out-dir", required=True, help="writes pairs.jsonl (audit), winrate.json, winrate.md, winrate.png")
+    p.add_argument("--output-dir", dest="out_dir", required=True, help="writes pairs.jsonl (audit), winrate.json, winrate.md, winrate.png")
+    add_alias(p, "--out-dir", "--output-dir")
     return p
 
 

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from trm.cli import HelpFormatter
 from trm.dag.build_cli import add_dag_arguments, dag_config_from_args
 from trm.dag.partition import resolve_keywords
 from trm.judge.batch import run_ordered
@@ -38,6 +39,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
             "consistently preferred pairs as TRM-Preference records. Input lines: "
             '{"prompt": str, "model": str, "response": str, "correct": bool, "prompt_id": optional}.'
         ),
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--input", required=True, help="JSONL (or JSON list) of verified responses")
     parser.add_argument("--output", required=True, help="TRM-Preference JSONL (kept pairs)")

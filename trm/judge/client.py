@@ -218,9 +218,14 @@ def _v1_url(base_url: str) -> str:
 
 def add_judge_arguments(parser, default_concurrency: int = 16) -> None:
     """The flags every judge-using command shares (endpoint, model, key, concurrency, retries)."""
+    from trm.cli import add_alias
+
     group = parser.add_argument_group("judge endpoint")
-    group.add_argument("--base-url", required=True, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:23888/v1")
-    group.add_argument("--model", required=True, help="model name the endpoint serves")
+    url = group.add_argument("--judge-url", dest="base_url", required=True, metavar="URL",
+                             help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:23888/v1")
+    model = group.add_argument("--judge-model", dest="model", required=True, metavar="NAME", help="model name the endpoint serves")
+    add_alias(group, "--base-url", url)  # the old spellings, for one release
+    add_alias(group, "--model", model)
     group.add_argument(
         "--api-key",
         default=None,

@@ -11,6 +11,7 @@ import math
 import sys
 from pathlib import Path
 
+from trm.cli import HelpFormatter, add_alias
 from trm.jsonio import read_rows
 from trm.rewards.compute import RewardSettings, request_from_sample, reward_batch_sync, verdict_counts
 
@@ -66,12 +67,13 @@ def main(argv: list[str], prog: str = "trm reward") -> int:
         prog=prog,
         description="Compute thinking rewards r = v * (1 - alpha + alpha * sigmoid(t)) for responses to rows of a "
         "verl RL dataset, through the verifier and TRM servers, and print every component.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--data", required=True, help="verl RL rows: parquet (trm data webinstruct convert), JSON or JSONL")
     parser.add_argument("--responses", required=True,
                         help="JSON/JSONL records {'index': extra_info.index | 'row': position, 'response': text}")
-    parser.add_argument("--rm-backends", help="TRM servers, host:port[,host:port] (default $TRM_RM_BACKENDS or 127.0.0.1:39999)")
-    parser.add_argument("--verifier-backends",
+    parser.add_argument("--trm-endpoint", dest="rm_backends", help="TRM servers, host:port[,host:port] (default $TRM_RM_BACKENDS or 127.0.0.1:39999)")
+    parser.add_argument("--verifier-endpoint", dest="verifier_backends",
                         help="verifier servers (default $TRM_VERIFIER_BACKENDS or 127.0.0.1:23888)")
     parser.add_argument("--alpha", type=float, default=0.2, help="weight of the thinking reward (default 0.2)")
     parser.add_argument("--score-all", action="store_true", help="also score the reasoning of unverified answers")
@@ -84,6 +86,8 @@ def main(argv: list[str], prog: str = "trm reward") -> int:
     parser.add_argument("--verifier-api-key", help="API key of the verifier servers")
     parser.add_argument("--deadline", type=float, default=120.0, help="seconds one call may take, retries included")
     parser.add_argument("--output", help="also write one JSON record per response (components + response) here")
+    add_alias(parser, "--rm-backends", "--trm-endpoint")
+    add_alias(parser, "--verifier-backends", "--verifier-endpoint")
     args = parser.parse_args(argv)
 
     try:

@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from trm.cli import HelpFormatter
 from trm.rl.config import compose_ppo_config, local_path, validate_ppo_config
 from trm.rl.context import check_batched_tokens, check_policy_context
 
@@ -157,6 +158,7 @@ def main(argv: list[str], prog: str = "trm rl check") -> int:
         prog=prog,
         description="Compose verl's ppo_trainer config with Hydra overrides, validate it and load the reward "
         "manager, without GPUs. `bash train.sh --dry-run [overrides]` calls this with train.sh's overrides.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data.train_batch_size=64")
     parser.add_argument("--print-config", action="store_true", help="also print the full resolved config (YAML)")

@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from trm.cli import HelpFormatter
 from trm.rl.context import LONG_CONTEXT_POSITIONS, LONG_CONTEXT_ROPE_THETA, read_model_config
 
 
@@ -64,7 +65,7 @@ def write_long_context_copy(src: Path, dst: Path, settings: LongContextSettings)
 
 def main(argv: list[str], prog: str = "trm rl long-context") -> int:
     defaults = LongContextSettings()
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("src", help="local model folder (config.json, weights, tokenizer)")
     parser.add_argument("dst", help="new folder for the copy (must not exist, or be empty)")
     parser.add_argument("--max-position-embeddings", type=int, default=defaults.max_position_embeddings,

@@ -24,7 +24,9 @@ def main(argv: list[str], prog: str = "trm serve") -> int:
 
 def common_parser(prog: str, description: str, default_port: int, default_name: str) -> argparse.ArgumentParser:
     """Flags both servers share."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    from trm.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
     parser.add_argument("--model", required=True, help="Hugging Face model folder (config.json, weights, tokenizer)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=default_port, help=f"port (default {default_port})")
@@ -36,12 +38,14 @@ def common_parser(prog: str, description: str, default_port: int, default_name: 
                         help="token limit per input (default: the model's max_position_embeddings)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--dtype", default="auto", help="auto (checkpoint dtype), float32, bfloat16, float16")
-    parser.add_argument("--max-batch-tokens", type=int, default=16384,
-                        help="padded tokens per shared forward pass (default 16384)")
+    from trm.serving.batching import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, BatcherConfig
+
+    parser.add_argument("--max-batch-tokens", type=int, default=None,
+                        help=f"padded tokens per shared forward pass (default {GPU_BATCH_TOKENS} on a GPU; the reward "
+                             f"server uses {CPU_BATCH_TOKENS} on a CPU, whose caches favour small batches)")
     parser.add_argument("--max-batch-size", type=int, default=64,
                         help="rows per shared forward pass; 1 turns batching off (default 64)")
     parser.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body in MiB (default 32)")
-    from trm.serving.batching import BatcherConfig
     from trm.serving.http import ConnectionLimits
 
     parser.add_argument("--max-queue", type=int, default=BatcherConfig.max_queue,
@@ -65,8 +69,15 @@ def common_parser(prog: str, description: str, default_port: int, default_name: 
 
 
 def parse_server_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
-    """Parse the flags, then set up logging and torch threads as they ask (before any model loads)."""
+    """Parse the flags, refuse a port that is taken, then set up logging and torch threads as they ask (before any
+    model loads)."""
     args = parser.parse_args(argv)
+    from trm.ports import PortInUse, check_port_free
+
+    try:  # before the model loads for minutes, and before a script waiting on the port finds another server there
+        check_port_free(args.host, args.port)
+    except PortInUse as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     if args.torch_threads:

@@ -9,18 +9,25 @@ def main(argv: list[str], prog: str = "trm serve reward") -> int:
     parser = common_parser(prog, __doc__, default_port=39999, default_name="RewardModel")
     parser.add_argument("--truncation", choices=["left", "right"], default=None,
                         help="truncate over-long inputs from this side (default: reject them with 400)")
+    parser.add_argument("--allow-random-head", action="store_true",
+                        help="serve a checkpoint without score-head weights (a causal LM) with a random head; for "
+                             "tests only, its scores mean nothing (default: refuse to start)")
     args = parse_server_args(parser, argv)
 
     from trm.serving.http import run_app
     from trm.serving.reward_server import RewardServerConfig, build_app
-    from trm.serving.scorer import RewardScorer, check_model_dir
+    from trm.serving.scorer import MissingScoreHead, RewardScorer, check_model_dir
 
     try:
         check_model_dir(args.model)
     except FileNotFoundError as exc:
         return fail(prog, str(exc))
-    scorer = RewardScorer(args.model, device=args.device, max_length=args.max_length, truncation=args.truncation,
-                          dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    try:
+        scorer = RewardScorer(args.model, device=args.device, max_length=args.max_length, truncation=args.truncation,
+                              dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+                              allow_random_head=args.allow_random_head)
+    except MissingScoreHead as exc:
+        return fail(prog, str(exc))
     config = RewardServerConfig(served_model_names=args.served_model_names or ["RewardModel"],
                                 **shared_config(args))
     print(f"{prog}: {args.model} on {scorer.device} as {', '.join(config.served_model_names)} at "

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from trm.cli import HelpFormatter, add_alias
 from trm.jsonio import read_records
 from trm.resumable import ResumableOutput, content_key
 from trm.traces import trm_input
@@ -81,11 +82,12 @@ def local_scorer(model_path: str, args) -> Callable[[list[list[str]]], list[list
 
 
 def main(argv: list[str], prog: str = "trm score") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--input", required=True, help="JSON object, JSON list or JSONL of {prompt, response}")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--endpoint", help="TRM server(s): host:port or URL, comma-separated (load is spread)")
-    source.add_argument("--model", help="score in this process with the reward model in this folder")
+    source.add_argument("--trm-endpoint", dest="endpoint",
+                        help="TRM server(s): host:port or URL, comma-separated (load is spread)")
+    source.add_argument("--trm-model", dest="model", help="score in this process with the reward model in this folder")
     parser.add_argument("--output", help="JSONL to write (records + trm_score); default: a single object prints "
                                          "its score, several records print JSONL to stdout")
     parser.add_argument("--resume", action="store_true", help="keep the records already in --output, score the rest")
@@ -105,6 +107,8 @@ def main(argv: list[str], prog: str = "trm score") -> int:
     local.add_argument("--max-length", type=int, default=None)
     local.add_argument("--truncation", choices=["left", "right"], default=None)
     local.add_argument("--trust-remote-code", action="store_true")
+    add_alias(source, "--endpoint", "--trm-endpoint")
+    add_alias(source, "--model", "--trm-model")
     args = parser.parse_args(argv)
 
     import os

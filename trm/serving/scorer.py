@@ -39,6 +39,11 @@ class InputTooManyChars(InputTooLong):
         self.chars, self.char_limit = chars, char_limit
 
 
+class MissingScoreHead(ValueError):
+    """The checkpoint has no weights for part of the sequence classifier (its score head, typically): a causal LM
+    or base model loaded as a reward model would score with freshly initialised, random weights."""
+
+
 class TokenizerBusy(RuntimeError):
     """The tokenizer lock is held and the caller asked not to wait (the event loop must never block on it)."""
 
@@ -125,25 +130,38 @@ class ScorerConfig:
     """None: over-long inputs are an error. left/right: drop tokens from that side to fit."""
     trust_remote_code: bool = False
     """Run Python code shipped with the checkpoint (off unless asked)."""
+    allow_random_head: bool = False
+    """Load a checkpoint that lacks score-head weights, initialising them at random (tests only: the scores mean
+    nothing). Off: such a checkpoint raises MissingScoreHead."""
 
 
 class RewardScorer:
     """Raw reward scores for texts, batched, on one device."""
 
     def __init__(self, model_path: str | Path, device: str | None = None, max_length: int | None = None,
-                 truncation: str | None = None, dtype: str | None = None, trust_remote_code: bool = False):
+                 truncation: str | None = None, dtype: str | None = None, trust_remote_code: bool = False,
+                 allow_random_head: bool = False):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         if truncation not in (None, *TRUNCATION_SIDES):
             raise ValueError(f"truncation must be one of {TRUNCATION_SIDES} or None, got {truncation!r}")
-        self.config = ScorerConfig(device, dtype, max_length, truncation, trust_remote_code)
+        self.config = ScorerConfig(device, dtype, max_length, truncation, trust_remote_code, allow_random_head)
         self.model_path = check_model_dir(model_path)
         self.device = resolve_device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, trust_remote_code=trust_remote_code)
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            self.model_path, dtype=resolve_dtype(dtype), trust_remote_code=trust_remote_code
-        ).to(self.device).eval()
+        self.model, loading = AutoModelForSequenceClassification.from_pretrained(
+            self.model_path, dtype=resolve_dtype(dtype), trust_remote_code=trust_remote_code, output_loading_info=True
+        )
+        missing = sorted(loading.get("missing_keys") or ())
+        if missing and not allow_random_head:
+            raise MissingScoreHead(
+                f"{self.model_path} has no weights for {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}: "
+                "it is not a reward model (a causal LM or base model?), so its scores would come from a randomly "
+                "initialised head. Serve a TRM checkpoint (a sequence classifier with one label), or pass "
+                "--allow-random-head (tests only)"
+            )
+        self.model = self.model.to(self.device).eval()
         if self.tokenizer.pad_token_id is None:  # padding positions are masked; any id works
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if getattr(self.model.config, "pad_token_id", None) is None:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
+from trm.cli import HelpFormatter, add_alias
 from trm.training.pairs import preference_texts, trace_lengths
 
 
@@ -119,11 +120,11 @@ def evaluate_pairs(records: list[dict], scores: list[float], seed: int = 0) -> d
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--data", required=True, help="preference pairs (.json, .jsonl or .parquet)")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="reward model folder, scored in this process")
-    source.add_argument("--endpoint", help="running reward server(s): host:port[,host:port] or URLs")
+    source.add_argument("--trm-model", dest="model", help="reward model folder, scored in this process")
+    source.add_argument("--trm-endpoint", dest="endpoint", help="running reward server(s): host:port[,host:port] or URLs")
     parser.add_argument("--served-model-name", default="RewardModel", help="model name sent to the endpoint")
     parser.add_argument("--api-key", default=None, help="Bearer key for the endpoint")
     parser.add_argument("--timeout", type=float, default=60.0,
@@ -138,6 +139,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--scores", default=None, help="write per-pair scores here (JSONL: row, chosen, rejected)")
     parser.add_argument("--output", default=None, help="also write the JSON report to this file")
     parser.add_argument("--table", action="store_true", help="print the Markdown table on stdout instead of JSON")
+    add_alias(source, "--endpoint", "--trm-endpoint")
+    add_alias(source, "--model", "--trm-model")
     return parser
 
 

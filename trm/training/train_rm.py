@@ -39,6 +39,8 @@ NEW_PAD_TOKEN = "<|pad|>"
 class ScriptArguments:
     """Data flags (names as in the release's train_rm.sh)."""
 
+    _argument_group_name = "data (trm train-rm's own flags)"
+
     train_file: str = field(metadata={"help": "TRM-Preference training pairs: .json, .jsonl or .parquet"})
     validation_file: str | None = field(
         default=None, metadata={"help": "held-out pairs for eval_accuracy and best-checkpoint selection"}
@@ -58,6 +60,8 @@ class ScriptArguments:
 class ModelArguments:
     """Which model to start from and how to load it."""
 
+    _argument_group_name = "model (trm train-rm's own flags)"
+
     model_name_or_path: str = field(metadata={"help": "base model folder or hub id (a causal LM or a reward model)"})
     trust_remote_code: bool = field(default=False, metadata={"help": "run custom model code from the checkpoint"})
     torch_dtype: str = field(
@@ -76,6 +80,10 @@ class ModelArguments:
 @dataclass
 class TRMRewardConfig(RewardConfig):
     """RewardConfig with defaults that run on a CPU without extra flags (train_rm.sh sets the GPU ones)."""
+
+    _argument_group_name = ("training: TRL RewardConfig and transformers TrainingArguments, passed through under "
+                            "their own names (most used: --output_dir, --learning_rate, --num_train_epochs, "
+                            "--per_device_train_batch_size, --eval_strategy, --eval_steps, --save_steps)")
 
     output_dir: str | None = field(default="runs/trm-reward", metadata={"help": "where checkpoints and the model go"})
     gradient_checkpointing: bool = field(
@@ -101,13 +109,18 @@ def parse_args(argv: list[str], prog: str = "trm train-rm") -> tuple[ScriptArgum
     class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
         pass
 
-    parser = HfArgumentParser((ScriptArguments, TRMRewardConfig, ModelArguments), prog=prog, description=__doc__,
-                              formatter_class=Formatter)
+    # The project's own flags first in --help (the required ones among them), the pass-through ones after.
+    usage = (f"{prog} --model_name_or_path PATH --train_file FILE [--validation_file FILE] [options]\n"
+             f"       {prog} CONFIG.yaml|CONFIG.json")  # the full list of ~200 flags follows in the help itself
+    parser = HfArgumentParser((ScriptArguments, ModelArguments, TRMRewardConfig), prog=prog, description=__doc__,
+                              formatter_class=Formatter, usage=usage)
     if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(os.path.abspath(argv[0]))
-    if len(argv) == 1 and argv[0].endswith(".json") and "=" not in argv[0]:
-        return parser.parse_json_file(os.path.abspath(argv[0]))
-    return parser.parse_args_into_dataclasses(args=argv)
+        script, model, config = parser.parse_yaml_file(os.path.abspath(argv[0]))
+    elif len(argv) == 1 and argv[0].endswith(".json") and "=" not in argv[0]:
+        script, model, config = parser.parse_json_file(os.path.abspath(argv[0]))
+    else:
+        script, model, config = parser.parse_args_into_dataclasses(args=argv)
+    return script, config, model
 
 
 def ensure_pad_token(tokenizer, model) -> str:

@@ -30,7 +30,7 @@ def test_plan_respects_row_limit_groups_and_runs_oversized_items_alone():
     assert len(plan_batch(pending, BatcherConfig(max_batch_tokens=10_000, max_batch_size=4))) == 4
     assert len(plan_batch(pending, BatcherConfig(max_batch_tokens=10_000, max_batch_size=1))) == 1
     grouped = _pending([5, 5, 5, 5], groups=["a", "b", "a", "b"])
-    assert [p.item for p in plan_batch(grouped, BatcherConfig())] == [0, 2]
+    assert [p.item for p in plan_batch(grouped, BatcherConfig(max_batch_tokens=10_000))] == [0, 2]
     huge = _pending([50_000, 10])
     assert [p.item for p in plan_batch(huge, BatcherConfig(max_batch_tokens=1000))] == [0]
 
@@ -165,3 +165,35 @@ def test_a_full_queue_refuses_now_and_an_oversized_request_for_good():
     assert not busy.never and busy.retry_after_s >= 1 and "2 items are queued and 2 more" in str(busy)
     assert never.never and "4 items in one request, more than the server queues at once (3)" in str(never)
     assert answers == [["r"], ["a", "b"], ["c"]]
+
+
+def test_the_batch_budget_defaults_by_device_and_a_cpu_reward_server_keeps_batches_cache_sized(tiny_models):
+    """On a CPU the reward server cuts batches at CPU_BATCH_TOKENS padded tokens (one core scores fastest in
+    cache-sized batches); /health counts the tokens served and the padded tokens computed."""
+    import httpx
+
+    from _serving_support import ReferenceRewardModel, asgi_client
+    from trm.serving.batching import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, default_batch_tokens
+    from trm.serving.reward_server import RewardServerConfig, build_app
+    from trm.serving.scorer import RewardScorer
+
+    assert default_batch_tokens("cpu") == CPU_BATCH_TOKENS < default_batch_tokens("cuda:0") == GPU_BATCH_TOKENS
+    assert DynamicBatcher(len, BatcherConfig(), default_tokens=77).config.max_batch_tokens == 77
+    assert DynamicBatcher(len, BatcherConfig(max_batch_tokens=5), default_tokens=77).config.max_batch_tokens == 5
+
+    scorer = RewardScorer(tiny_models["reward"], device="cpu")
+    reference = ReferenceRewardModel(tiny_models["reward"])
+    texts = [f"text {i}: " + "so the sum is " * (80 + i) for i in range(12)]
+    lengths = [len(row) for row in scorer.encode(texts)]
+    assert min(lengths) * 4 > CPU_BATCH_TOKENS  # at most 3 of them fit one batch
+
+    async def main():
+        async with asgi_client(build_app(scorer, RewardServerConfig())) as client:
+            answers = await asyncio.gather(*(client.post("/v1/embeddings", json={"input": t}) for t in texts))
+            return [a.json()["data"][0]["embedding"][0] for a in answers], (await client.get("/health")).json()
+
+    scores, health = asyncio.run(main())
+    assert scores == pytest.approx([reference.score(t) for t in texts], abs=1e-4)
+    assert health["items"] == 12 and health["tokens"] == sum(lengths)
+    assert health["largest_batch"] <= 3 and health["batches"] >= 4
+    assert sum(lengths) <= health["padded_tokens"] <= health["batches"] * CPU_BATCH_TOKENS

@@ -15,7 +15,7 @@ import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Hashable, Sequence
 
 log = logging.getLogger("trm.serving")
@@ -24,12 +24,25 @@ log = logging.getLogger("trm.serving")
 FAULT_DELAY_ENV = "TRM_FAULT_BATCH_DELAY_S"
 
 
+# Padded tokens per forward pass when none is configured. A GPU wants big batches; one CPU core scores fastest in
+# batches of about a thousand tokens, which fit its caches and waste little on padding (small tiny model, texts of
+# 10-130 words, 64 clients: 512 / 1024 / 2048 / 16384 cost 8.2 / 7.4 / 8.1 / 17.4 CPU-s; see bench_serving --only limit).
+GPU_BATCH_TOKENS = 16384
+CPU_BATCH_TOKENS = 1024
+
+
+def default_batch_tokens(device: str) -> int:
+    """The padded-token budget per forward pass for a model on `device` (cpu, cuda, cuda:N, ...)."""
+    return CPU_BATCH_TOKENS if str(device).startswith("cpu") else GPU_BATCH_TOKENS
+
+
 @dataclass
 class BatcherConfig:
     """Limits of one shared forward pass."""
 
-    max_batch_tokens: int = 16384
-    """Padded tokens per batch (rows x longest row). An item longer than this still runs, alone."""
+    max_batch_tokens: int | None = None
+    """Padded tokens per batch (rows x longest row). An item longer than this still runs, alone. None: the server
+    picks by device (default_batch_tokens for the reward server; GPU_BATCH_TOKENS otherwise)."""
     max_batch_size: int = 64
     """Rows per batch; 1 turns batching off."""
     max_wait_ms: float = 0.0
@@ -96,16 +109,23 @@ class BatchStats:
     """Queued items dropped because their request went away (client disconnected) before a forward pass."""
     refused: int = 0
     """Items refused because the queue was full."""
+    cost: int = 0
+    """Summed cost (tokens) of the items served."""
+    padded_cost: int = 0
+    """Summed rows x longest cost of the batches run: padded_cost / cost - 1 is the work spent on padding."""
 
-    def record(self, size: int, seconds: float) -> None:
+    def record(self, size: int, seconds: float, cost: int = 0, padded_cost: int = 0) -> None:
         self.batches += 1
         self.items += size
         self.largest_batch = max(self.largest_batch, size)
         self.busy_seconds += seconds
+        self.cost += cost
+        self.padded_cost += padded_cost
 
     def as_dict(self) -> dict:
         return {"batches": self.batches, "items": self.items, "largest_batch": self.largest_batch,
-                "busy_seconds": round(self.busy_seconds, 3), "cancelled": self.cancelled, "refused": self.refused}
+                "busy_seconds": round(self.busy_seconds, 3), "cancelled": self.cancelled, "refused": self.refused,
+                "tokens": self.cost, "padded_tokens": self.padded_cost}
 
     def retry_after_s(self, queued: int) -> int:
         """Seconds until `queued` items are likely served, from the time items took so far (1..60)."""
@@ -157,9 +177,11 @@ class DynamicBatcher:
     """Run `run_batch(items) -> results` over coalesced items from concurrent `submit` calls."""
 
     def __init__(self, run_batch: Callable[[list[Any]], list[Any]], config: BatcherConfig | None = None,
-                 name: str = "model"):
+                 name: str = "model", default_tokens: int = GPU_BATCH_TOKENS):
         self.run_batch = run_batch
         self.config = config or BatcherConfig()
+        if self.config.max_batch_tokens is None:  # `default_tokens`: the caller's choice for its device
+            self.config = replace(self.config, max_batch_tokens=default_tokens)
         self.stats = BatchStats()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"trm-{name}")
         self._pending: list[_Pending] = []  # may still hold cancelled items; the loop drops them
@@ -268,7 +290,8 @@ class DynamicBatcher:
                 continue
             finally:
                 self.running = 0
-            self.stats.record(len(batch), time.perf_counter() - started)
+            self.stats.record(len(batch), time.perf_counter() - started, sum(p.cost for p in batch),
+                              len(batch) * max(p.cost for p in batch))
             for pending, result in zip(batch, results):
                 if not pending.future.done():
                     pending.answers.deliver(pending.index, result)

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from trm.serving.batching import BatcherConfig, DynamicBatcher
+from trm.serving.batching import BatcherConfig, DynamicBatcher, default_batch_tokens
 from trm.serving.http import (
     DEFAULT_MAX_BODY_BYTES,
     ApiError,
@@ -87,7 +87,8 @@ def _encode_embedding(values: list[float], encoding_format: str):
 
 
 def build_app(scorer: RewardScorer, config: RewardServerConfig) -> Starlette:
-    batcher = DynamicBatcher(scorer.forward, config.batcher, name="reward")
+    batcher = DynamicBatcher(scorer.forward, config.batcher, name="reward",
+                             default_tokens=default_batch_tokens(scorer.device))
     max_chars = None if scorer.truncation else scorer.char_limit  # truncation keeps long texts (cut to a window)
 
     async def embeddings(request: Request) -> JSONResponse:

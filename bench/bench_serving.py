@@ -5,7 +5,11 @@
 2. Server overhead: scores/s through HTTP (requests of B texts, two in flight, server batch size B) vs. the same
    texts scored in-process by RewardScorer with batch size B, on the "small" tiny model with 512-token inputs.
    Target >= 0.8.
-3. Health under abuse (--only health): GET /health latency, probed every 10 ms from another thread, while nothing
+3. Server at the model's limit (--only limit): scores/s for 64 concurrent clients (one text per request, texts of
+   10-130 words) against the real in-process limit on the same texts: RewardScorer, texts sorted by token length,
+   the best batch size of a small sweep. Server and baseline each get one torch thread on core 0, the load
+   generator runs on core 1; rounds alternate, the ratio is the median of the per-round ratios. Target >= 0.8.
+4. Health under abuse (--only health): GET /health latency, probed every 10 ms from another thread, while nothing
    else happens, while maximum-size requests (one text filling the 32 MiB body limit) are sent and rejected, and
    while 100 clients each send 256 texts and disconnect before their answer. Target: max < 100 ms in every phase;
    also reports how many of the abandoned items were computed anyway and the server's RSS around the big requests.
@@ -32,6 +36,16 @@ THREADS = 1  # torch threads on both sides: the client, the server and the in-pr
 sys.path.insert(0, str(REPO))
 
 
+def pin(cpus: set[int] | None) -> None:
+    """Run this process on `cpus` from now on (None: leave it where it is)."""
+    if cpus is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cpus)
+
+
+SERVER_CPUS = {0}  # the server and the in-process baseline
+CLIENT_CPUS = {1}  # the load generator
+
+
 def free_port() -> int:
     import socket
 
@@ -43,14 +57,16 @@ def free_port() -> int:
 class Server:
     """`trm serve reward` in a child process, up until the `with` block ends."""
 
-    def __init__(self, model: Path, *extra: str):
+    def __init__(self, model: Path, *extra: str, cpus: set[int] | None = None):
+        self.cpus = cpus
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = [sys.executable, "-m", "trm", "serve", "reward", "--model", str(model), "--port", str(self.port),
                      "--log-level", "warning", "--torch-threads", str(THREADS), *extra]
 
     def __enter__(self):
-        self.proc = subprocess.Popen(self.args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(self.args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     preexec_fn=(lambda: pin(self.cpus)) if self.cpus else None)
         deadline = time.monotonic() + 180
         while True:
             if self.proc.poll() is not None:
@@ -80,6 +96,14 @@ def make_texts(tokenizer, n: int, tokens: int, seed: int) -> list[str]:
         ids = tokenizer(text)["input_ids"][1:tokens]
         texts.append(tokenizer.decode(ids))
     return texts
+
+
+def make_word_texts(n: int, low: int, high: int, seed: int) -> list[str]:
+    """n distinct reasoning-like texts of `low`..`high` words each (uniform), in random length order."""
+    rng = random.Random(seed)
+    words = ("so wait but therefore let check the sum of squares equals 91 then next step compute prime "
+             "factor root answer hence because maybe actually hmm").split()
+    return [f"{i}: " + " ".join(rng.choice(words) for _ in range(rng.randint(low, high))) for i in range(n)]
 
 
 async def http_rate(url: str, texts: list[str], per_request: int, concurrency: int) -> float:
@@ -158,6 +182,12 @@ class HealthProbe:
         return values[-1]
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process (all its threads) has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -196,6 +226,69 @@ async def _abandon(port: int, clients: int, texts_per_client: int, url: str) -> 
             if health["in_flight"] == 0 and health["running"] == 0:
                 return queued, time.perf_counter() - closed
             await asyncio.sleep(0.01)
+
+
+def best_batch_size(scorer, texts: list[str], sizes=(8, 16, 32, 64, 128)) -> tuple[int, dict[int, float]]:
+    """The batch size at which length-sorted in-process scoring is fastest (one pass per size after a warm-up)."""
+    scorer.score(texts[:64], batch_size=64)  # warm-up
+    rates = {}
+    for size in sizes:
+        started = time.perf_counter()
+        scorer.score(texts, batch_size=size)
+        rates[size] = len(texts) / (time.perf_counter() - started)
+    return max(rates, key=rates.get), rates
+
+
+def bench_limit(args, model: Path) -> None:
+    """The server under 64 one-text clients vs the sorted in-process limit; rounds alternate, median ratio."""
+    import statistics
+
+    import torch
+
+    from trm.serving.scorer import RewardScorer
+
+    texts = make_word_texts(int(512 * args.scale), 10, 130, seed=3)
+    pin(SERVER_CPUS)
+    torch.set_num_threads(THREADS)
+    scorer = RewardScorer(model, device="cpu")
+    lengths = [len(row) for row in scorer.encode(texts)]
+    best, sweep = best_batch_size(scorer, texts)
+    print(f"[limit] sweep (sorted, in-process, 1 thread): "
+          + ", ".join(f"{size}: {rate:.0f}/s" for size, rate in sweep.items()) + f" -> batch size {best}", flush=True)
+    ratios, limits, served, cpu_limit, cpu_server = [], [], [], 0.0, 0.0
+    with Server(model, "--device", "cpu", *args.server_args, cpus=SERVER_CPUS) as server:
+        pin(CLIENT_CPUS)
+        asyncio.run(http_rate(server.url, texts[:128], per_request=1, concurrency=64))  # warm-up
+        for round_ in range(args.rounds):
+            pin(SERVER_CPUS)
+            started, cpu_started = time.perf_counter(), time.process_time()
+            scorer.score(texts, batch_size=best)
+            limit = len(texts) / (time.perf_counter() - started)
+            cpu_limit += time.process_time() - cpu_started
+            pin(CLIENT_CPUS)
+            cpu_started = _cpu_seconds(server.proc.pid)
+            rate = asyncio.run(http_rate(server.url, texts, per_request=1, concurrency=64))
+            cpu_server += _cpu_seconds(server.proc.pid) - cpu_started
+            limits.append(limit)
+            served.append(rate)
+            ratios.append(rate / limit)
+            print(f"  round {round_ + 1}: limit {limit:.1f}/s, server {rate:.1f}/s, ratio {rate / limit:.2f}",
+                  flush=True)
+        stats = httpx.get(f"{server.url}/health").json()
+    pin(None)
+    scored = len(texts) * args.rounds
+    print(f"[limit] small model, {len(texts)} texts of 10-130 words ({min(lengths)}-{max(lengths)} tokens), "
+          f"64 concurrent clients of one text, {args.rounds} alternating rounds, server + baseline on CPU "
+          f"{sorted(SERVER_CPUS)}, load generator on CPU {sorted(CLIENT_CPUS)}")
+    print(f"  in-process limit: {statistics.median(limits):8.1f} scores/s (median; sorted, batch size {best})")
+    print(f"  server          : {statistics.median(served):8.1f} scores/s (median; mean batch "
+          f"{stats['items'] / max(stats['batches'], 1):.1f}, largest {stats['largest_batch']}, padding "
+          f"{stats['padded_tokens'] / max(stats['tokens'], 1) - 1:.1%} of the tokens)")
+    print(f"  server / limit  : {statistics.median(ratios):.2f} (median of {', '.join(f'{r:.2f}' for r in ratios)}; "
+          "target >= 0.8)")
+    print(f"  per CPU second  : limit {scored / cpu_limit:.1f}, server {scored / cpu_server:.1f} scores "
+          f"(ratio {cpu_limit / cpu_server:.2f}; the server's CPU includes HTTP, JSON and tokenizing; less sensitive "
+          "to other load on the machine than the wall-clock rates)")
 
 
 def bench_health(args, model: Path) -> None:
@@ -289,12 +382,14 @@ def bench_overhead(args, model: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer texts (a smoke run, noisier figures)")
-    parser.add_argument("--only", choices=["batching", "overhead", "health"], default=None,
+    parser.add_argument("--only", choices=["batching", "overhead", "limit", "health"], default=None,
                         help="run one benchmark")
     parser.add_argument("--rounds", type=int, default=2, help="alternating measurement rounds (best of each)")
     parser.add_argument("--batch-model", choices=["tiny", "small"], default="small",
                         help="model of the batching benchmark (default small: the model, not HTTP, is the bottleneck)")
     parser.add_argument("--batch-tokens", type=int, default=16, help="tokens per text in the batching benchmark")
+    parser.add_argument("--server-arg", action="append", dest="server_args", default=[], metavar="ARG",
+                        help="extra flag for the limit benchmark's server, e.g. --server-arg=--max-batch-size=32")
     args = parser.parse_args()
     args.scale = 0.5 if args.quick else 1.0
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -310,6 +405,8 @@ def main() -> int:
             bench_batching(args, models[args.batch_model], args.batch_model)
         if args.only in (None, "overhead"):
             bench_overhead(args, models["small"])
+        if args.only in (None, "limit"):
+            bench_limit(args, models["small"])
         if args.only in (None, "health"):
             bench_health(args, models["tiny"])
     return 0

@@ -4,6 +4,7 @@ and malformed connections, hostile JSON. Each test reproduces the fault and asse
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -303,16 +304,17 @@ def test_query_credentials_are_redacted():
 
 
 # --- real uvicorn: disconnects, idle and malformed connections, logs -------------------------------------------
-@pytest.fixture(scope="module")
-def guarded_server(tiny_models, tmp_path_factory):
+@pytest.fixture(scope="module", params=["httptools", "h11"])
+def guarded_server(request, tiny_models, tmp_path_factory):
     """Batches of one item, each 0.3 s slower (injected), debug logs, a 3 s request-read timeout, and connection
-    warnings logged once an hour (so each kind appears once here)."""
+    warnings logged once an hour (so each kind appears once here); with each HTTP parser."""
     port = free_port()
     server = spawn(trm_command("serve", "reward", "--model", str(tiny_models["reward"]), "--port", str(port),
                                "--max-batch-size", "1", "--log-level", "debug", "--request-read-timeout", "3",
-                               "--log-interval", "3600"),
+                               "--log-interval", "3600", "--http-parser", request.param),
                    port, tmp_path_factory.mktemp("guarded"), env={"TRM_FAULT_BATCH_DELAY_S": "0.3"})
     server.port = port
+    server.parser = request.param
     yield server
     stop(server.proc)
 
@@ -373,6 +375,35 @@ def test_malformed_requests_are_logged_once_not_per_connection(guarded_server):
             assert sock.recv(1024).startswith(b"HTTP/1.1 400")
     assert guarded_server.log().count("Invalid HTTP request received.") == 1
     assert _health(guarded_server.url)["status"] == "ok"
+
+
+def test_an_oversized_request_head_is_400_and_a_large_body_is_not_mistaken_for_one(guarded_server):
+    pieces = [b"GET /health HTTP/1.1\r\nHost: trm\r\nX-Pad: "] + [b"a" * 2000] * 20  # never ends
+    if guarded_server.parser == "httptools":  # which also bounds a whole head that arrives at once (h11 does not)
+        pieces = [b"".join(pieces) + b"\r\n\r\n"]
+    with socket.create_connection(("127.0.0.1", guarded_server.port)) as sock:
+        sock.settimeout(60)
+        with contextlib.suppress(OSError):  # the server may close before the rest is sent
+            for piece in pieces:
+                sock.sendall(piece)  # however the server's reads split them, the head never completes
+        assert sock.recv(1024).startswith(b"HTTP/1.1 400")
+    texts = [f"text {i} " + "so the sum is 91 " * 40 for i in range(4)]  # a ~3 KB body per text, 12 KB each
+    with httpx.Client(timeout=60) as client:  # one keep-alive connection: heads and bodies of several requests
+        for _ in range(3):
+            answer = client.post(f"{guarded_server.url}/v1/embeddings", json={"input": texts * 4})
+            assert answer.status_code == 200 and len(answer.json()["data"]) == 16
+    assert _health(guarded_server.url)["status"] == "ok"
+
+
+def test_the_parser_in_use_is_the_one_asked_for(guarded_server):
+    from trm.serving.http import resolve_http_parser
+
+    assert resolve_http_parser("auto") == "httptools"  # installed with requirements.txt
+    with pytest.raises(ValueError, match="unknown HTTP parser"):
+        resolve_http_parser("llhttp")
+    pid = guarded_server.proc.pid
+    maps = open(f"/proc/{pid}/maps").read()
+    assert ("httptools" in maps) == (guarded_server.parser == "httptools")
 
 
 def test_a_query_string_api_key_never_reaches_the_debug_log(guarded_server):

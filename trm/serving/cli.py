@@ -46,7 +46,7 @@ def common_parser(prog: str, description: str, default_port: int, default_name: 
     parser.add_argument("--max-batch-size", type=int, default=64,
                         help="rows per shared forward pass; 1 turns batching off (default 64)")
     parser.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body in MiB (default 32)")
-    from trm.serving.http import ConnectionLimits
+    from trm.serving.http import HTTP_PARSERS, ConnectionLimits
 
     parser.add_argument("--max-queue", type=int, default=BatcherConfig.max_queue,
                         help="items waiting for a forward pass; beyond, requests get 429 with Retry-After "
@@ -56,6 +56,9 @@ def common_parser(prog: str, description: str, default_port: int, default_name: 
     parser.add_argument("--request-read-timeout", type=float, default=ConnectionLimits.request_read_timeout_s,
                         help="seconds a client has to send a whole request before its connection is closed "
                              f"(default {ConnectionLimits.request_read_timeout_s:g})")
+    parser.add_argument("--http-parser", choices=HTTP_PARSERS, default=ConnectionLimits.http_parser,
+                        help="HTTP/1.1 parser: httptools (C, much less CPU per request), h11 (pure Python) or auto "
+                             f"(httptools when installed; default {ConnectionLimits.http_parser})")
     parser.add_argument("--log-interval", type=float, default=ConnectionLimits.log_interval_s,
                         help="log each kind of connection warning at most once per this many seconds "
                              f"(default {ConnectionLimits.log_interval_s:g})")
@@ -104,7 +107,7 @@ def connection_limits(args: argparse.Namespace):
     from trm.serving.http import ConnectionLimits
 
     return ConnectionLimits(max_connections=args.max_connections, request_read_timeout_s=args.request_read_timeout,
-                            log_interval_s=args.log_interval)
+                            http_parser=args.http_parser, log_interval_s=args.log_interval)
 
 
 def resolve_api_key(value: str | None) -> str | None:

@@ -60,6 +60,8 @@ class ConnectionLimits:
     """Seconds an idle keep-alive connection stays open."""
     max_header_bytes: int = 16 * 1024
     """Largest request head (request line and headers); more is a 400."""
+    http_parser: str = "auto"
+    """HTTP/1.1 parser: httptools (C, uvicorn's fast path), h11 (pure Python), or auto (httptools when installed)."""
     log_interval_s: float = 10.0
     """Connection-level warnings (invalid requests, refused or timed-out connections) are logged once per this
     many seconds per kind, with a count of those suppressed, so a flood cannot fill the disk."""
@@ -369,16 +371,38 @@ def effective_max_connections(limits: ConnectionLimits) -> int:
     return max(1, min(limits.max_connections, soft - 64))
 
 
-def guarded_protocol(limits: ConnectionLimits, max_connections: int):
-    """uvicorn's h11 protocol with a connection cap and a request-read timeout, which uvicorn lacks: a connection
-    that has not sent a whole request within `request_read_timeout_s` (after opening, or after its previous
-    response) is closed, so half-open and trickling clients cannot pile up until file descriptors run out."""
-    from uvicorn.protocols.http.h11_impl import H11Protocol
+HTTP_PARSERS = ("auto", "httptools", "h11")
+
+
+def resolve_http_parser(name: str) -> str:
+    """httptools (uvicorn's C parser: a fraction of h11's per-request CPU) when installed, else h11."""
+    if name not in HTTP_PARSERS:
+        raise ValueError(f"unknown HTTP parser {name!r}; choose one of {', '.join(HTTP_PARSERS)}")
+    if name != "auto":
+        return name
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    return "httptools"
+
+
+def guarded_protocol(limits: ConnectionLimits, max_connections: int, parser: str = "h11"):
+    """uvicorn's HTTP protocol (`parser`: h11 or httptools) with a connection cap and a request-read timeout, which
+    uvicorn lacks: a connection that has not sent a whole request within `request_read_timeout_s` (after opening,
+    or after its previous response) is closed, so half-open and trickling clients cannot pile up until file
+    descriptors run out. With httptools, a request head over `max_header_bytes` is a 400 (h11 checks it itself)."""
+    if parser == "httptools":
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
+    else:
+        from uvicorn.protocols.http.h11_impl import H11Protocol as Base
 
     conn_log = logging.getLogger("trm.serving.connections")
 
-    class GuardedH11Protocol(H11Protocol):
+    class GuardedProtocol(Base):
         _read_timer = None
+        # httptools only: the head being read, its size in parsed fields and in bytes received, requests read
+        _in_head, _head_bytes, _head_received, _messages = False, 0, 0, 0
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
@@ -414,7 +438,43 @@ def guarded_protocol(limits: ConnectionLimits, max_connections: int):
                 self._read_timer = None
             super().connection_lost(exc)
 
-    return GuardedH11Protocol
+        if parser == "httptools":  # h11 bounds the head itself (h11_max_incomplete_event_size)
+            def _grow_head(self, size: int) -> None:
+                self._head_bytes += size
+                if self._head_bytes > limits.max_header_bytes:  # uvicorn answers a parser error with a 400
+                    raise ValueError(f"request head over {limits.max_header_bytes} bytes")
+
+            def on_message_begin(self) -> None:
+                self._in_head, self._head_bytes, self._head_received = True, 0, 0
+                super().on_message_begin()
+
+            def on_url(self, url: bytes) -> None:
+                self._grow_head(len(url))
+                super().on_url(url)
+
+            def on_header(self, name: bytes, value: bytes) -> None:
+                self._grow_head(len(name) + len(value) + 4)
+                super().on_header(name, value)
+
+            def on_headers_complete(self) -> None:
+                self._in_head = False
+                super().on_headers_complete()
+
+            def on_message_complete(self) -> None:
+                self._messages += 1
+                super().on_message_complete()
+
+            def data_received(self, data: bytes) -> None:
+                """Also bound a head that arrives in pieces and never completes a header line."""
+                messages = self._messages
+                super().data_received(data)
+                if self._messages == messages and self._in_head and not self.transport.is_closing():
+                    self._head_received += len(data)
+                    if self._head_received > limits.max_header_bytes:
+                        self.logger.warning("Invalid HTTP request received.")
+                        self.send_400_response(f"request head over {limits.max_header_bytes} bytes")
+
+    return GuardedProtocol
 
 
 def run_app(app, host: str, port: int, log_level: str = "info", graceful_timeout_s: float = 300.0,
@@ -441,7 +501,8 @@ def run_app(app, host: str, port: int, log_level: str = "info", graceful_timeout
                     limits.max_connections, max_connections, max_connections + 64)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
                             timeout_graceful_shutdown=int(graceful_timeout_s), access_log=log_level == "debug",
-                            http=guarded_protocol(limits, max_connections), limit_concurrency=max_connections + 1,
+                            http=guarded_protocol(limits, max_connections, resolve_http_parser(limits.http_parser)),
+                            limit_concurrency=max_connections + 1,
                             timeout_keep_alive=limits.keep_alive_timeout_s,
                             h11_max_incomplete_event_size=limits.max_header_bytes)
     install_log_filters(limits)  # after uvicorn.Config, which (re)configures its loggers

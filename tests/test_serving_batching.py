@@ -25,6 +25,12 @@ def test_plan_starts_at_the_oldest_and_adds_closest_lengths_within_the_token_bud
     assert max(p.cost for p in batch) * len(batch) <= 350
 
 
+def test_plan_adds_the_neighbour_that_adds_the_least_padding():
+    # [100, 101] so far: 95 pads itself by 6 tokens; 104 (closer to the oldest's 100) would pad two rows by 3 each
+    batch = plan_batch(_pending([100, 101, 95, 104]), BatcherConfig(max_batch_tokens=1000, max_batch_size=3))
+    assert sorted(p.cost for p in batch) == [95, 100, 101]
+
+
 def test_plan_respects_row_limit_groups_and_runs_oversized_items_alone():
     pending = _pending([5] * 10)
     assert len(plan_batch(pending, BatcherConfig(max_batch_tokens=10_000, max_batch_size=4))) == 4

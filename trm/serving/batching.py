@@ -140,7 +140,8 @@ PLAN_WINDOW_BATCHES = 8
 
 
 def plan_batch(pending: Sequence[_Pending], config: BatcherConfig) -> list[_Pending]:
-    """Pick the next batch: the oldest item plus its closest-length neighbours of the same group, within limits,
+    """Pick the next batch: the oldest item plus the neighbours in length (same group) that add the least padding,
+    within limits,
     among the oldest PLAN_WINDOW_BATCHES x max_batch_size items of that group (`pending` is in arrival order)."""
     oldest = min(pending, key=lambda p: p.order)
     window = PLAN_WINDOW_BATCHES * config.max_batch_size
@@ -159,8 +160,10 @@ def plan_batch(pending: Sequence[_Pending], config: BatcherConfig) -> list[_Pend
         right = same[hi] if hi < len(same) else None
         if left is None and right is None:
             break
-        # prefer the neighbour closest in length to the oldest item
-        take_left = right is None or (left is not None and oldest.cost - left.cost <= right.cost - oldest.cost)
+        # take the neighbour that adds the least padding: a shorter one pads itself up to the longest row, a longer
+        # one pads every row already in the batch up to itself
+        take_left = right is None or (left is not None and
+                                      longest - left.cost <= (right.cost - longest) * (hi - lo))
         candidate = left if take_left else right
         new_longest = max(longest, candidate.cost)
         if new_longest * (hi - lo + 1) > config.max_batch_tokens:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import os
 import shutil
 import socket
@@ -199,3 +200,28 @@ def test_launchers_use_the_project_venv_when_it_is_not_active(bare_checkout, tin
     assert result.returncode == 0, result.stderr
     assert f"using {root}/.venv/bin/python (the project's .venv, not active in this shell)" in result.stderr
     assert f"{root}/.venv/bin/python -m trm serve reward" in result.stdout
+
+
+# -- 6. dry runs check the same things and say what they skipped -------------------------------------------------------
+def test_dry_runs_of_all_launchers_report_checked_and_skipped(tmp_path):
+    env = {**ENV, "MODEL_PATH": str(tmp_path / "not-here"), "TRAIN_FILE": str(tmp_path / "pairs.json"),
+           "TOTAL_TRAINING_STEPS": "2"}
+    reports = {}
+    for script, extra in [("trm.sh", []), ("train_rm.sh", []),
+                          ("train.sh", ["data.train_files=data/webinstruct_tiny.parquet",
+                                        "data.val_files=data/webinstruct_tiny.parquet", "data.train_batch_size=8"])]:
+        result = run(["bash", str(REPO / script), "--dry-run", *extra], env=env, timeout=300)
+        assert result.returncode == 0, (script, result.stderr)
+        checked = re.search(rf"^{script}: dry run checked: (.*)$", result.stderr, re.M)
+        skipped = re.search(rf"^{script}: dry run skipped: (.*)$", result.stderr, re.M)
+        assert checked and skipped, (script, result.stderr)
+        assert f"{sys.executable} imports trm" in checked.group(1), script
+        reports[script] = (result.stdout, checked.group(1), skipped.group(1), result.stderr)
+    # the placeholder model path: the command is still printed, and the missing path named
+    stdout, _, skipped, stderr = reports["trm.sh"]
+    assert "-m trm serve reward --model" in stdout and "model folder (MODEL_PATH does not exist)" in skipped
+    assert f"MODEL_PATH '{tmp_path / 'not-here'}' does not exist" in stderr
+    stdout, _, skipped, stderr = reports["train_rm.sh"]
+    assert "-m trm train-rm" in stdout and "TRAIN_FILE (does not exist)" in skipped
+    assert stdout.count("\n") == 1  # the command alone on stdout, nothing stray
+    assert "verl config" in reports["train.sh"][1] and "GPUs" in reports["train.sh"][2]

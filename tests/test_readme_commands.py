@@ -42,8 +42,8 @@ CPU_BLOCKS = [(language, body, line) for language, mark, body, line in BLOCKS if
 
 # What a block must print besides exiting 0, keyed by a command it contains.
 EXPECTED = {
-    "bash trm.sh --dry-run": ["MODEL_PATH '/path/to/TRM-8B' does not exist", "-m trm serve reward --model /path/to/TRM-8B",
-                              "dry run skipped: model folder"],
+    "bash trm.sh --dry-run": ["MODEL_PATH '/path/to/TRM-8B' does not exist",
+                              "-m trm serve reward --model /path/to/TRM-8B", "dry run skipped: model folder"],
     "trm inspect": ["TRM input"],
     "bash train_rm.sh --dry-run": ["-m trm train-rm", "dry run checked:", "dry run skipped:"],
     "trm eval-rm": ["| reward model |"],

@@ -47,13 +47,23 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
             action.option_strings = [name for name in action.option_strings if name not in hidden]
         return super()._format_action_invocation(action)
 
+    @staticmethod
+    def _shows_default(action: argparse.Action) -> bool:
+        default = action.default
+        return not (default is None or default is False or default is argparse.SUPPRESS or default == []
+                    or re.search(r"default[:) ]", action.help or "", re.IGNORECASE)
+                    or isinstance(action, (argparse._HelpAction, argparse._VersionAction))
+                    or not (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE)))
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if action.help is None and self._shows_default(action):  # argparse prints no help line at all otherwise
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"
+        return super()._format_action(action)
+
     def _get_help_string(self, action: argparse.Action) -> str:
         help_text = action.help or ""
-        default = action.default
-        if (default is None or default is False or default is argparse.SUPPRESS or default == []
-                or re.search(r"default[: ]", help_text, re.IGNORECASE)
-                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))
-                or not (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))):
+        if not self._shows_default(action):
             return help_text
         return f"{help_text} (default: %(default)s)" if help_text else "(default: %(default)s)"
 

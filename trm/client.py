@@ -337,7 +337,8 @@ class BackendPool:
                 body = response.content
         except httpx.ConnectTimeout:
             state.unreachable = True
-            self._mark_unhealthy(url, f"ConnectTimeout: no connection within {self.connect_budget or self.request_timeout:g}s")
+            limit = self.connect_budget or self.request_timeout
+            self._mark_unhealthy(url, f"ConnectTimeout: no connection within {limit:g}s")
             return None
         except (TimeoutError, httpx.TimeoutException):
             state.unreachable = False

@@ -1,6 +1,6 @@
 """Tiny Llama models built on the fly, so tests and the quickstart never download anything.
 
-`trm tiny --out DIR` writes:
+`trm tiny --output-dir DIR` writes:
   DIR/reward  a LlamaForSequenceClassification (num_labels=1) with its tokenizer: a stand-in TRM
   DIR/chat    a LlamaForCausalLM with its tokenizer and a chat template: a stand-in verifier / judge / policy
 

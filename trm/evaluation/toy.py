@@ -14,7 +14,7 @@ defects picks correct answers more often than chance, but is no oracle (clean wr
 responses exist), and picking the shortest response does not help. Equal rates make the reasoning carry no
 signal about correctness. Each record lists the defects of each response in `toy_defects` (empty: clean).
 
-    python -m trm.evaluation.toy --benchmark aime24 --data-dir data/benchmarks --n 16 --out runs/toy/gen.jsonl
+    python -m trm.evaluation.toy --benchmark aime24 --data-dir data/benchmarks --n 16 --output runs/toy/gen.jsonl
 """
 
 from __future__ import annotations

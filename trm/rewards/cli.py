@@ -72,8 +72,8 @@ def main(argv: list[str], prog: str = "trm reward") -> int:
     parser.add_argument("--data", required=True, help="verl RL rows: parquet (trm data webinstruct convert), JSON or JSONL")
     parser.add_argument("--responses", required=True,
                         help="JSON/JSONL records {'index': extra_info.index | 'row': position, 'response': text}")
-    parser.add_argument("--trm-endpoint", dest="rm_backends", help="TRM servers, host:port[,host:port] (default $TRM_RM_BACKENDS or 127.0.0.1:39999)")
-    parser.add_argument("--verifier-endpoint", dest="verifier_backends",
+    parser.add_argument("--trm-endpoint", dest="rm_backends", metavar="HOST:PORT[,...]", help="TRM servers, host:port[,host:port] (default $TRM_RM_BACKENDS or 127.0.0.1:39999)")
+    parser.add_argument("--verifier-endpoint", dest="verifier_backends", metavar="HOST:PORT[,...]",
                         help="verifier servers (default $TRM_VERIFIER_BACKENDS or 127.0.0.1:23888)")
     parser.add_argument("--alpha", type=float, default=0.2, help="weight of the thinking reward (default 0.2)")
     parser.add_argument("--score-all", action="store_true", help="also score the reasoning of unverified answers")
@@ -81,7 +81,7 @@ def main(argv: list[str], prog: str = "trm reward") -> int:
     parser.add_argument("--rm-model", default="RewardModel", help="served model name of the TRM")
     parser.add_argument("--reward-scorer", default="trm",
                         help="what scores the reasoning: trm (default) or reasonflux (the ReasonFlux-PRM baseline, a "
-                        "vLLM pooling server at --rm-backends); with --alpha 0 none is called (verifier only)")
+                        "vLLM pooling server at --trm-endpoint); with --alpha 0 none is called (verifier only)")
     parser.add_argument("--rm-api-key", help="API key of the TRM servers")
     parser.add_argument("--verifier-api-key", help="API key of the verifier servers")
     parser.add_argument("--deadline", type=float, default=120.0, help="seconds one call may take, retries included")

@@ -95,8 +95,8 @@ def main(argv: list[str], prog: str = "trm score") -> int:
     parser.add_argument("--served-model-name", default="RewardModel", help="'model' sent to the server")
     parser.add_argument("--api-key", default=None, help="Bearer key for the servers (or set TRM_API_KEY)")
     parser.add_argument("--batch-size", type=int, default=16, help="texts per request / forward pass")
-    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight per server (--endpoint)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request (--endpoint)")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight per server (--trm-endpoint)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request (--trm-endpoint)")
     parser.add_argument("--deadline", type=float, default=300.0,
                         help="seconds one request may take with retries on other servers before the run stops")
     parser.add_argument("--prompt-key", default="prompt")

@@ -5,8 +5,8 @@ and count as wrong (as in the paper's Table 1, where a tie is not a win). The sa
 two baselines that need no model: "shorter trace wins" (reasoning length in characters; equal lengths tie)
 and a seeded coin flip. Prints a JSON object on stdout and the Markdown table on stderr.
 
-    trm eval-rm --data data/toy_preferences_test.jsonl --model runs/trm-toy
-    trm eval-rm --data pairs.parquet --endpoint 127.0.0.1:39999 --scores scores.jsonl
+    trm eval-rm --data data/toy_preferences_test.jsonl --trm-model runs/trm-toy
+    trm eval-rm --data pairs.parquet --trm-endpoint 127.0.0.1:39999 --scores scores.jsonl
 """
 
 from __future__ import annotations
@@ -131,7 +131,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         help="seconds per endpoint request; a request gives up (error) after twice this, retries included")
     parser.add_argument("--batch-size", type=int, default=16, help="texts per forward pass / request")
     parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
-    parser.add_argument("--max-length", type=int, default=None, help="token limit for --model (over-long inputs fail)")
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="token limit for --trm-model (over-long inputs fail)")
     parser.add_argument("--truncation", choices=["left", "right"], default=None, help="truncate over-long inputs instead")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow custom model code (off by default)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N pairs")

@@ -156,3 +156,27 @@ def test_settings_from_a_reward_file_use_its_constants(monkeypatch, tmp_path):
     reward = ThinkingReward(reward_file=tmp_path / "remote_verifier.py", alpha=0.5)
     assert (reward.settings.rm_backends, reward.settings.verifier_backends, reward.settings.alpha) == (
         "10.0.0.9:39999", "10.0.0.8:23888", 0.5)
+
+
+def test_toy_rows_cover_every_sum_of_the_operand_range():
+    from trm.rl.toy import toy_rows, toy_trace
+
+    rows = toy_rows(seed=3, max_operand=4)
+    questions = {r["extra_info"]["question"]: r["reward_model"]["ground_truth"] for r in rows}
+    assert len(rows) == len(questions) == 25 and questions["What is 4 + 3?"] == "7"
+    assert toy_trace(rows[0]).endswith(f"\\boxed{{{rows[0]['reward_model']['ground_truth']}}}")
+
+
+def test_sampled_accuracy_judges_the_policys_samples_through_the_reward(policy):
+    """The policy learnt "3 + 4 = 7": its samples are right against truth 7 and wrong against 8 (same seed, same
+    samples)."""
+    from trm.integrations.trl import ThinkingReward
+    from trm.rl.toy import sampled_accuracy
+
+    model, tokenizer = policy
+    dead = f"127.0.0.1:{free_port()}"  # alpha 0, rule-only data source: neither server is asked
+    reward = ThinkingReward(rm_backends=dead, verifier_backends=dead, alpha=0.0, tokenizer=tokenizer)
+    right, wrong = (sampled_accuracy(model, tokenizer, arithmetic_rows([truth]), reward, samples=4, temperature=0.3,
+                                     max_new_tokens=32, seed=0) for truth in ("7", "8"))
+    assert right >= 0.75 and right + wrong <= 1.0
+    assert model.training  # left as it was found

@@ -1,7 +1,7 @@
 """`trm rl toy`: a real GRPO loop on a CPU: TRL's GRPOTrainer, the thinking reward, the embedded servers.
 
 verl needs vLLM/sglang and a GPU for a single step, so this is where the RL loop itself runs end to end at toy
-scale: the tiny chat model (``trm tiny``) as the policy, single-digit additions as the task, and
+scale: the tiny chat model (``trm tiny``) as the policy, small additions (operands 0..4) as the task, and
 :class:`trm.integrations.trl.ThinkingReward` as the reward, through a TRM server (``trm serve reward``) and a
 verifier server (``trm serve chat``), started here on loopback unless their URLs are given.
 
@@ -10,7 +10,9 @@ The random-init policy writes noise, so it first gets a short SFT on toy traces 
 learn from. The toy rows' data source is rule-checked only (integer answers need no LLM judge), so the verifier
 is wired into the pipeline but not asked; add the data source to ``llm_data_sources`` to route failures to it.
 Per step it prints the mean reward, the accuracy and the mean raw TRM score of the scored (verified) answers, and
-writes ``steps.jsonl`` and ``reward_curve.png`` to the run folder (``--plot`` writes the figure elsewhere too).
+writes ``steps.jsonl`` and ``reward_curve.png`` to the run folder (``--plot`` writes the figure elsewhere too). A
+step's batch is 8 of the sums, so its reward swings with the draw; the accuracy on every sum before and after
+GRPO (``accuracy.json``) is the measure of whether the policy improved.
 """
 
 from __future__ import annotations
@@ -38,13 +40,23 @@ class ToyConfig:
     out: str = field(default="runs/rl_toy", metadata={"help": (
         "Run folder: tiny models, toy rows, server logs, steps.jsonl, reward_curve.png.")})
     seed: int = field(default=0, metadata={"help": "Seed of the toy rows, the tiny models, SFT and GRPO sampling."})
-    sft_steps: int = field(default=240, metadata={"help": (
-        "Optimizer steps of the SFT warm-up (batch 32, lr 1e-3): the format and about a quarter of the sums.")})
+    max_operand: int = field(default=4, metadata={"help": (
+        "Operands run 0..max_operand: 25 sums by default, so each is drawn about ten times in 30 steps; 9 gives all "
+        "100 single-digit sums, each drawn about twice, too rarely for GRPO to move it.")})
+    sft_steps: int = field(default=160, metadata={"help": (
+        "Optimizer steps of the SFT warm-up (batch 32, lr 1e-3): the format and some of the sums.")})
     steps: int = field(default=30, metadata={"help": "GRPO steps (one generation batch each)."})
     prompts_per_step: int = field(default=8, metadata={"help": (
         "Prompts per GRPO step; each is sampled ``num_generations`` times.")})
     num_generations: int = field(default=8, metadata={"help": "Completions per prompt (GRPO's group)."})
-    learning_rate: float = field(default=5e-4, metadata={"help": "GRPO learning rate."})
+    learning_rate: float = field(default=1e-3, metadata={"help": (
+        "GRPO learning rate, after warm-up (2e-3 collapses the tiny policy into rambling within 15 steps).")})
+    warmup_ratio: float = field(default=0.3, metadata={"help": (
+        "Share of the steps with a linearly rising learning rate: Adam's first steps on noisy policy gradients "
+        "are sign steps of the full rate on every weight.")})
+    temperature: float = field(default=0.7, metadata={"help": (
+        "Sampling temperature of GRPO's generations (and of the before/after accuracy); at 1.0 a sixth of the "
+        "tiny policy's samples are garbage without an answer.")})
     max_completion_length: int = field(default=32, metadata={"help": (
         "Token budget of a completion (a toy trace takes about 20).")})
     alpha: float = field(default=0.2, metadata={"help": (
@@ -59,10 +71,11 @@ class ToyConfig:
         "Also write the reward curve here (e.g. assets/rl_toy.png).")})
 
 
-def toy_rows(seed: int = 0) -> list[dict]:
-    """All single-digit additions as verl RL rows (the layout of `trm data webinstruct convert`), shuffled."""
+def toy_rows(seed: int = 0, max_operand: int = 9) -> list[dict]:
+    """All additions a + b with 0 <= a, b <= max_operand as verl RL rows (the layout of `trm data webinstruct
+    convert`), shuffled."""
     rows = []
-    pairs = [(a, b) for a in range(10) for b in range(10)]
+    pairs = [(a, b) for a in range(max_operand + 1) for b in range(max_operand + 1)]
     random.Random(seed).shuffle(pairs)
     for index, (a, b) in enumerate(pairs):
         question = f"What is {a} + {b}?"
@@ -128,6 +141,34 @@ def sft_warmup(model, tokenizer, rows: list[dict], steps: int, seed: int, batch_
         optimizer.step()
         optimizer.zero_grad()
     return float(loss.detach())
+
+
+def sampled_accuracy(model, tokenizer, rows: list[dict], reward, samples: int, temperature: float,
+                     max_new_tokens: int, seed: int) -> float:
+    """Share of right answers over ``samples`` completions of every row, sampled as GRPO samples them (full
+    softmax at ``temperature``) and judged by ``reward``'s pipeline: the whole toy set, not the draw of a step."""
+    import torch
+
+    from trm.rewards.compute import reward_batch_sync
+
+    was_training = model.training
+    model.eval()
+    torch.manual_seed(seed)
+    prompts = [tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True) for r in rows]
+    width = max(map(len, prompts))
+    ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p for p in prompts])
+    mask = (ids != tokenizer.pad_token_id).long()
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=temperature, top_k=0,
+                             top_p=1.0, max_new_tokens=max_new_tokens, num_return_sequences=samples,
+                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    model.train(was_training)
+    completion_ids = [[t for t in row if t != tokenizer.pad_token_id] for row in out[:, width:].tolist()]
+    repeated = [r for r in rows for _ in range(samples)]
+    columns = {key: [r[key] for r in repeated] for key in ("data_source", "reward_model", "extra_info")}
+    requests = reward.requests([r["prompt"] for r in repeated], [""] * len(repeated), completion_ids, columns)
+    results = reward_batch_sync(requests, reward.settings)
+    return sum(r["verify_binary"] for r in results) / len(results)
 
 
 @contextlib.contextmanager
@@ -213,7 +254,7 @@ def run(config: ToyConfig) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     models = build_tiny_models(out / "models", seed=config.seed)
-    rows = toy_rows(config.seed)
+    rows = toy_rows(config.seed, config.max_operand)
     (out / "toy_rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
     tokenizer = policy_tokenizer(models["chat"])
@@ -230,23 +271,34 @@ def run(config: ToyConfig) -> list[dict]:
         verifier = config.verifier_backends or stack.enter_context(embedded_server(
             ["serve", "chat", "--model", str(models["chat"]), "--served-model-name", "TIGER-Lab/general-verifier"],
             out / "verifier-server.log"))
-        reward = ThinkingReward(rm_backends=rm, verifier_backends=verifier, alpha=config.alpha, deadline_s=120.0)
+        reward = ThinkingReward(rm_backends=rm, verifier_backends=verifier, alpha=config.alpha, deadline_s=120.0,
+                                tokenizer=tokenizer)
         for line in reward.settings.describe():
             print(line, flush=True)
         args = GRPOConfig(
             output_dir=str(out / "grpo"), max_steps=config.steps, learning_rate=config.learning_rate,
             per_device_train_batch_size=config.prompts_per_step * config.num_generations,
             num_generations=config.num_generations, max_completion_length=config.max_completion_length,
-            lr_scheduler_type="constant", temperature=1.0, beta=0.0, logging_steps=1, save_strategy="no",
+            lr_scheduler_type="constant_with_warmup", warmup_ratio=config.warmup_ratio,
+            temperature=config.temperature, beta=0.0,
+            # No division by the group's reward std: with most of a group right, it blows up the push-down on the
+            # few wrong answers, which spreads the policy's mass and its entropy climbs until it rambles; truncated
+            # rambling is left out of the loss for the same reason.
+            scale_rewards="none", mask_truncated_completions=True, logging_steps=1, save_strategy="no",
             report_to="none", use_cpu=True,
             seed=config.seed, disable_tqdm=True, dataloader_num_workers=0,
         )
         trainer = GRPOTrainer(model=policy, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
                               processing_class=tokenizer)
         reward.attach(trainer)
+        accuracy = {}
+        measure = lambda: sampled_accuracy(policy, tokenizer, rows, reward, 8, config.temperature,  # noqa: E731
+                                           config.max_completion_length, config.seed)
+        accuracy["before"] = measure()
         started = time.monotonic()
         trainer.train()
         elapsed = time.monotonic() - started
+        accuracy["after"] = measure()
 
     records = step_records(trainer.state.log_history, reward.__name__)
     print(f"\n{'step':>4} {'reward':>7} {'accuracy':>8} {'answered':>8} {'TRM mean':>8}")
@@ -257,8 +309,11 @@ def run(config: ToyConfig) -> list[dict]:
     last = sum(r["reward"] for r in records[-k:]) / k
     print(f"GRPO: {len(records)} steps in {elapsed:.0f}s; mean reward of the first {k} steps {first:.3f}, "
           f"of the last {k} steps {last:.3f}")
+    print(f"accuracy on all {len(rows)} sums (8 samples each, temperature {config.temperature:g}): "
+          f"{accuracy['before']:.3f} before GRPO, {accuracy['after']:.3f} after")
+    (out / "accuracy.json").write_text(json.dumps(accuracy) + "\n", encoding="utf-8")
     (out / "steps.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    title = (f"trm rl toy: tiny policy, single-digit sums, {config.num_generations} samples x "
+    title = (f"trm rl toy: tiny policy, sums of 0..{config.max_operand}, {config.num_generations} samples x "
              f"{config.prompts_per_step} prompts/step, alpha {config.alpha}")
     for path in [out / "reward_curve.png"] + ([Path(config.plot)] if config.plot else []):
         print(f"wrote {plot_curve(records, path, title)}")

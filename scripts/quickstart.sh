@@ -91,7 +91,7 @@ trm bon --generations "$WORK/pool.jsonl" --trm-endpoint "127.0.0.1:$TRM_PORT" --
   --n-values 1 2 4 8 16 --title "CPU toy: synthetic pool (wrong answers tend to have ME² defects), trained tiny TRM"
 
 step "9. RL on a CPU: SFT warm-up of the tiny policy, then GRPO steps with TRL and the thinking reward (both servers)"
-trm rl toy --out "$WORK/rl_toy" --rm-backends "127.0.0.1:$TRM_PORT" --verifier-backends "127.0.0.1:$VERIFIER_PORT" \
+trm rl toy --output-dir "$WORK/rl_toy" --trm-endpoint "127.0.0.1:$TRM_PORT" --verifier-endpoint "127.0.0.1:$VERIFIER_PORT" \
   2> "$WORK/rl_toy.log" || { tail -n 30 "$WORK/rl_toy.log"; exit 1; }
 
 step "done: outputs are under $WORK (trained TRM, server logs, dags.jsonl, dag.svg, bon/bon.png, rl_toy/reward_curve.png)"

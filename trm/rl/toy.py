@@ -37,7 +37,7 @@ TOY_DATA_SOURCE = "toy_arithmetic"
 class ToyConfig:
     """One `trm rl toy` run; every field is a flag of the same name (help from its metadata)."""
 
-    out: str = field(default="runs/rl_toy", metadata={"help": (
+    output_dir: str = field(default="runs/rl_toy", metadata={"help": (
         "Run folder: tiny models, toy rows, server logs, steps.jsonl, reward_curve.png.")})
     seed: int = field(default=0, metadata={"help": "Seed of the toy rows, the tiny models, SFT and GRPO sampling."})
     max_operand: int = field(default=4, metadata={"help": (
@@ -62,9 +62,9 @@ class ToyConfig:
         "Token budget of a completion (a toy trace takes about 20).")})
     alpha: float = field(default=0.2, metadata={"help": (
         "Weight of the thinking reward (0: verifier only, no TRM server needed).")})
-    rm_backends: str | None = field(default=None, metadata={"help": (
+    trm_endpoint: str | None = field(default=None, metadata={"help": (
         "TRM servers (host:port list); default: start `trm serve reward` on the tiny reward model here.")})
-    verifier_backends: str | None = field(default=None, metadata={"help": (
+    verifier_endpoint: str | None = field(default=None, metadata={"help": (
         "Verifier servers; default: start `trm serve chat` on the tiny chat model here.")})
     trm_model: str | None = field(default=None, metadata={"help": (
         "Reward model folder for the TRM server started here (default: the tiny random-init reward model).")})
@@ -251,7 +251,7 @@ def run(config: ToyConfig) -> list[dict]:
     from trm.integrations.trl import ThinkingReward
     from trm.tiny import build_tiny_models
 
-    out = Path(config.out)
+    out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     models = build_tiny_models(out / "models", seed=config.seed)
@@ -265,11 +265,11 @@ def run(config: ToyConfig) -> list[dict]:
     print(f"SFT warm-up: {config.sft_steps} steps in {time.monotonic() - started:.1f}s, last loss {loss:.3f}", flush=True)
 
     with contextlib.ExitStack() as stack:
-        rm = config.rm_backends
+        rm = config.trm_endpoint
         if rm is None and config.alpha > 0:
             rm = stack.enter_context(embedded_server(
                 ["serve", "reward", "--model", str(config.trm_model or models["reward"])], out / "trm-server.log"))
-        verifier = config.verifier_backends or stack.enter_context(embedded_server(
+        verifier = config.verifier_endpoint or stack.enter_context(embedded_server(
             ["serve", "chat", "--model", str(models["chat"]), "--served-model-name", "TIGER-Lab/general-verifier"],
             out / "verifier-server.log"))
         reward = ThinkingReward(rm_backends=rm, verifier_backends=verifier, alpha=config.alpha, deadline_s=120.0,
@@ -322,11 +322,15 @@ def run(config: ToyConfig) -> list[dict]:
 
 
 def main(argv: list[str], prog: str = "trm rl toy") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from trm.cli import HelpFormatter, add_alias
+
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter)
     for f in fields(ToyConfig):
         kind = {"int": int, "float": float}.get(str(f.type), str)
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default,
-                            help=f"{f.metadata['help']} (default {f.default})")
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default, help=f.metadata["help"])
+    for old_name, name in (("--out", "--output-dir"), ("--rm-backends", "--trm-endpoint"),
+                           ("--verifier-backends", "--verifier-endpoint")):
+        add_alias(parser, old_name, name)  # the project's one flag vocabulary; old spellings for one release
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so the servers started here are stopped

@@ -177,7 +177,7 @@ def embedded_server(args: list[str], log_path: Path, timeout_s: float = 300.0) -
     """`python -m trm <args>` on a free loopback port; yields host:port once GET /health answers, stops it after."""
     import socket
 
-    import httpx
+    from trm.serving import cli_wait
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -186,18 +186,9 @@ def embedded_server(args: list[str], log_path: Path, timeout_s: float = 300.0) -
         proc = subprocess.Popen([sys.executable, "-m", "trm", *args, "--port", str(port)], stdout=log,
                                 stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"`trm {' '.join(args)}` exited with {proc.returncode}; see {log_path}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2.0, trust_env=False).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"`trm {' '.join(args)}` not healthy after {timeout_s:g}s; see {log_path}")
-            time.sleep(0.2)  # polling /health with a deadline
+        # the one health wait of the project (`trm serve wait`): stops at once if the server process exits
+        if cli_wait.main([f"127.0.0.1:{port}", "--timeout", str(timeout_s), "--pid", str(proc.pid)]) != 0:
+            raise RuntimeError(f"`trm {' '.join(args)}` did not become healthy; see {log_path}")
         yield f"127.0.0.1:{port}"
     finally:
         proc.terminate()

@@ -15,23 +15,10 @@ import numpy as np
 import pytest
 from _client_support import dead_backend
 from test_verl_reward import EXPECT_CORRECT, load_verify_manager, samples
+from test_verl_reward import scorer, tokenizer  # noqa: F401  (the same module-scoped fixtures)
 
 from trm.rl.batch import rollout_batch
 from trm.traces import trm_input
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tiny_models):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tiny_models["chat"])
-
-
-@pytest.fixture(scope="module")
-def scorer(tiny_models):
-    from trm.serving.scorer import RewardScorer
-
-    return RewardScorer(tiny_models["reward"])
 
 
 @pytest.fixture

@@ -33,6 +33,25 @@ def test_gives_up_after_max_retries_with_a_clear_error():
         assert judge.count() == 3
 
 
+def test_nothing_listening_fails_after_the_connect_budget_not_all_retries():
+    from _judge_support import free_port
+
+    client = JudgeClient(f"http://127.0.0.1:{free_port()}/v1", "m",
+                         config=JudgeConfig(max_retries=1000, connect_budget_s=0.3, backoff_base_s=0.05, backoff_max_s=0.1))
+    with pytest.raises(JudgeUnavailable, match=r"no server accepted a connection in (\d+) attempts") as raised:
+        asyncio.run(client.chat([{"role": "user", "content": "x"}]))
+    attempts = int(raised.value.args[0].split(" attempts")[0].rsplit(" ", 1)[1])
+    assert 2 <= attempts < 1000 and "connect budget 0.3s" in str(raised.value)  # the budget ended it, not the retries
+
+
+def test_a_server_error_is_not_cut_short_by_the_connect_budget():
+    with ScriptedJudge(lambda req: Fault(500)) as judge:
+        client = JudgeClient(judge.url, "m", config=JudgeConfig(max_retries=3, connect_budget_s=0.0, **FAST))
+        with pytest.raises(JudgeUnavailable, match="giving up after 3 retries"):
+            asyncio.run(client.chat([{"role": "user", "content": "x"}]))
+        assert judge.count() == 4
+
+
 def test_client_errors_are_not_retried():
     with ScriptedJudge(lambda req: Fault(401, "bad key")) as judge:
         client = JudgeClient(judge.url, "m", config=JudgeConfig(**FAST))

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import random
+import time
 from dataclasses import dataclass
 
 import openai
@@ -62,7 +63,16 @@ class JudgeConfig:
     backoff_base_s: float = 1.0  # first retry waits about this long; doubles each time (with jitter)
     backoff_max_s: float = 60.0  # cap on one wait
     request_timeout_s: float = 300.0  # per HTTP request
+    # A request whose every attempt was refused (nothing listening at the URL) gives up after this many seconds
+    # instead of spending all its retries: a wrong URL fails in seconds, as in trm.client.BackendPool.
+    connect_budget_s: float = 10.0
     use_n: bool = True  # ask for n samples in one request; switched off automatically if the endpoint ignores n
+
+
+def _refused(exc: Exception) -> bool:
+    """The request never reached a server: the transport's ConnectError (by name, since the openai SDK ships its
+    own copy of httpx, ``httpx2``, whose exception classes differ from httpx's)."""
+    return any(cls.__name__ == "ConnectError" for cls in type(exc.__cause__).__mro__)
 
 
 class JudgeUnavailable(RuntimeError):
@@ -157,6 +167,8 @@ class JudgeClient:
         if n > 1:
             kwargs["n"] = n
         attempt = 0
+        started = time.monotonic()
+        only_refused = True  # every failure of this request so far was a refused connection
         while True:
             try:
                 client, gate = self._bind()
@@ -172,6 +184,13 @@ class JudgeClient:
                 raise JudgeUnavailable(f"{self.base_url}: request rejected ({_describe(exc)})") from None
             except _RETRYABLE as exc:
                 attempt += 1
+                only_refused = only_refused and _refused(exc)
+                if only_refused and time.monotonic() - started >= self.config.connect_budget_s:
+                    raise JudgeUnavailable(
+                        f"{self.base_url}: no server accepted a connection in {attempt} attempts over "
+                        f"{time.monotonic() - started:.1f}s (connect budget {self.config.connect_budget_s:g}s; "
+                        f"{_describe(exc)}): is the judge running at this URL?"
+                    ) from None
                 if attempt > self.config.max_retries:
                     raise JudgeUnavailable(
                         f"{self.base_url}: giving up after {self.config.max_retries} retries ({_describe(exc)})"
@@ -234,6 +253,8 @@ def add_judge_arguments(parser, default_concurrency: int = 16) -> None:
     group.add_argument("--max-concurrency", type=int, default=default_concurrency, help="judge requests in flight")
     group.add_argument("--max-retries", type=int, default=6, help="retries per request on 429/5xx/timeouts")
     group.add_argument("--request-timeout", type=float, default=300.0, help="seconds per judge request")
+    group.add_argument("--connect-budget", type=float, default=JudgeConfig.connect_budget_s,
+                       help="seconds a request keeps retrying while no server accepts a connection")
     group.add_argument("--no-n", action="store_true", help="never ask for n samples in one request")
 
 
@@ -246,6 +267,7 @@ def client_from_args(args) -> JudgeClient:
             max_concurrency=args.max_concurrency,
             max_retries=args.max_retries,
             request_timeout_s=args.request_timeout,
+            connect_budget_s=args.connect_budget,
             use_n=not args.no_n,
         ),
     )

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _judge_support import ScriptedJudge  # noqa: E402
 
 from trm.dag.build import build_dag  # noqa: E402
-from trm.judge.client import JudgeClient, JudgeConfig  # noqa: E402
+from trm.llm.client import JudgeClient, JudgeConfig  # noqa: E402
 
 
 def run_case(

@@ -19,7 +19,7 @@ from trm.dag.graph import (
     validate_dag,
     validate_rules,
 )
-from trm.judge.client import JudgeClient, JudgeConfig
+from trm.llm.client import JudgeClient, JudgeConfig
 
 
 def run(coro):

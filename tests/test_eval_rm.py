@@ -18,7 +18,7 @@ from trm.training.eval_rm import (
     random_baseline,
     shorter_trace_baseline,
 )
-from trm.training.pairs import trace_lengths
+from trm.data.pairs import trace_lengths
 
 
 def test_ties_count_as_wrong():

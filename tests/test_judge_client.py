@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from _judge_support import Fault, ScriptedJudge
-from trm.judge.client import JudgeClient, JudgeConfig, JudgeUnavailable, resolve_api_key
+from trm.llm.client import JudgeClient, JudgeConfig, JudgeUnavailable, resolve_api_key
 
 FAST = dict(backoff_base_s=0.01, backoff_max_s=0.05)
 

@@ -4,7 +4,7 @@ import asyncio
 
 from _judge_support import ScriptedJudge, decision, demo_policy
 from trm.dag.graph import Dag, merged_view
-from trm.judge.client import JudgeClient, JudgeConfig
+from trm.llm.client import JudgeClient, JudgeConfig
 from trm.judge.pairwise import PairwiseConfig, compare_responses, consistency_label
 from trm.judge.prompts import DIMENSIONS, parse_decision
 from trm.judge.views import dominant_leaves, dominant_path, macro_view_text, structural_header

@@ -9,7 +9,7 @@ import pytest
 
 from _judge_support import Fault, ScriptedJudge, decision, demo_policy
 from trm.data.preference import validate_records
-from trm.training.pairs import preference_texts
+from trm.data.pairs import preference_texts
 from trm.traces import trm_input
 from trm.jsonio import read_records
 from trm.judge.build_cli import main as build_main

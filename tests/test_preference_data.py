@@ -19,7 +19,7 @@ from trm.data.preference import (
     split_records,
     validate_records,
 )
-from trm.training.pairs import RecordError, preference_texts, trace_lengths
+from trm.data.pairs import RecordError, preference_texts, trace_lengths
 
 
 def good(question="What is 2 + 3?", chosen="<think>2 + 3 = 5.</think> \\boxed{5}", rejected="<think>hmm 5</think> 5"):

@@ -14,7 +14,7 @@ from _train_support import SERVER_ENV, TOY_TEST, TOY_TRAIN, TRAIN_PAIRS, one_tor
 from trm.data.preference import load_records, save_records
 from trm.training.encode import encode_pairs
 from trm.training.eval_rm import main as eval_main
-from trm.training.pairs import preference_parts, preference_texts
+from trm.data.pairs import preference_parts, preference_texts
 from trm.training.train_rm import ensure_pad_token, parse_args, train
 
 

@@ -217,7 +217,7 @@ def test_long_context_copy_is_accepted_without_overrides(qwen_math_like, tmp_pat
 def test_context_limits_follow_verl_and_vllm_for_scaled_rope():
     import json
 
-    from trm.rl.context import verl_positions, vllm_positions
+    from trm.model_context import verl_positions, vllm_positions
     from trm.rl.long_context import LongContextSettings, long_context_config
 
     llama = json.loads((REPO / "data" / "model_configs" / "llama-3.1-8b.json").read_text())

@@ -237,3 +237,12 @@ def extract(response: str, format: str = STRICT, parts: int = 1) -> Extraction:
         if tail.strip():
             return Extraction(tail, "tail")
     return Extraction(None, "none")
+
+
+def clip(text: str, limit: int) -> str:
+    """Head and tail of a long text, with the cut marked; short texts unchanged."""
+    text = text.strip()
+    if limit <= 0 or len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    return f"{text[:head]}\n[... {len(text) - limit} characters omitted ...]\n{text[-(limit - head) :]}"

@@ -17,7 +17,7 @@ from typing import Callable
 from trm.dag.graph import ROOT, Dag, DagState, Decision, apply_decision, check_decision
 from trm.dag.partition import partition
 from trm.dag.prompts import parse_structure_answer, structure_messages
-from trm.judge.client import JudgeClient, Usage
+from trm.llm.client import JudgeClient, Usage
 
 TIE_ORDER = ("continue", "backtrack", "merge")  # earlier wins a tie
 

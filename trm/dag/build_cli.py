@@ -11,8 +11,8 @@ from trm.dag.build import DagConfig, build_dag, cap_steps, fallback_counts, step
 from trm.dag.graph import merged_view
 from trm.dag.partition import KEYWORD_SETS, resolve_keywords
 from trm.jsonio import read_records
-from trm.judge.batch import run_ordered
-from trm.judge.client import JudgeUnavailable, Usage, add_judge_arguments, client_from_args
+from trm.llm.batch import run_ordered
+from trm.llm.client import JudgeUnavailable, Usage, add_judge_arguments, client_from_args
 from trm.resumable import RecordFailed, ResumableOutput
 
 # A capable judge answers in the format for nearly every step (the scripted demo judge for all of them); one whose

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from trm.dag.graph import ACTIONS, AttachmentPool, Decision
-from trm.judge.prompts import clip as _clip
+from trm.traces import clip as _clip
 
 ACTION_MARKER = "<|action|>"
 PREVIOUS_MARKER = "<|previous|>"

@@ -1,7 +1,7 @@
 """`trm data trm-preference`: validate, describe, split and convert TRM-Preference files.
 
 Files are JSON (an object or a list), JSONL or parquet; every command reads all three. Records follow
-TRL's conversational preference format with an explicit prompt (see `trm.training.pairs`). Errors name the
+TRL's conversational preference format with an explicit prompt (see `trm.data.pairs`). Errors name the
 row (0-based index in the file; for JSONL also the line) and the field, so a bad record in a 100K-row file
 can be found and fixed; nothing is written when the input is invalid.
 """
@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 from trm.cli import HelpFormatter
 from trm.jsonio import read_rows
-from trm.training.pairs import RecordError, preference_parts
+from trm.data.pairs import RecordError, preference_parts
 
 FORMATS = ("json", "jsonl", "parquet")
 
@@ -128,7 +128,7 @@ def _percentiles(values: list[int], points=(0, 50, 90, 99, 100)) -> dict[str, fl
 
 def describe_records(records: list[dict], tokenizer=None) -> dict:
     """Counts and length percentiles (characters, and tokens when a tokenizer is given) of the TRM inputs."""
-    from trm.training.pairs import preference_texts, trace_lengths
+    from trm.data.pairs import preference_texts, trace_lengths
 
     texts = [preference_texts(r) for r in records]
     lengths = [trace_lengths(r) for r in records]

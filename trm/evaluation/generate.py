@@ -109,7 +109,7 @@ def model_context(model: str) -> int | None:
     config = Path(model) / "config.json"
     if not config.is_file():
         return None
-    from trm.rl.context import vllm_positions
+    from trm.model_context import vllm_positions
 
     return vllm_positions(json.loads(config.read_text(encoding="utf-8")))
 

@@ -159,7 +159,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str], prog: str = "trm winrate") -> int:
-    from trm.judge.client import JudgeClient, JudgeConfig
+    from trm.llm.client import JudgeClient, JudgeConfig
 
     args = build_parser(prog).parse_args(argv)
     out_dir = Path(args.out_dir)

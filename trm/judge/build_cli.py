@@ -14,8 +14,8 @@ from pathlib import Path
 from trm.cli import HelpFormatter
 from trm.dag.build_cli import add_dag_arguments, dag_config_from_args
 from trm.dag.partition import resolve_keywords
-from trm.judge.batch import run_ordered
-from trm.judge.client import JudgeUnavailable, add_judge_arguments, client_from_args
+from trm.llm.batch import run_ordered
+from trm.llm.client import JudgeUnavailable, add_judge_arguments, client_from_args
 from trm.judge.pairwise import PairwiseConfig
 from trm.judge.preference import (
     PipelineConfig,

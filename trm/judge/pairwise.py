@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from trm.dag.build import DagConfig
-from trm.judge.client import JudgeClient, Usage
+from trm.llm.client import JudgeClient, Usage
 from trm.judge.prompts import DIMENSIONS, aggregation_messages, decision_words, pairwise_messages, parse_decision
 from trm.judge.views import TraceViews, ViewConfig, build_views
 

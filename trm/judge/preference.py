@@ -23,7 +23,7 @@ from typing import Iterable, Iterator
 from trm.dag.build import DagConfig
 from trm.dag.graph import Dag, validate_dag
 from trm.jsonio import read_records
-from trm.judge.client import JudgeClient, Usage
+from trm.llm.client import JudgeClient, Usage
 from trm.judge.pairwise import DROP_REASONS, PairwiseConfig, judge_pair
 from trm.judge.views import ViewConfig, build_views
 from trm.traces import reasoning

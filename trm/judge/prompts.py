@@ -4,6 +4,8 @@ the aggregation. Every comparison ends with ``<|decision|>`` and one of ``Trace 
 from __future__ import annotations
 
 import re
+
+from trm.traces import clip
 from dataclasses import dataclass
 
 DECISION_MARKER = "<|decision|>"
@@ -141,12 +143,3 @@ def parse_decision(text: str) -> tuple[str | None, str]:
 
 def decision_words(decision: str | None) -> str:
     return {"1": "Trace 1", "2": "Trace 2", "tie": "Tie"}.get(decision or "", "no decision")
-
-
-def clip(text: str, limit: int) -> str:
-    """Head and tail of a long text, with the cut marked; short texts unchanged."""
-    text = text.strip()
-    if limit <= 0 or len(text) <= limit:
-        return text
-    head = limit * 2 // 3
-    return f"{text[:head]}\n[... {len(text) - limit} characters omitted ...]\n{text[-(limit - head) :]}"

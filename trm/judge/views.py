@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from trm.dag.build import DagConfig, build_dag, steps_of
 from trm.dag.graph import Dag, SuperNode, merged_view
-from trm.judge.client import JudgeClient, Usage
+from trm.llm.client import JudgeClient, Usage
 from trm.judge.prompts import summary_messages
 from trm.traces import extract_answer, reasoning
 

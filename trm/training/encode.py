@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict, dataclass, field
 
-from trm.training.pairs import preference_texts
+from trm.data.pairs import preference_texts
 
 TRUNCATION_SIDES = ("left", "right")
 
@@ -68,7 +68,7 @@ def _encode_one(tokenizer, text: str, prompt_chars: int, max_length: int | None,
 def encode_pairs(records: list[dict], tokenizer, max_length: int | None, truncation: str | None = None,
                  progress: bool = True) -> tuple[list[dict], EncodeStats]:
     """Rows ``{"chosen_input_ids", "rejected_input_ids"}`` for TRL, and what was dropped or truncated."""
-    from trm.training.pairs import preference_parts
+    from trm.data.pairs import preference_parts
 
     if truncation is not None and truncation not in TRUNCATION_SIDES:
         raise ValueError(f"truncation must be one of {TRUNCATION_SIDES} or None, got {truncation!r}")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from trm.cli import HelpFormatter, add_alias
-from trm.training.pairs import preference_texts, trace_lengths
+from trm.data.pairs import preference_texts, trace_lengths
 
 
 @dataclass

@@ -169,14 +169,23 @@ def probe_vllm_server(case: dict) -> list[dict]:
         return rows + [{"item": "vLLM argument parser", "ok": False, "detail": error}]
     try:
         validate_parsed_serve_args(namespace)
-        rows.append({"item": "vLLM validate_parsed_serve_args", "ok": True, "detail": "chat template and options"})
-        model = AsyncEngineArgs.from_cli_args(namespace).create_model_config()
-        rows.append({"item": "limit: vLLM ModelConfig (max_model_len)", "ok": True,
-                     "detail": f"max_model_len={model.max_model_len}"})
     except Exception as e:
-        rows.append({"item": "limit: vLLM ModelConfig (max_model_len)", "ok": False,
-                     "detail": f"{type(e).__name__}: {' '.join(str(e).split())[:400]}"})
-    return rows
+        return rows + [{"item": "limit: vLLM ModelConfig (max_model_len)", "ok": False, "detail": _error(e)}]
+    rows.append({"item": "vLLM validate_parsed_serve_args", "ok": True, "detail": "chat template and options"})
+    return rows + [_model_config_row("limit: vLLM ModelConfig (max_model_len)",
+                                     lambda: AsyncEngineArgs.from_cli_args(namespace).create_model_config())]
+
+
+def _error(e: Exception) -> str:
+    return f"{type(e).__name__}: {' '.join(str(e).split())[:400]}"
+
+
+def _model_config_row(item: str, make_model_config) -> dict:
+    """Whether vLLM builds its ModelConfig (where max_model_len is checked against the model's positions)."""
+    try:
+        return {"item": item, "ok": True, "detail": f"max_model_len={make_model_config().max_model_len}"}
+    except Exception as e:
+        return {"item": item, "ok": False, "detail": _error(e)}
 
 
 def probe_verl_rollout(case: dict) -> list[dict]:
@@ -225,14 +234,8 @@ def probe_verl_rollout(case: dict) -> list[dict]:
     for key, value in captured.items():  # what verl hands LLM(...), which passes it on to EngineArgs
         rows.append({"item": f"LLM argument {key}", "ok": key in fields,
                      "detail": f"{value!r}" if key in fields else "not an EngineArgs field"})
-    try:
-        model = EngineArgs(**captured).create_model_config()
-        rows.append({"item": "limit: vLLM ModelConfig from verl's LLM arguments (max_model_len)", "ok": True,
-                     "detail": f"max_model_len={model.max_model_len}"})
-    except Exception as e:
-        rows.append({"item": "limit: vLLM ModelConfig from verl's LLM arguments (max_model_len)", "ok": False,
-                     "detail": f"{type(e).__name__}: {' '.join(str(e).split())[:400]}"})
-    return rows
+    return rows + [_model_config_row("limit: vLLM ModelConfig from verl's LLM arguments (max_model_len)",
+                                     lambda: EngineArgs(**captured).create_model_config())]
 
 
 PROBES = {"sglang": probe_sglang, "vllm-server": probe_vllm_server, "verl-rollout": probe_verl_rollout}

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import threading
 import time
@@ -51,6 +52,30 @@ class BackendRequestError(RuntimeError):
         self.backend = backend
         self.status_code = status_code
         self.message = message
+
+
+# The one order in which every client and server of the project finds an API key: the explicit value (a flag, a
+# setting, a constructor argument), then the environment variables of the endpoint's role, first set wins, then
+# none. Roles keep keys apart: OPENAI_API_KEY (often a paid key) is read only for endpoints that may be outside
+# services (judge, generation), never sent to the project's own reward or verifier servers.
+API_KEY_ENV: dict[str, tuple[str, ...]] = {
+    "reward": ("TRM_API_KEY",),  # TRM embedding servers (`trm serve reward`, sglang --api-key), and their server side
+    "verifier": ("TRM_VERIFIER_API_KEY",),  # general-verifier chat servers
+    "judge": ("TRM_JUDGE_API_KEY", "OPENAI_API_KEY"),  # data-pipeline and win-rate judges
+    "generation": ("OPENAI_API_KEY",),  # policies sampled through an OpenAI-compatible endpoint
+}
+
+
+def resolve_api_key(explicit: str | None, role: str) -> str | None:
+    """``explicit`` if given, else the first set variable of ``API_KEY_ENV[role]``, else None."""
+    if role not in API_KEY_ENV:
+        raise ValueError(f"unknown API key role {role!r}; one of {sorted(API_KEY_ENV)}")
+    if explicit:
+        return explicit
+    for name in API_KEY_ENV[role]:
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
 
 
 def parse_backends(spec: str | list[str] | tuple[str, ...]) -> list[str]:

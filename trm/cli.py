@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import importlib
 import re
 import sys
-from typing import Mapping, Sequence
+import types
+import typing
+from typing import Any, Mapping, Sequence
 
 # name -> (module, summary). Keep this list in the order a researcher meets the commands.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -92,6 +95,58 @@ def add_alias(container, old: str, action: argparse.Action | str) -> None:
         action.hidden_aliases = ()
         action.__class__ = type(f"Aliased{type(action).__name__}", (_AliasNote, type(action)), {})
     action.hidden_aliases += (old,)
+
+
+def add_dataclass_arguments(container, cls, *, defaults: Mapping[str, Any] | None = None,
+                            flags: Mapping[str, str] | None = None, exclude: Sequence[str] = ()) -> None:
+    """One flag per field of the dataclass ``cls``, so each setting is declared once: its type, default and help
+    (``field(metadata={"help": ...})``, the HfArgumentParser convention) come from the field. ``defaults``
+    overrides a field's default for this command, visibly, in one place; ``flags`` renames a flag into the
+    project's vocabulary (``{"rm_backends": "--trm-endpoint"}``); ``exclude`` leaves fields out. The parsed
+    value lands in ``args.<field name>``: build the config with :func:`dataclass_from_args`."""
+    defaults, flags = dict(defaults or {}), dict(flags or {})
+    unknown = (set(defaults) | set(flags) | set(exclude)) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in exclude or not f.init:
+            continue
+        if "help" not in f.metadata:
+            raise TypeError(f"{cls.__name__}.{f.name} declares no help (field(metadata={{'help': ...}}))")
+        kind = hints[f.name]
+        if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None
+            kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+        if f.name in defaults:
+            default = defaults[f.name]
+        elif f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": f.metadata["help"]}
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif kind in (int, float, str):
+            kwargs["type"] = kind
+        else:
+            raise TypeError(f"{cls.__name__}.{f.name}: no flag for type {kind!r}; exclude it and add it by hand")
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]
+        if "metavar" in f.metadata:
+            kwargs["metavar"] = f.metadata["metavar"]
+        if default is None and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING \
+                and f.name not in defaults:
+            kwargs["required"] = True
+        container.add_argument(flags.get(f.name, "--" + f.name.replace("_", "-")), **kwargs)
+
+
+def dataclass_from_args(cls, args: argparse.Namespace, **overrides: Any):
+    """The ``cls`` instance of the flags :func:`add_dataclass_arguments` added (fields without a flag keep their
+    defaults unless given in ``overrides``)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.init and hasattr(args, f.name)}
+    return cls(**{**values, **overrides})
 
 
 def version() -> str:

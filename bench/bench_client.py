@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import math
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,20 +21,14 @@ from pathlib import Path
 
 import httpx
 
+from trm_testing.fault_server import FaultServer
+from trm_testing.serving import free_port
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def serve_fake(port: int, latency: float, capacity: int) -> None:
     """A backend answering /v1/embeddings after `latency` seconds, at most `capacity` requests at a time."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from _client_support import FaultServer
-
     reply = {"data": [{"index": 0, "embedding": [0.5]}]}
     server = FaultServer(lambda i, req: ("delay", latency, ("status", 200, reply)), capacity=capacity)
 

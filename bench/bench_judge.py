@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import threading
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from _judge_support import ScriptedJudge  # noqa: E402
-
-from trm.dag.build import build_dag  # noqa: E402
-from trm.llm.client import JudgeClient, JudgeConfig  # noqa: E402
+from trm.dag.build import build_dag
+from trm.llm.client import JudgeClient, JudgeConfig
+from trm_testing.judge import ScriptedJudge
 
 
 def run_case(

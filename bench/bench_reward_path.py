@@ -21,7 +21,6 @@ import asyncio
 import hashlib
 import math
 import multiprocessing
-import socket
 import sys
 import tempfile
 import time
@@ -36,9 +35,8 @@ def _fake_score(text: str) -> float:
 
 
 async def _serve(ports: dict[str, list[int]], latency: float, capacity: int, ready) -> None:
-    """Fault-injection backends (tests/_client_support.FaultServer): a fixed latency inside a fixed capacity."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from _client_support import FaultServer, chat_completion
+    """Fault-injection backends (trm_testing.fault_server): a fixed latency inside a fixed capacity."""
+    from trm_testing.fault_server import FaultServer, chat_completion
 
     counts: dict[int, int] = {}
     verdict = chat_completion("They differ.\nFinal Decision: No")
@@ -71,12 +69,6 @@ def _fake_process(ports, latency, capacity, ready) -> None:
     asyncio.run(_serve(ports, latency, capacity, ready))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _stats(port: int) -> dict[str, int]:
     import httpx
 
@@ -85,7 +77,7 @@ def _stats(port: int) -> dict[str, int]:
 
 # -- the batch -----------------------------------------------------------------------------------------------------
 def make_samples(n: int, group: int = 8):
-    from trm.rl.batch import RolloutSample
+    from trm_testing.rollout import RolloutSample
 
     samples = []
     for i in range(n):
@@ -116,10 +108,11 @@ def main() -> int:
     args = parser.parse_args()
 
     from trm.rewards.verl_manager import VerifyRewardManager
-    from trm.rl.batch import rollout_batch
     from trm.tiny import build_tiny_models
+    from trm_testing.rollout import rollout_batch
+    from trm_testing.serving import free_port
 
-    ports = {"trm": [_free_port() for _ in range(args.backends)], "verifier": [_free_port() for _ in range(args.backends)]}
+    ports = {"trm": [free_port() for _ in range(args.backends)], "verifier": [free_port() for _ in range(args.backends)]}
     ctx = multiprocessing.get_context("spawn")
     ready = ctx.Event()
     fake = ctx.Process(target=_fake_process, args=(ports, args.latency, args.capacity, ready), daemon=True)

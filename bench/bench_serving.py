@@ -33,7 +33,6 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 THREADS = 1  # torch threads on both sides: the client, the server and the in-process scorer share a small box
-sys.path.insert(0, str(REPO))
 
 
 def pin(cpus: set[int] | None) -> None:

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def trainer_run(model_dir: Path, train_file: Path, out: Path, args) -> tuple[float, int]:

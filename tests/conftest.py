@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from _serving_support import REPO, spawn, stop, trm_command  # noqa: F401 (REPO is imported from here by tests)
+from trm_testing.serving import running_server
 
 # Never touch a model hub from the tests.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -29,27 +27,6 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     from trm.tiny import build_tiny_models
 
     return build_tiny_models(tmp_path_factory.mktemp("tiny"), seed=0)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def running_server(args: list[str], port: int | None = None, timeout: float = 180.0, env: dict | None = None) -> Iterator[str]:
-    """Start `python -m trm <args> --port P` and yield its base URL once GET /health answers 200.
-
-    The server's output goes to a log file whose tail is shown if it fails to come up.
-    """
-    port = port or free_port()
-    server = spawn(trm_command(*args, "--port", str(port)), port, Path(os.environ.get("TMPDIR", "/tmp")), env=env,
-                   timeout=timeout, log_name=f"trm-test-server-{port}.log")
-    try:
-        yield server.url
-    finally:
-        stop(server.proc)
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import threading
 import time
 
 import pytest
-from _client_support import FaultServer, dead_backend
-from _serving_support import spawn, stop, trm_command
-from conftest import free_port
+from trm_testing.fault_server import FaultServer, dead_backend
+from trm_testing.serving import spawn, stop, trm_command
+from trm_testing.serving import free_port
 
 from trm.client import BackendPool, BackendRequestError, BackendsUnavailable, parse_backends
 from trm.rewards.thinking import score_reasoning, score_responses

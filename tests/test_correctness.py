@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _client_support import dead_backend
+from trm_testing.fault_server import dead_backend
 
 from trm.client import BackendPool, BackendsUnavailable
 from trm.rewards.correctness import (
@@ -119,7 +119,7 @@ def test_rule_check_from_non_main_threads_concurrently():
 def test_rule_check_inside_a_daemonic_worker_process():
     import multiprocessing
 
-    from _rule_check_support import rule_check_in_child
+    from trm_testing.rule_check_workers import rule_check_in_child
 
     with multiprocessing.get_context("spawn").Pool(1) as processes:  # pool workers are daemonic
         result = processes.apply(rule_check_in_child, ([("0.5", "\\frac12"), (PATHOLOGICAL, "5")],))
@@ -133,8 +133,7 @@ def test_batch_rejects_mismatched_lengths():
 
 @pytest.fixture
 def fault_pool(monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
-    pool = WorkerPool("_rule_check_support:echo_or_fault", workers=2)
+    pool = WorkerPool("trm_testing.rule_check_workers:echo_or_fault", workers=2)
     yield pool
     pool.shutdown()
 
@@ -161,9 +160,8 @@ def _running(pid: int) -> bool:
 
 def test_a_timed_out_worker_is_killed_with_the_helpers_it_forked(monkeypatch, tmp_path):
     # verl's prime_math forks a helper per sympy comparison; killing only the worker would leave it spinning.
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
     monkeypatch.setenv("TRM_TEST_CRASH_DIR", str(tmp_path))
-    pool = WorkerPool("_rule_check_support:echo_or_fault", workers=1)
+    pool = WorkerPool("trm_testing.rule_check_workers:echo_or_fault", workers=1)
     try:
         assert [o.status for o in pool.map(["fork-hang", "a"], timeout_s=2.0)] == ["timeout", "ok"]
     finally:
@@ -177,11 +175,10 @@ def test_a_timed_out_worker_is_killed_with_the_helpers_it_forked(monkeypatch, tm
 
 def test_workers_outlive_the_thread_that_needed_them(monkeypatch):
     # Workers die with their parent (PR_SET_PDEATHSIG), which Linux takes to be the starting *thread*.
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
     made: list[WorkerPool] = []
 
     def in_thread():
-        made.append(WorkerPool("_rule_check_support:echo_or_fault", workers=2))
+        made.append(WorkerPool("trm_testing.rule_check_workers:echo_or_fault", workers=2))
         made[0].map(["hang", "a"], timeout_s=1.0)  # the replacement worker is started from here too
 
     thread = threading.Thread(target=in_thread)
@@ -202,13 +199,12 @@ def test_workers_outlive_the_thread_that_needed_them(monkeypatch):
 
 @pytest.fixture
 def crashing_rule_check(monkeypatch):
-    """rule_check_batch with workers that die on request (see _rule_check_support.check_or_crash)."""
+    """rule_check_batch with workers that die on request (see trm_testing.rule_check_workers.check_or_crash)."""
     import trm.rewards.correctness as correctness
 
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
-    monkeypatch.setattr(correctness, "RULE_CHECK_FUNCTION", "_rule_check_support:check_or_crash")
+    monkeypatch.setattr(correctness, "RULE_CHECK_FUNCTION", "trm_testing.rule_check_workers:check_or_crash")
     yield lambda answers, golds, **kw: rule_check_batch(answers, golds, timeout_s=10.0, workers=2, **kw)
-    get_pool("_rule_check_support:check_or_crash", 2).shutdown()
+    get_pool("trm_testing.rule_check_workers:check_or_crash", 2).shutdown()
 
 
 def test_answer_whose_worker_dies_once_is_retried_and_judged(crashing_rule_check, tmp_path, monkeypatch):
@@ -329,16 +325,15 @@ def start_fault(monkeypatch, tmp_path):
     """rule_check_batch with workers whose function module hangs or is killed while they import it."""
     import trm.rewards.correctness as correctness
 
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
     monkeypatch.setenv("TRM_TEST_CRASH_DIR", str(tmp_path))
-    monkeypatch.setattr(correctness, "RULE_CHECK_FUNCTION", "_rule_check_start_fault:check")
+    monkeypatch.setattr(correctness, "RULE_CHECK_FUNCTION", "trm_testing.rule_check_start_fault:check")
 
     def run(fault: str, **kwargs):
         monkeypatch.setenv("TRM_TEST_START_FAULT", fault)
         return rule_check_batch(["0.5", "7"], ["\\frac12", "8"], workers=2, **kwargs)
 
     yield run
-    get_pool("_rule_check_start_fault:check", 2).shutdown()
+    get_pool("trm_testing.rule_check_start_fault:check", 2).shutdown()
     for pid in (tmp_path / "pids").read_text().split():  # every worker started was killed and reaped
         with pytest.raises(ProcessLookupError):
             os.kill(int(pid), 0)
@@ -348,7 +343,7 @@ def test_workers_hanging_while_importing_end_the_batch_at_its_deadline(start_fau
     from trm.rewards.correctness import RuleCheckUnavailable
 
     with pytest.raises(RuleCheckUnavailable, match=r"could not run within its batch deadline of 3s: 0 of 2 items done, .*2 workers still "
-                                                   r"starting .*hung while importing _rule_check_start_fault:check"):
+                                                   r"starting .*hung while importing trm_testing.rule_check_start_fault:check"):
         start_fault("hang", deadline_s=3.0)
 
 
@@ -357,7 +352,7 @@ def test_workers_killed_while_importing_raise_instead_of_being_replaced_forever(
     from trm.rewards.worker_pool import WorkerPool
 
     deaths = WorkerPool.MAX_START_DEATHS_PER_WORKER * 2
-    with pytest.raises(RuleCheckUnavailable, match=rf"{deaths} workers for _rule_check_start_fault:check died while "
+    with pytest.raises(RuleCheckUnavailable, match=rf"{deaths} workers for trm_testing.rule_check_start_fault:check died while "
                                                    r"starting and none became ready \(killed by signal 9\)"):
         start_fault("kill")  # no deadline given: the default one is minutes away, the death count ends it
 

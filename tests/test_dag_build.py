@@ -6,7 +6,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _judge_support import ScriptedJudge
+from trm_testing.judge import ScriptedJudge
 from trm.dag.build import DagConfig, build_dag, vote
 from trm.dag.graph import (
     ACTIONS,

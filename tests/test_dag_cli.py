@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from _judge_support import Fault, ScriptedJudge, demo_policy
+from trm_testing.judge import Fault, ScriptedJudge, demo_policy
 from trm.dag.graph import Dag, validate_rules
 from trm.jsonio import read_records
 

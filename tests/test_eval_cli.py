@@ -138,7 +138,7 @@ def test_bon_cli_needs_a_scorer_for_trm(tmp_path):
 
 
 def test_bon_dead_trm_endpoint_raises_and_writes_no_result(tmp_path):
-    from conftest import free_port
+    from trm_testing.serving import free_port
 
     gen = write(tmp_path / "gen.jsonl", synthetic_records(load_items("aime25", data_dir=str(FIXTURES)), n=4))
     dead = f"127.0.0.1:{free_port()}"

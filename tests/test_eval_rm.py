@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from _train_support import TOY_TEST, one_torch_thread
-from conftest import free_port
+from trm_testing.training import TOY_TEST, one_torch_thread
+from trm_testing.serving import free_port
 from trm.data.preference import load_records
 from trm.training.eval_rm import (
     evaluate_pairs,

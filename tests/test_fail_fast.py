@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from _judge_support import ScriptedJudge
-from _serving_support import REPO, trm_command
-from conftest import free_port
+from trm_testing.judge import ScriptedJudge
+from trm_testing.serving import REPO, trm_command
+from trm_testing.serving import free_port
 from trm.client import BackendPool, BackendsUnavailable
 
 ENV = {**os.environ, "PYTHON": sys.executable}

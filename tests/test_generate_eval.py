@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from _serving_support import ReferenceCausalLM
-from conftest import running_server
+from trm_testing.serving import ReferenceCausalLM
+from trm_testing.serving import running_server
 
 from trm.evaluation.generate import main as generate_main
 
@@ -126,7 +126,7 @@ def test_missing_benchmark_file_is_actionable(tmp_path, monkeypatch):
 
 
 def test_dead_endpoint_raises_and_writes_nothing(tmp_path):
-    from conftest import free_port
+    from trm_testing.serving import free_port
 
     out = tmp_path / "dead.jsonl"
     with pytest.raises(Exception, match="Connection|connect"):
@@ -192,7 +192,7 @@ def test_line_breaks_in_records_and_a_corrupt_line_with_the_endpoint_down_lose_n
                                                                                         capsys):
     """Issue 11: questions holding every str.splitlines() break survive a finished run and its rerun; a corrupt
     line in the middle, resumed with the endpoint down, keeps every finished record and sets the line aside."""
-    from conftest import free_port
+    from trm_testing.serving import free_port
 
     data = tmp_path / "aime24.jsonl"
     data.write_text("".join(json.dumps({"id": f"q{i}", "problem": f"What is 1{sep}+ {i}?", "answer": str(i + 1)},

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from _judge_support import Fault, ScriptedJudge
+from trm_testing.judge import Fault, ScriptedJudge
 from trm.llm.client import JudgeClient, JudgeConfig, JudgeUnavailable, resolve_api_key
 
 FAST = dict(backoff_base_s=0.01, backoff_max_s=0.05)
@@ -34,7 +34,7 @@ def test_gives_up_after_max_retries_with_a_clear_error():
 
 
 def test_nothing_listening_fails_after_the_connect_budget_not_all_retries():
-    from _judge_support import free_port
+    from trm_testing.serving import free_port
 
     client = JudgeClient(f"http://127.0.0.1:{free_port()}/v1", "m",
                          config=JudgeConfig(max_retries=1000, connect_budget_s=0.3, backoff_base_s=0.05, backoff_max_s=0.1))

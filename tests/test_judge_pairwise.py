@@ -2,7 +2,7 @@
 
 import asyncio
 
-from _judge_support import ScriptedJudge, decision, demo_policy
+from trm_testing.judge import ScriptedJudge, decision, demo_policy
 from trm.dag.graph import Dag, merged_view
 from trm.llm.client import JudgeClient, JudgeConfig
 from trm.judge.pairwise import PairwiseConfig, compare_responses, consistency_label

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from _client_support import FaultServer, chat_completion, dead_backend
-from conftest import running_server
+from trm_testing.fault_server import FaultServer, chat_completion, dead_backend
+from trm_testing.serving import PROMPT_PROBE, running_server
 from test_protocol import VERIFIER_EXPECTED
 
 from trm.client import BackendPool, BackendRequestError
@@ -197,7 +197,7 @@ def probed_chat_server(tiny_models, tmp_path_factory):
     log = tmp_path_factory.mktemp("probe") / "prompt-ids.jsonl"
     args = ["serve", "chat", "--model", str(tiny_models["chat"]), "--served-model-name", VERIFIER_NAME,
             "--chat-template", str(REPO / "chat_templates" / "verifier.jinja")]
-    env = {"PYTHONPATH": str(REPO / "tests" / "_prompt_probe"), "TRM_TEST_PROMPT_LOG": str(log)}
+    env = {"PYTHONPATH": str(PROMPT_PROBE), "TRM_TEST_PROMPT_LOG": str(log)}
     with running_server(args, env=env) as url:
         yield url, log
 

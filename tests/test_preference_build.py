@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from _judge_support import Fault, ScriptedJudge, decision, demo_policy
+from trm_testing.judge import Fault, ScriptedJudge, decision, demo_policy
 from trm.data.preference import validate_records
 from trm.data.pairs import preference_texts
 from trm.traces import trm_input

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from _train_support import REPO, TOY_TEST
+from trm_testing.training import REPO, TOY_TEST
 from trm.data.preference import (
     PreferenceDataError,
     load_records,

@@ -9,12 +9,12 @@ import math
 
 import pytest
 import torch
-from _client_support import FaultServer, dead_backend
+from trm_testing.fault_server import FaultServer, dead_backend
 from test_verl_reward import EXPECT_CORRECT, load_verify_manager, samples
 
 from trm.protocol import REASONFLUX_STEP_TAG
 from trm.rewards.reasonflux import prm_messages, reasoning_steps, trajectory_score
-from trm.rl.batch import rollout_batch
+from trm_testing.rollout import rollout_batch
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO, free_port
+from trm_testing.serving import REPO, free_port
 
 RESPONSES = REPO / "data" / "webinstruct_tiny_responses.jsonl"
 

@@ -13,11 +13,11 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from _client_support import dead_backend
+from trm_testing.fault_server import dead_backend
 from test_verl_reward import EXPECT_CORRECT, load_verify_manager, samples
 from test_verl_reward import scorer, tokenizer  # noqa: F401  (the same module-scoped fixtures)
 
-from trm.rl.batch import rollout_batch
+from trm_testing.rollout import rollout_batch
 from trm.traces import trm_input
 
 

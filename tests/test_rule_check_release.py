@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from _client_support import FaultServer, chat_completion, dead_backend
+from trm_testing.fault_server import FaultServer, chat_completion, dead_backend
 
 from trm.client import BackendPool
 from trm.rewards.correctness import VerifyConfig, rule_check_batch, verify_response
@@ -124,8 +124,6 @@ def test_a_plain_not_equal_is_settled_by_the_length_rule_and_both_are_reported()
 
 def test_prime_math_in_workers_is_verls_module_without_verls_heavy_imports(monkeypatch):
     """The workers load verl's own prime_math files, not torch and transformers (7 s and 300 MB per worker)."""
-    from pathlib import Path
-
     from trm.rewards.worker_pool import WorkerPool
 
     pool = WorkerPool("trm.rewards.math_rules:check_item", workers=1)
@@ -134,8 +132,7 @@ def test_prime_math_in_workers_is_verls_module_without_verls_heavy_imports(monke
     finally:
         pool.shutdown()
     assert outcome.status == "ok" and outcome.value["correct"] is release_prime_math_accepts("3.14", "\\pi") is True
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
-    probe = WorkerPool("_rule_check_support:loaded_modules", workers=1)  # warms up as the rule check's workers do
+    probe = WorkerPool("trm_testing.rule_check_workers:loaded_modules", workers=1)  # warms up as the rule check's workers do
     try:
         (loaded,) = probe.map([["verl.utils.reward_score.prime_math", "math_verify", "torch", "transformers"]], 30)
     finally:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from _client_support import FaultServer
+from trm_testing.fault_server import FaultServer
 
 from trm.client import BackendPool, BackendsUnavailable
 from trm.rewards.thinking import score_reasoning

@@ -178,7 +178,7 @@ def test_the_batch_budget_defaults_by_device_and_a_cpu_reward_server_keeps_batch
     cache-sized batches); /health counts the tokens served and the padded tokens computed."""
     import httpx
 
-    from _serving_support import ReferenceRewardModel, asgi_client
+    from trm_testing.serving import ReferenceRewardModel, asgi_client
     from trm.serving.batching import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, default_batch_tokens
     from trm.serving.reward_server import RewardServerConfig, build_app
     from trm.serving.scorer import RewardScorer

@@ -11,8 +11,8 @@ import httpx
 import openai
 import pytest
 
-from _serving_support import ReferenceCausalLM, spawn, stop, trm_command
-from conftest import free_port
+from trm_testing.serving import ReferenceCausalLM, spawn, stop, trm_command
+from trm_testing.serving import free_port
 
 NAME = "tiny-chat"
 

@@ -14,8 +14,8 @@ import threading
 import httpx
 import pytest
 
-from _serving_support import ReferenceRewardModel, asgi_client, spawn, stop, trm_command
-from conftest import free_port
+from trm_testing.serving import ReferenceRewardModel, asgi_client, spawn, stop, trm_command
+from trm_testing.serving import free_port
 
 
 @pytest.fixture(scope="module")

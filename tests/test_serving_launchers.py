@@ -10,8 +10,8 @@ import httpx
 import openai
 import pytest
 
-from _serving_support import REPO, ReferenceRewardModel, spawn, stop
-from conftest import free_port
+from trm_testing.serving import REPO, ReferenceRewardModel, spawn, stop
+from trm_testing.serving import free_port
 
 LAUNCHERS = ["trm.sh", "server/trm.sh", "server/general-verifier.sh"]
 

@@ -13,8 +13,8 @@ import httpx
 import openai
 import pytest
 
-from _serving_support import ReferenceRewardModel, spawn, stop, trm_command
-from conftest import free_port
+from trm_testing.serving import ReferenceRewardModel, spawn, stop, trm_command
+from trm_testing.serving import free_port
 
 TEXTS = [
     "What is 2+2?\nWe add two and two, so the answer is 4.",

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from _serving_support import REPO, ReferenceRewardModel
-from conftest import free_port
+from trm_testing.serving import REPO, ReferenceRewardModel
+from trm_testing.serving import free_port
 from trm.serving.score import main as score_main
 from trm.traces import trm_input
 

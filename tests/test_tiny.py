@@ -8,7 +8,7 @@ import sys
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from conftest import REPO
+from trm_testing.serving import REPO
 
 
 def test_reward_model_loads_and_scores_any_text(tiny_models):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from _train_support import one_torch_thread, trained_reward_model
+from trm_testing.training import one_torch_thread, trained_reward_model
 from trm.evaluation.benchmarks import load_items
 from trm.evaluation.bon import best_of_n
 from trm.evaluation.grading import grade_records

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from transformers import TrainerCallback
 
-from _train_support import SERVER_ENV, TOY_TEST, TOY_TRAIN, TRAIN_PAIRS, one_torch_thread, release_flags, trained_reward_model
+from trm_testing.training import SERVER_ENV, TOY_TEST, TOY_TRAIN, TRAIN_PAIRS, one_torch_thread, release_flags, trained_reward_model
 from trm.data.preference import load_records, save_records
 from trm.training.encode import encode_pairs
 from trm.training.eval_rm import main as eval_main
@@ -62,7 +62,7 @@ def test_saves_model_tokenizer_and_eval_results(trained):
 
 
 def test_served_model_ranks_held_out_pairs_like_eval_rm(trained, tmp_path, capsys):
-    from conftest import running_server
+    from trm_testing.serving import running_server
 
     local_scores, served_scores = tmp_path / "local.jsonl", tmp_path / "served.jsonl"
     local = run_eval(capsys, "--data", str(TOY_TEST), "--model", str(trained), "--scores", str(local_scores))

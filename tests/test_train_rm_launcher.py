@@ -9,7 +9,7 @@ import shlex
 import subprocess
 import sys
 
-from _train_support import REPO, TOY_TEST, TOY_TRAIN
+from trm_testing.training import REPO, TOY_TEST, TOY_TRAIN
 
 SCRIPT = REPO / "train_rm.sh"
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from trm_testing.serving import REPO
 
 
 def dry_run(*overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:

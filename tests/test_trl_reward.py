@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, free_port
+from trm_testing.serving import REPO, free_port
 
 NAME = "thinking_reward"
 

@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
-from conftest import REPO, free_port
-from trm.rl.batch import RolloutSample, rollout_batch
+from trm_testing.serving import REPO, free_port
+from trm_testing.rollout import RolloutSample, rollout_batch
 from trm.traces import trm_input
 
 RESPONSES = [json.loads(line) for line in (REPO / "data" / "webinstruct_tiny_responses.jsonl").read_text().splitlines()]
@@ -177,14 +177,13 @@ def test_async_path_on_local_ray_matches_sync(manager, tokenizer, scorer):
 
 @pytest.fixture
 def crashing_rule_check(monkeypatch):
-    """Rule-check workers that die on answers "always|-|<answer>" (see _rule_check_support.check_or_crash)."""
+    """Rule-check workers that die on answers "always|-|<answer>" (see trm_testing.rule_check_workers.check_or_crash)."""
     import trm.rewards.correctness as correctness
     from trm.rewards.worker_pool import get_pool
 
-    monkeypatch.setenv("PYTHONPATH", str(REPO / "tests"))
-    monkeypatch.setattr(correctness, "RULE_CHECK_FUNCTION", "_rule_check_support:check_or_crash")
+    monkeypatch.setattr(correctness, "RULE_CHECK_FUNCTION", "trm_testing.rule_check_workers:check_or_crash")
     yield
-    get_pool("_rule_check_support:check_or_crash").shutdown()
+    get_pool("trm_testing.rule_check_workers:check_or_crash").shutdown()
 
 
 def test_worker_errors_are_visible_and_systematic_ones_raise(tokenizer, reward_server, crashing_rule_check, capsys):

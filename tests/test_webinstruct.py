@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO
+from trm_testing.serving import REPO
 from trm.data.prompts import BOXED_INSTRUCTION
 from trm.data.webinstruct import convert_row, validate_parquet
 from trm.protocol import LLAMA_RL_PROMPT, QWEN_MATH_RL_PROMPT

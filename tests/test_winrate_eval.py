@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from _judge_support import Fault, ScriptedJudge, decision, demo_policy
+from trm_testing.judge import Fault, ScriptedJudge, decision, demo_policy
 from trm.evaluation.metrics import wilson_interval
 from trm.evaluation.winrate import main as winrate_main
 from trm.evaluation.winrate import make_pairs, summarise

@@ -5,14 +5,13 @@ policy function, so tests decide exactly what the "LLM" says (and can inject 429
         client = JudgeClient(judge.url, "scripted")
 
 Run as a script it serves the deterministic ``demo`` policy (used for the example picture in the docs):
-    python tests/_judge_support.py --port 8011
+    python -m trm_testing.judge --port 8011
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from fastapi.responses import JSONResponse
 
 from trm.dag.prompts import SYSTEM_PROMPT as STRUCTURE_SYSTEM
 from trm.judge.prompts import AGGREGATE_SYSTEM, PAIRWISE_SYSTEM, SUMMARY_SYSTEM
+from trm_testing.serving import free_port
 
 
 @dataclass
@@ -91,12 +91,6 @@ class JudgeRequest:
 
 
 Policy = Callable[[JudgeRequest], "str | Fault"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

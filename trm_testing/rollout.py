@@ -1,7 +1,7 @@
 """A verl rollout batch (``DataProto``) built from text, laid out exactly as verl's rollout hands it to the reward.
 
 Prompts are left-padded, responses right-padded, ``attention_mask`` covers both; the reward manager finds each
-response's last valid token from it. Used by tests, benchmarks and offline reward runs.
+response's last valid token from it. Used by tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ class RolloutSample:
     data_source: str
     extra_info: dict = field(default_factory=dict)
     uid: str = ""  # rollouts of the same prompt share a uid (GRPO group)
-    end_token: bool = True  # append the tokenizer's EOS, as a finished generation has
 
 
 def rollout_batch(tokenizer: Any, samples: Sequence[RolloutSample]):
@@ -35,7 +34,7 @@ def rollout_batch(tokenizer: Any, samples: Sequence[RolloutSample]):
     responses = []
     for s in samples:
         ids = tokenizer(s.response, add_special_tokens=False)["input_ids"]
-        if s.end_token and tokenizer.eos_token_id is not None:
+        if tokenizer.eos_token_id is not None:  # a finished generation ends with EOS
             ids = ids + [tokenizer.eos_token_id]
         responses.append(ids)
     p_len = max(1, max(len(p) for p in prompts))

@@ -1,19 +1,28 @@
-"""Helpers for the serving tests: independent reference forwards, and server processes (also behind conftest's
-`running_server`) that start, wait for /health and stop in one place."""
+"""Server processes on free loopback ports that start, wait for /health and stop in one place, and independent
+reference forwards for the serving tests."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
+PROMPT_PROBE = Path(__file__).resolve().parent / "prompt_probe"  # on a server's PYTHONPATH: logs its prompt ids
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 class ReferenceRewardModel:
@@ -143,3 +152,18 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def running_server(args: list[str], port: int | None = None, timeout: float = 180.0, env: dict | None = None) -> Iterator[str]:
+    """Start `python -m trm <args> --port P` and yield its base URL once GET /health answers 200.
+
+    The server's output goes to a log file whose tail is shown if it fails to come up.
+    """
+    port = port or free_port()
+    server = spawn(trm_command(*args, "--port", str(port)), port, Path(os.environ.get("TMPDIR", "/tmp")), env=env,
+                   timeout=timeout, log_name=f"trm-test-server-{port}.log")
+    try:
+        yield server.url
+    finally:
+        stop(server.proc)

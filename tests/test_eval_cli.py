@@ -150,12 +150,13 @@ def test_bon_dead_trm_endpoint_raises_and_writes_no_result(tmp_path):
 def test_score_cache_resume_keeps_every_score_through_a_failure(tiny_models, tmp_path):
     """The best-of-N score cache: a corrupt line is set aside, other questions' entries stay, a scorer that is down
     changes nothing, and the next pass scores only the question whose line was bad."""
-    from trm.evaluation.scoring import local_scorer, score_records
+    from trm.evaluation.bon import score_records
+    from trm.scoring import Scorer, ScoringConfig
 
     records = [{"id": f"q{i}", "prompt": f"problem {i}\u2028(line break inside)",
                 "responses": [f"<think>step {j}\u2029done</think> \\boxed{{{j}}}" for j in range(2)]} for i in range(4)]
     cache = tmp_path / "scores.jsonl"
-    scorer = local_scorer(str(tiny_models["reward"]))
+    scorer = Scorer(ScoringConfig(trm_model=str(tiny_models["reward"])))
     first = score_records(records, scorer, cache, questions_per_call=2, progress=False)
     lines = cache.read_text(encoding="utf-8").split("\n")[:-1]
     assert len(lines) == 4 and all(len(s) == 2 for s in first)

@@ -14,7 +14,7 @@ from trm_testing.training import one_torch_thread, trained_reward_model
 from trm.evaluation.benchmarks import load_items
 from trm.evaluation.bon import best_of_n
 from trm.evaluation.grading import grade_records
-from trm.evaluation.scoring import local_scorer
+from trm.scoring import Scorer, ScoringConfig
 from trm.evaluation.selectors import SELECTORS, ScoreSelector
 from trm.evaluation.toy import main as toy_main
 from trm.evaluation.toy import synthetic_records
@@ -85,7 +85,7 @@ def bon_gaps(records: list[dict], scorer, ns=(4, 8, 16)) -> dict[str, list[float
 def test_trained_trm_beats_random_and_shortest_but_not_the_oracle(tmp_path_factory, tiny_models):
     model = trained_reward_model(tmp_path_factory, tiny_models)
     with one_torch_thread():
-        scorer = local_scorer(str(model), device="cpu")
+        scorer = Scorer(ScoringConfig(trm_model=str(model), device="cpu"))
         informative = bon_gaps(synthetic_records(items(16), n=16, seed=0), scorer)
         # Control: the same model on a pool whose reasoning says nothing about correctness.
         blind = bon_gaps(synthetic_records(items(16), n=16, seed=0, defect_rate_correct=0.5, defect_rate_wrong=0.5), scorer)

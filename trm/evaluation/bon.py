@@ -5,21 +5,28 @@ every selector, so selectors are compared on identical draws); each selector pic
 the picks is averaged over questions. Each point is the mean (and standard deviation) over repetitions.
 Generate more candidates than the largest N (e.g. 32 or 64) so the largest N still varies between repetitions.
 Reference rows: mean accuracy (what a random pick converges to) and the unbiased pass@N (what an oracle reaches).
+Reward scores (`trm.scoring.Scorer`, local or through endpoints) are cached in a JSONL file keyed by question id
+(`trm.resumable`), so an expensive scoring pass survives interruptions and is reused across runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from trm.cli import HelpFormatter, add_alias
+from trm.cli import HelpFormatter, add_alias, dataclass_from_args
 from trm.evaluation.grading import correctness_matrix, grade_records
 from trm.evaluation.metrics import mean, pass_at_k
-from trm.evaluation.selectors import SELECTORS, ScoreSelector, Selector
+from trm.evaluation.selectors import SELECTORS, Scorer as ScoreFunction, ScoreSelector, Selector
+from trm.resumable import ResumableOutput
+from trm.scoring import Scorer, ScoringConfig, add_scorer_arguments
+from trm.traces import trm_input
 
 DEFAULT_NS = (1, 2, 4, 8, 16)
 
@@ -92,6 +99,53 @@ def plot(result: dict, path: str | Path, title: str) -> Path:
     return plot_lines(series, path, title, reference=reference)
 
 
+def score_records(records: list[dict], scorer: ScoreFunction, cache: str | Path | None = None,
+                  prompt_field: str = "prompt", questions_per_call: int = 8, progress: bool = True) -> list[list[float]]:
+    """One raw score per response of every record, with an optional JSONL cache keyed by question id.
+
+    Questions are scored a few at a time (one scorer call each group, so endpoints see large batches) and
+    each finished question is appended to the cache, so an interrupted pass resumes where it stopped.
+    """
+    from tqdm import tqdm
+
+    def check(row: dict, index: int) -> str | None:
+        scores, want = row.get("scores"), len(records[index]["responses"])
+        if not isinstance(scores, list) or len(scores) != want or not all(_finite(s) for s in scores):
+            return f"'scores' is not a list of {want} finite numbers"
+        return None
+
+    output = None
+    cached: dict[int, list[float]] = {}
+    if cache is not None:
+        output = ResumableOutput(cache, [str(r["id"]) for r in records], key_of=lambda row: str(row["id"]),
+                                 check=check, keep_foreign=True).open()
+        cached = {index: [float(s) for s in row["scores"]] for index, row in output.done.items()}
+    todo = [i for i in range(len(records)) if i not in cached]
+    with tqdm(total=len(records), initial=len(records) - len(todo), desc="score", unit="question", file=sys.stderr,
+              disable=not progress) as bar:
+        for start in range(0, len(todo), max(1, questions_per_call)):
+            group = todo[start : start + questions_per_call]
+            texts = [trm_input(str(records[i][prompt_field]), resp) for i in group for resp in records[i]["responses"]]
+            scores = [float(s) for s in scorer(texts)]
+            if len(scores) != len(texts):
+                raise RuntimeError(f"scorer returned {len(scores)} scores for {len(texts)} texts")
+            at = 0
+            for index in group:
+                k = len(records[index]["responses"])
+                cached[index] = scores[at : at + k]
+                at += k
+            if output is not None:
+                output.append((i, {"id": str(records[i]["id"]), "scores": cached[i]}) for i in group)
+            bar.update(len(group))
+    if output is not None:
+        output.finish()
+    return [cached[i] for i in range(len(records))]
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def build_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--generations", required=True, help="`trm generate` output (graded or not)")
@@ -102,38 +156,28 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--title", help="plot and table title (default: benchmark and file name)")
-    g = p.add_argument_group("TRM scorer (selector 'trm')")
-    g.add_argument("--trm-endpoint", help="reward backends 'host:port,host:port' or URLs (embeddings API)")
-    g.add_argument("--trm-model", help="local reward model directory (scored in-process)")
-    g.add_argument("--trm-name", default="RewardModel", help="served model name at --trm-endpoint")
-    g = p.add_argument_group("another reward model (selector 'reward')")
-    g.add_argument("--reward-endpoint"), g.add_argument("--reward-model"), g.add_argument("--reward-name", default="RewardModel")
-    p.add_argument("--api-key", help="API key for the reward endpoints (default: $TRM_API_KEY)")
-    p.add_argument("--deadline", type=float, help="seconds one scoring request may take at the reward endpoints, "
-                                                  "retries and failover included (default: the client's)")
-    p.add_argument("--device", help="device for local reward models")
-    p.add_argument("--max-length", type=int, help="local reward model: longest input in tokens")
-    p.add_argument("--truncation", choices=["left", "right"], help="local reward model: cut long inputs")
     p.add_argument("--save-graded", help="also write the graded generations here (JSONL)")
+    add_scorer_arguments(p, required=False, title="TRM scorer (selector 'trm'; the settings also apply to 'reward')")
+    add_alias(p, "--trm-name", "--served-model-name")
+    g = p.add_argument_group("another reward model (selector 'reward')")
+    g.add_argument("--reward-endpoint", help="its server(s), as --trm-endpoint")
+    g.add_argument("--reward-model", help="its folder, as --trm-model")
+    g.add_argument("--reward-name", default="RewardModel", help="its served model name")
     add_alias(p, "--out-dir", "--output-dir")
     return p
 
 
-def _scorer(endpoint, model_path, served_name, args, flag: str):
-    import os
-
-    from trm.evaluation.scoring import endpoint_scorer, local_scorer
-
-    if bool(endpoint) == bool(model_path):
-        raise SystemExit(f"selector {flag!r} needs exactly one of --{flag}-endpoint or --{flag}-model")
-    if endpoint:
-        return endpoint_scorer(endpoint, model=served_name, api_key=args.api_key or os.environ.get("TRM_API_KEY"),
-                               deadline=args.deadline)
-    return local_scorer(model_path, device=args.device, max_length=args.max_length, truncation=args.truncation)
+def _scorer(args, name: str) -> Scorer:
+    config = dataclass_from_args(ScoringConfig, args)
+    if name == "reward":
+        config = replace(config, trm_endpoint=args.reward_endpoint, trm_model=args.reward_model,
+                         served_model_name=args.reward_name)
+    if bool(config.trm_endpoint) == bool(config.trm_model):
+        raise SystemExit(f"selector {name!r} needs exactly one of --{name}-endpoint or --{name}-model")
+    return Scorer(config)
 
 
 def main(argv: list[str], prog: str = "trm bon") -> int:
-    from trm.evaluation.scoring import score_records
     from trm.jsonio import read_records
 
     args = build_parser(prog).parse_args(argv)
@@ -148,13 +192,8 @@ def main(argv: list[str], prog: str = "trm bon") -> int:
     selectors: dict[str, Selector] = {}
     for name in args.selectors:
         if name in ("trm", "reward"):
-            flag = name
-            endpoint, model_path, served = (
-                (args.trm_endpoint, args.trm_model, args.trm_name) if name == "trm"
-                else (args.reward_endpoint, args.reward_model, args.reward_name)
-            )
-            scores = score_records(records, _scorer(endpoint, model_path, served, args, flag),
-                                   cache=out_dir / f"scores_{name}.jsonl")
+            with _scorer(args, name) as scorer:
+                scores = score_records(records, scorer, cache=out_dir / f"scores_{name}.jsonl")
             selectors[name] = ScoreSelector(scores=scores, name=name)
         else:
             selectors[name] = SELECTORS[name]()

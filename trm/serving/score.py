@@ -9,16 +9,16 @@ records already written are matched to the input by content (`trm.resumable`), w
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import sys
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Sequence
 
-from trm.cli import HelpFormatter, add_alias
+from trm.cli import HelpFormatter, dataclass_from_args
 from trm.jsonio import read_records
 from trm.resumable import ResumableOutput, content_key
+from trm.scoring import Scorer, ScoringConfig, add_scorer_arguments
 from trm.traces import trm_input
 
 SCORE_FIELD = "trm_score"
@@ -44,74 +44,17 @@ def _is_single_object(path: Path) -> bool:
         return False
 
 
-def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def endpoint_scorer(endpoints: str, model: str, api_key: str | None, concurrency: int, timeout: float,
-                    deadline: float):
-    """A function scoring a list of text chunks through TRM servers, the chunks in flight together."""
-    from trm.client import BackendPool
-    from trm.rewards.thinking import score_reasoning
-
-    # one pool for the whole run: backend health carries over from one window of chunks to the next
-    pool = BackendPool(endpoints, api_key=api_key, max_concurrency_per_backend=concurrency,
-                       request_timeout=timeout, deadline=deadline)
-
-    def score_chunks(chunks: list[list[str]]) -> list[list[float]]:
-        async def run():
-            try:
-                return await asyncio.gather(
-                    *(score_reasoning(pool, list(chunk), model=model, chunk_size=len(chunk)) for chunk in chunks)
-                )
-            finally:
-                await pool.aclose()  # this loop's HTTP client
-
-        return asyncio.run(run())
-
-    return score_chunks
-
-
-def local_scorer(model_path: str, args) -> Callable[[list[list[str]]], list[list[float]]]:
-    from trm.serving.scorer import RewardScorer
-
-    scorer = RewardScorer(model_path, device=args.device, max_length=args.max_length, truncation=args.truncation,
-                          dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-    return lambda chunks: [scorer.score(list(chunk), batch_size=args.batch_size) for chunk in chunks]
-
-
 def main(argv: list[str], prog: str = "trm score") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--input", required=True, help="JSON object, JSON list or JSONL of {prompt, response}")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--trm-endpoint", dest="endpoint",
-                        help="TRM server(s): host:port or URL, comma-separated (load is spread)")
-    source.add_argument("--trm-model", dest="model", help="score in this process with the reward model in this folder")
     parser.add_argument("--output", help="JSONL to write (records + trm_score); default: a single object prints "
                                          "its score, several records print JSONL to stdout")
     parser.add_argument("--resume", action="store_true", help="keep the records already in --output, score the rest")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    parser.add_argument("--served-model-name", default="RewardModel", help="'model' sent to the server")
-    parser.add_argument("--api-key", default=None, help="Bearer key for the servers (or set TRM_API_KEY)")
-    parser.add_argument("--batch-size", type=int, default=16, help="texts per request / forward pass")
-    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight per server (--trm-endpoint)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request (--trm-endpoint)")
-    parser.add_argument("--deadline", type=float, default=300.0,
-                        help="seconds one request may take with retries on other servers before the run stops")
     parser.add_argument("--prompt-key", default="prompt")
     parser.add_argument("--response-key", default="response")
-    local = parser.add_argument_group("local model (--model)")
-    local.add_argument("--device", default=None)
-    local.add_argument("--dtype", default="auto")
-    local.add_argument("--max-length", type=int, default=None)
-    local.add_argument("--truncation", choices=["left", "right"], default=None)
-    local.add_argument("--trust-remote-code", action="store_true")
-    add_alias(source, "--endpoint", "--trm-endpoint")
-    add_alias(source, "--model", "--trm-model")
+    add_scorer_arguments(parser)
     args = parser.parse_args(argv)
-
-    import os
 
     from tqdm import tqdm
 
@@ -151,25 +94,19 @@ def main(argv: list[str], prog: str = "trm score") -> int:
                 print(json.dumps(record, ensure_ascii=False), flush=True)
 
     try:
-        if args.endpoint:
-            score_chunks = endpoint_scorer(args.endpoint, args.served_model_name,
-                                           args.api_key or os.environ.get("TRM_API_KEY"), args.concurrency, args.timeout,
-                                           args.deadline)
-        else:
-            score_chunks = local_scorer(args.model, args)
+        scorer = Scorer(dataclass_from_args(ScoringConfig, args))
     except (FileNotFoundError, ValueError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
 
-    # Chunks of batch_size texts; a window of chunks is in flight together, written in order when done.
-    window = max(1, args.concurrency) * args.batch_size if args.endpoint else args.batch_size * 4
+    # A window of texts is scored per call (in flight together, over the servers), written in order when done.
+    window = args.batch_size * (max(1, args.concurrency) if args.trm_endpoint else 4)
     progress = tqdm(total=len(records), initial=len(records) - len(todo), desc="trm score", unit="rec",
                     file=sys.stderr, disable=single)
     try:
         for start in range(0, len(todo), window):
             indices = todo[start : start + window]
-            chunks = [list(chunk) for chunk in _chunks([texts[i] for i in indices], args.batch_size)]
-            scores = [s for chunk_scores in score_chunks(chunks) for s in chunk_scores]
+            scores = scorer.score([texts[i] for i in indices])
             if single:
                 print(scores[0])
             else:
@@ -182,6 +119,8 @@ def main(argv: list[str], prog: str = "trm score") -> int:
         kept = f"; {progress.n} records are in {args.output}, rerun with --resume" if args.output else ""
         print(f"{prog}: error: {type(exc).__name__}: {exc}{kept}", file=sys.stderr)
         return 1
+    finally:
+        scorer.close()
     progress.close()
     return 0
 

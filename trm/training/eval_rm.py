@@ -19,8 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from trm.cli import HelpFormatter, add_alias
+from trm.cli import HelpFormatter, dataclass_from_args
 from trm.data.pairs import preference_texts, trace_lengths
+from trm.scoring import Scorer, ScoringConfig, add_scorer_arguments
 
 
 @dataclass
@@ -79,32 +80,6 @@ def markdown_table(results: list[PairwiseResult]) -> str:
     return "\n".join(lines)
 
 
-def score_with_model(model_path: str, texts: list[str], batch_size: int, device: str | None,
-                     max_length: int | None, truncation: str | None, trust_remote_code: bool = False) -> list[float]:
-    """Raw scores in this process, through the reward server's own forward path (trm.serving.scorer)."""
-    from trm.serving.scorer import RewardScorer
-
-    scorer = RewardScorer(model_path, device=device, max_length=max_length, truncation=truncation,
-                          trust_remote_code=trust_remote_code)
-    return [float(s) for s in scorer.score(texts, batch_size=batch_size)]
-
-
-def score_with_endpoint(endpoint: str, texts: list[str], batch_size: int, model_name: str, api_key: str | None,
-                        timeout: float) -> list[float]:
-    """Raw scores from running reward servers (host:port[,host:port]); failures raise, never become scores."""
-    import asyncio
-
-    from trm.client import BackendPool
-    from trm.rewards.thinking import score_reasoning
-
-    async def run() -> list[float]:
-        async with BackendPool(endpoint, api_key=api_key, request_timeout=timeout,
-                               deadline=2 * timeout) as pool:
-            return await score_reasoning(pool, texts, model=model_name, chunk_size=batch_size)
-
-    return asyncio.run(run())
-
-
 def evaluate_pairs(records: list[dict], scores: list[float], seed: int = 0) -> dict:
     """The report: model counts, baselines on the same pairs, all as one JSON-able dict."""
     n = len(records)
@@ -122,26 +97,12 @@ def evaluate_pairs(records: list[dict], scores: list[float], seed: int = 0) -> d
 def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--data", required=True, help="preference pairs (.json, .jsonl or .parquet)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--trm-model", dest="model", help="reward model folder, scored in this process")
-    source.add_argument("--trm-endpoint", dest="endpoint", help="running reward server(s): host:port[,host:port] or URLs")
-    parser.add_argument("--served-model-name", default="RewardModel", help="model name sent to the endpoint")
-    parser.add_argument("--api-key", default=None, help="Bearer key for the endpoint")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds per endpoint request; a request gives up (error) after twice this, retries included")
-    parser.add_argument("--batch-size", type=int, default=16, help="texts per forward pass / request")
-    parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
-    parser.add_argument("--max-length", type=int, default=None,
-                        help="token limit for --trm-model (over-long inputs fail)")
-    parser.add_argument("--truncation", choices=["left", "right"], default=None, help="truncate over-long inputs instead")
-    parser.add_argument("--trust-remote-code", action="store_true", help="allow custom model code (off by default)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N pairs")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
     parser.add_argument("--scores", default=None, help="write per-pair scores here (JSONL: row, chosen, rejected)")
     parser.add_argument("--output", default=None, help="also write the JSON report to this file")
     parser.add_argument("--table", action="store_true", help="print the Markdown table on stdout instead of JSON")
-    add_alias(source, "--endpoint", "--trm-endpoint")
-    add_alias(source, "--model", "--trm-model")
+    add_scorer_arguments(parser)
     return parser
 
 
@@ -158,17 +119,13 @@ def main(argv: list[str], prog: str = "trm eval-rm") -> int:
         records = records[: args.limit]
     texts = [text for record in records for text in preference_texts(record)]  # chosen, rejected, chosen, ...
     try:
-        if args.model:
-            scores = score_with_model(args.model, texts, args.batch_size, args.device, args.max_length,
-                                      args.truncation, args.trust_remote_code)
-        else:
-            scores = score_with_endpoint(args.endpoint, texts, args.batch_size, args.served_model_name, args.api_key,
-                                         args.timeout)
+        with Scorer(dataclass_from_args(ScoringConfig, args)) as scorer:
+            scores = scorer.score(texts)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:  # too-long input, bad model dir, backends down
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     report = evaluate_pairs(records, scores, seed=args.seed)
-    report.update({"data": str(args.data), "scorer": args.model or args.endpoint})
+    report.update({"data": str(args.data), "scorer": args.trm_model or args.trm_endpoint})
     table = report.pop("table")
     if args.scores:
         with open(args.scores, "w", encoding="utf-8") as handle:

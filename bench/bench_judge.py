@@ -15,7 +15,7 @@ import threading
 import time
 
 from trm.dag.build import build_dag
-from trm.llm.client import JudgeClient, JudgeConfig
+from trm.llm.client import ChatClient, ChatConfig
 from trm_testing.judge import ScriptedJudge
 
 
@@ -30,7 +30,7 @@ def run_case(
         return answer
 
     with ScriptedJudge(policy) as judge:
-        client = JudgeClient(judge.url, "bench", config=JudgeConfig(use_n=use_n, max_concurrency=64))
+        client = ChatClient(judge.url, "bench", config=ChatConfig(use_n=use_n, max_concurrency=64))
         texts = [[f"step {i}" for i in range(steps)] for _ in range(traces)]
 
         async def main():

@@ -19,15 +19,15 @@ from trm.dag.graph import (
     validate_dag,
     validate_rules,
 )
-from trm.llm.client import JudgeClient, JudgeConfig
+from trm.llm.client import ChatClient, ChatConfig
 
 
 def run(coro):
     return asyncio.run(coro)
 
 
-def client(judge: ScriptedJudge) -> JudgeClient:
-    return JudgeClient(judge.url, "scripted", config=JudgeConfig(backoff_base_s=0.01))
+def client(judge: ScriptedJudge) -> ChatClient:
+    return ChatClient(judge.url, "scripted", config=ChatConfig(backoff_base=0.01))
 
 
 @settings(max_examples=200, deadline=None)

@@ -105,7 +105,7 @@ def test_resume_with_a_bad_line_and_the_judge_down_keeps_every_dag_and_names_the
     a judge failure names the record (RecordFailed) and leaves the output as it was."""
     inputs, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_inputs(inputs, 4)
-    args = ["dag", "build", "--input", str(inputs), "--output", str(output), "--model", "judge", "--max-retries", "0"]
+    args = ["dag", "build", "--input", str(inputs), "--output", str(output), "--model", "judge", "--deadline", "1"]
     with ScriptedJudge(demo_policy) as judge:
         proc = trm(*args, "--base-url", judge.url)
         assert proc.wait(timeout=120) == 0, proc.communicate()

@@ -131,7 +131,7 @@ def test_dead_endpoint_raises_and_writes_nothing(tmp_path):
     out = tmp_path / "dead.jsonl"
     with pytest.raises(Exception, match="Connection|connect"):
         generate_main(["--benchmark", "aime25", "--data-dir", str(FIXTURES), "--model", "m", "--n", "1",
-                       "--endpoint", f"http://127.0.0.1:{free_port()}", "--max-retries", "0", "--out", str(out)])
+                       "--endpoint", f"http://127.0.0.1:{free_port()}", "--connect-budget", "1", "--out", str(out)])
     assert not out.exists() or out.read_text() == ""
 
 
@@ -142,7 +142,7 @@ def test_template_sends_the_training_prompt_to_the_served_model(chat_endpoint, t
 
     out = tmp_path / "llama.jsonl"
     args = ["--benchmark", "aime24", "--data-dir", str(FIXTURES), "--model", "tiny-chat", "--endpoint", chat_endpoint,
-            "--template", "llama-boxed", "--temperature", "0", "--limit", "2", "--max-retries", "0", "--out", str(out)]
+            "--template", "llama-boxed", "--temperature", "0", "--limit", "2", "--connect-budget", "1", "--out", str(out)]
     # a served model name: its context is unknown here, the default is assumed and the server refuses it
     with pytest.raises(Exception, match="more than the context length of 4096"):
         generate_main(args)
@@ -213,7 +213,7 @@ def test_line_breaks_in_records_and_a_corrupt_line_with_the_endpoint_down_lose_n
     corrupt = "\n".join(lines).encode()
     out.write_bytes(corrupt)
     capsys.readouterr()
-    dead = ["--backend", "openai", "--endpoint", f"http://127.0.0.1:{free_port()}", "--max-retries", "0"]
+    dead = ["--backend", "openai", "--endpoint", f"http://127.0.0.1:{free_port()}", "--connect-budget", "1"]
     with pytest.raises(Exception, match="Connection|connect"):
         generate_main(args[:6] + dead + args[8:])
     assert out.read_bytes() == corrupt  # nothing removed while no new work succeeded

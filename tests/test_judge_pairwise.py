@@ -4,7 +4,7 @@ import asyncio
 
 from trm_testing.judge import ScriptedJudge, decision, demo_policy
 from trm.dag.graph import Dag, merged_view
-from trm.llm.client import JudgeClient, JudgeConfig
+from trm.llm.client import ChatClient, ChatConfig
 from trm.judge.pairwise import PairwiseConfig, compare_responses, consistency_label
 from trm.judge.prompts import DIMENSIONS, parse_decision
 from trm.judge.views import dominant_leaves, dominant_path, macro_view_text, structural_header
@@ -17,7 +17,7 @@ LONG = (
 
 
 def client(judge):
-    return JudgeClient(judge.url, "scripted", config=JudgeConfig(backoff_base_s=0.01))
+    return ChatClient(judge.url, "scripted", config=ChatConfig(backoff_base=0.01))
 
 
 def views_policy(answer_policy):

@@ -148,13 +148,13 @@ def test_resume_after_judge_failure_gives_each_pair_once_in_order(tmp_path, caps
         return Fault(503) if req.call >= calls["limit"] else shorter_wins(req)
 
     with ScriptedJudge(flaky) as judge:
-        code, out = run_build(judge, tmp_path, "resumed", "--max-retries", "0", "--concurrency", "1")
+        code, out = run_build(judge, tmp_path, "resumed", "--deadline", "1", "--concurrency", "1")
         assert code == 1
         partial = read_records(tmp_path / "resumed.audit.jsonl")
         assert 0 < len(partial) < 4
         assert f"judge failed at pair {len(partial)} (0-based)" in capsys.readouterr().err  # RecordFailed.index
         calls["limit"] = 10**9
-        code, out = run_build(judge, tmp_path, "resumed", "--max-retries", "0", "--concurrency", "1")
+        code, out = run_build(judge, tmp_path, "resumed", "--deadline", "1", "--concurrency", "1")
         assert code == 0
     audit = read_records(tmp_path / "resumed.audit.jsonl")
     expected = [line["pair_id"] for line in read_records(tmp_path / "reference.audit.jsonl")]

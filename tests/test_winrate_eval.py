@@ -63,7 +63,7 @@ def test_dead_judge_raises_and_keeps_nothing_half_done(tmp_path):
     with ScriptedJudge(lambda req: Fault(500)) as judge:
         with pytest.raises(Exception, match="500|giving up|Unavailable"):
             winrate_main(["--a", str(tmp_path / "a.jsonl"), "--b", str(tmp_path / "b.jsonl"), "--judge-url", judge.url,
-                          "--judge-model", "scripted", "--repetitions", "1", "--max-retries", "0",
+                          "--judge-model", "scripted", "--repetitions", "1", "--deadline", "1",
                           "--out-dir", str(tmp_path / "out")])
     assert not (tmp_path / "out" / "winrate.json").exists()  # no rate computed from failures
 
@@ -73,7 +73,7 @@ def test_corrupt_audit_line_with_the_judge_down_loses_nothing(tmp_path, capsys):
     write_generations(tmp_path / "a.jsonl", [True, True, False, True])
     write_generations(tmp_path / "b.jsonl", [False, True, True, False])
     args = ["--a", str(tmp_path / "a.jsonl"), "--b", str(tmp_path / "b.jsonl"), "--judge-model", "scripted",
-            "--repetitions", "1", "--max-retries", "0", "--out-dir", str(tmp_path / "out")]
+            "--repetitions", "1", "--deadline", "1", "--out-dir", str(tmp_path / "out")]
     audit = tmp_path / "out" / "pairs.jsonl"
     with ScriptedJudge(prefers_tidy) as judge:
         assert winrate_main(args + ["--judge-url", judge.url]) == 0

@@ -40,11 +40,15 @@ RETRYABLE_STATUS = frozenset({408, 429})
 log = logging.getLogger(__name__)
 
 
-class BackendsUnavailable(RuntimeError):
+class BackendError(RuntimeError):
+    """A call to the backends failed: one of the two below."""
+
+
+class BackendsUnavailable(BackendError):
     """No backend answered within the call's deadline; the message names each backend and its last error."""
 
 
-class BackendRequestError(RuntimeError):
+class BackendRequestError(BackendError):
     """A backend rejected the request itself (4xx): retrying elsewhere would not help."""
 
     def __init__(self, backend: str, status_code: int, message: str):
@@ -79,7 +83,9 @@ def resolve_api_key(explicit: str | None, role: str) -> str | None:
 
 
 def parse_backends(spec: str | list[str] | tuple[str, ...]) -> list[str]:
-    """``"h1:p1,h2:p2"`` / ``"http://h:p/"`` / a list of those -> base URLs like ``"http://h1:p1"``."""
+    """``"h1:p1,h2:p2"`` / ``"http://h:p/"`` / ``"https://api.host/v1"`` / a list of those -> base URLs like
+    ``"http://h1:p1"``: the one URL normaliser, so an OpenAI-style ``/v1`` root and a bare host:port name the same
+    server (callers post to ``/v1/...`` paths)."""
     items = spec.split(",") if isinstance(spec, str) else [str(item) for item in spec]
     urls: list[str] = []
     for item in items:
@@ -91,7 +97,7 @@ def parse_backends(spec: str | list[str] | tuple[str, ...]) -> list[str]:
         url = httpx.URL(item)
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(f"backend {item!r} is not host:port or an http(s) URL")
-        base = str(url).rstrip("/")
+        base = str(url).rstrip("/").removesuffix("/v1")
         if base not in urls:
             urls.append(base)
     if not urls:
@@ -435,3 +441,55 @@ def _message(response: httpx.Response) -> str:
         if "message" in body:
             return str(body["message"])[:500]
     return str(body)[:500]
+
+
+def wait_healthy(backends: str | list[str], timeout: float, expect_model: str | None = None,
+                 api_key: str | None = None, abort: Callable[[], str | None] | None = None) -> list[str]:
+    """Block until every backend answers GET /health with 200; returns their base URLs.
+
+    With ``expect_model``, a healthy server must also list that name in GET /v1/models (sent with ``api_key``): a
+    script that started its server under a unique extra name so learns at once when another server holds the port.
+    Raises :class:`BackendsUnavailable` then, at ``timeout`` (naming each waiting backend and its last error), or
+    when ``abort()`` returns a reason to stop (the process that should become the server has exited).
+    """
+    urls = parse_backends(backends)
+    waiting, last_error = list(urls), {}
+    give_up_at = time.monotonic() + timeout
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    with httpx.Client(timeout=5.0, trust_env=False, headers=headers) as client:
+        while True:
+            for url in list(waiting):
+                try:
+                    response = client.get(f"{url}/health")
+                except httpx.HTTPError as exc:
+                    last_error[url] = f"{type(exc).__name__}: {exc}"
+                    continue
+                if response.status_code != 200:
+                    last_error[url] = f"HTTP {response.status_code}: {_message(response)}"
+                    continue
+                if expect_model is not None:
+                    _check_serves(client, url, expect_model)
+                waiting.remove(url)
+            if not waiting:
+                return urls
+            reason = abort() if abort is not None else None
+            if reason:
+                raise BackendsUnavailable(f"{reason} before {', '.join(waiting)} became healthy")
+            if time.monotonic() > give_up_at:
+                raise BackendsUnavailable(f"not healthy after {timeout:g}s: " + "; ".join(
+                    f"{url} ({last_error.get(url, 'no answer')})" for url in waiting))
+            time.sleep(0.2)  # polling a health route with a deadline
+
+
+def _check_serves(client: httpx.Client, url: str, name: str) -> None:
+    """Raise unless the server at ``url`` lists ``name`` in /v1/models, saying what it serves instead."""
+    try:
+        response = client.get(f"{url}/v1/models")
+        names = [entry.get("id") for entry in response.json()["data"]] if response.status_code == 200 else None
+        found = f"it serves {', '.join(map(str, names))}" if names is not None else \
+            f"GET /v1/models answered {response.status_code}: {_message(response)}"
+    except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        names, found = None, f"GET /v1/models failed: {type(exc).__name__}: {exc}"
+    if names is None or name not in names:
+        raise BackendsUnavailable(f"{url} is healthy but is not the server that was started ({found}, not {name}); "
+                                  "another server holds that port")

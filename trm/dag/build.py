@@ -17,7 +17,7 @@ from typing import Callable
 from trm.dag.graph import ROOT, Dag, DagState, Decision, apply_decision, check_decision
 from trm.dag.partition import partition
 from trm.dag.prompts import parse_structure_answer, structure_messages
-from trm.llm.client import JudgeClient, Usage
+from trm.llm.client import ChatClient, Usage
 
 TIE_ORDER = ("continue", "backtrack", "merge")  # earlier wins a tie
 
@@ -62,7 +62,7 @@ FALLBACK_ERROR = "no valid structuring answer; fell back to continue"
 
 
 async def decide_step(
-    judge: JudgeClient, question: str, steps: list[str], step: int, state: DagState, config: DagConfig, usage: Usage
+    judge: ChatClient, question: str, steps: list[str], step: int, state: DagState, config: DagConfig, usage: Usage
 ) -> tuple[Decision, str, dict | None]:
     """(decision, explanation, error record or None) for one step."""
     pool = state.pool(config.main_path_window, config.max_open_leaves)
@@ -99,7 +99,7 @@ async def decide_step(
 
 
 async def build_dag(
-    judge: JudgeClient,
+    judge: ChatClient,
     question: str,
     steps: list[str],
     config: DagConfig | None = None,

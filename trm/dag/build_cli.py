@@ -7,12 +7,13 @@ import asyncio
 import sys
 
 from trm.cli import HelpFormatter
+from trm.client import BackendError
 from trm.dag.build import DagConfig, build_dag, cap_steps, fallback_counts, steps_of
 from trm.dag.graph import merged_view
 from trm.dag.partition import KEYWORD_SETS, resolve_keywords
 from trm.jsonio import read_records
 from trm.llm.batch import run_ordered
-from trm.llm.client import JudgeUnavailable, Usage, add_judge_arguments, client_from_args
+from trm.llm.client import Usage, add_judge_arguments, client_from_args
 from trm.resumable import RecordFailed, ResumableOutput
 
 # A capable judge answers in the format for nearly every step (the scripted demo judge for all of them); one whose
@@ -131,7 +132,7 @@ def main(argv: list[str], prog: str = "trm dag build") -> int:
         with step_bar:
             written = asyncio.run(run())
     except RecordFailed as exc:
-        if not isinstance(exc.cause, JudgeUnavailable):
+        if not isinstance(exc.cause, BackendError):
             raise
         print(
             f"{prog}: judge failed at record {exc.index} (0-based): {exc.cause}\n"
@@ -139,7 +140,7 @@ def main(argv: list[str], prog: str = "trm dag build") -> int:
             file=sys.stderr,
         )
         return 1
-    except JudgeUnavailable as exc:
+    except BackendError as exc:
         print(f"{prog}: judge failed at start: {exc}\nFinished records are kept in {args.output}; rerun to resume.",
               file=sys.stderr)
         return 1

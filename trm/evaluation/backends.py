@@ -7,7 +7,7 @@ would have sampled, whatever the batch boundaries.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import asyncio
 from dataclasses import dataclass, asdict
 from typing import Callable, Protocol
 
@@ -92,69 +92,45 @@ class TransformersBackend:
         return out
 
 
-def _with_reasoning(message) -> str:
-    """Chat content, with a separately returned reasoning (vLLM/sglang reasoning parsers) put back in <think>."""
-    content = message.content or ""
-    thinking = getattr(message, "reasoning_content", None) or getattr(message, "reasoning", None)
-    if thinking:
-        return f"<think>\n{thinking}\n</think>\n{content}"
-    return content
+def _with_reasoning(choice) -> str:
+    """A choice's text, with a separately returned reasoning (vLLM/sglang reasoning parsers) put back in <think>."""
+    if choice.reasoning:
+        return f"<think>\n{choice.reasoning}\n</think>\n{choice.text or ''}"
+    return choice.text or ""
 
 
 class OpenAIBackend:
-    """Any OpenAI-compatible server (vLLM, sglang, `trm serve chat`, hosted APIs) through the official client."""
+    """Any OpenAI-compatible server (vLLM, sglang, `trm serve chat`, hosted APIs) through
+    :class:`trm.llm.client.ChatClient`: the sync batch API of the generate loop on the async client."""
 
     name = "openai"
 
-    def __init__(
-        self,
-        base_url: str,
-        model: str,
-        api_key: str | None = None,
-        mode: str = "chat",
-        system: str | None = None,
-        completion_template: str = "{prompt}",
-        concurrency: int = 8,
-        timeout: float = 600.0,
-        max_retries: int = 3,
-    ):
-        from openai import OpenAI
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, mode: str = "chat",
+                 system: str | None = None, completion_template: str = "{prompt}", config=None):
+        from trm.llm.client import ChatClient
 
         if mode not in ("chat", "completions"):
             raise ValueError(f"mode must be 'chat' or 'completions', got {mode!r}")
         if "{prompt}" not in completion_template:
             raise ValueError("--completion-template must contain {prompt}")
-        base_url = base_url.rstrip("/")
-        if not base_url.endswith("/v1"):
-            base_url += "/v1"
-        self.client = OpenAI(base_url=base_url, api_key=api_key or "EMPTY", timeout=timeout, max_retries=max_retries)
-        self.model, self.mode, self.system = model, mode, system
-        self.completion_template = completion_template
-        self.concurrency = max(1, concurrency)
+        self.client = ChatClient(base_url, model, api_key=api_key, config=config, role="generation")
+        self.mode, self.system, self.completion_template = mode, system, completion_template
 
-    def _one(self, prompt: str, index: int, cfg: SamplingConfig) -> list[str]:
-        responses: list[str] = []
-        attempts = 0
-        while len(responses) < cfg.n:  # some servers return fewer choices than asked for; ask again
-            attempts += 1
-            if attempts > cfg.n + 2:
-                raise RuntimeError(f"endpoint returned {len(responses)} of {cfg.n} responses for prompt {index}")
-            want = cfg.n - len(responses)
-            seed = cfg.seed_for(index)
-            common = dict(model=self.model, n=want, temperature=cfg.temperature, top_p=cfg.top_p,
-                          max_tokens=cfg.max_tokens, seed=None if seed is None else seed + 1000003 * (attempts - 1))
-            if self.mode == "chat":
-                reply = self.client.chat.completions.create(messages=chat_messages(prompt, self.system), **common)
-                responses += [_with_reasoning(choice.message) for choice in reply.choices]
-            else:
-                text = self.completion_template.format(prompt=prompt)
-                reply = self.client.completions.create(prompt=text, **common)
-                responses += [choice.text for choice in reply.choices]
-        return responses[: cfg.n]
+    async def _one(self, prompt: str, index: int, cfg: SamplingConfig) -> list[str]:
+        request = chat_messages(prompt, self.system) if self.mode == "chat" else \
+            self.completion_template.format(prompt=prompt)
+        choices = await self.client.complete(request, n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
+                                             max_tokens=cfg.max_tokens, seed=cfg.seed_for(index))
+        return [_with_reasoning(choice) for choice in choices]
 
     def sample(self, prompts: list[str], indices: list[int], cfg: SamplingConfig) -> list[list[str]]:
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(prompts) or 1)) as pool:
-            return list(pool.map(lambda pair: self._one(pair[0], pair[1], cfg), zip(prompts, indices)))
+        async def run() -> list[list[str]]:
+            try:
+                return list(await asyncio.gather(*(self._one(p, i, cfg) for p, i in zip(prompts, indices))))
+            finally:
+                await self.client.aclose()
+
+        return asyncio.run(run())
 
 
 class VLLMBackend:

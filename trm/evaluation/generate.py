@@ -17,10 +17,12 @@ import json
 import sys
 from pathlib import Path
 
-from trm.cli import HelpFormatter, add_alias
+from trm.cli import HelpFormatter, add_alias, add_dataclass_arguments, dataclass_from_args
+from trm.client import API_KEY_ENV
 from trm.data.prompts import TEMPLATES, get_template, template_help
 from trm.evaluation.backends import BACKENDS, SamplingConfig, vllm_usable
 from trm.evaluation.benchmarks import BENCHMARKS, LETTERS, Item, load_items
+from trm.llm.client import ChatConfig
 from trm.resumable import ResumableOutput
 
 BENCHMARK_TEMPLATE = "benchmark"  # the benchmark's own prompt (question, options, answer-format instruction)
@@ -39,7 +41,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="auto: openai if --endpoint is given, else vllm if it imports and a GPU is present, "
                         "else transformers")
     p.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
-    p.add_argument("--api-key", help="API key for --endpoint (default: $OPENAI_API_KEY or none)")
+    p.add_argument("--api-key", help=f"API key for --endpoint (default: ${API_KEY_ENV['generation'][0]} or none)")
     p.add_argument("--api", choices=["chat", "completions"], default="chat", help="endpoint route (openai backend)")
     p.add_argument("--completion-template", default="{prompt}",
                    help="text sent to /v1/completions, {prompt} is replaced by the user prompt")
@@ -56,9 +58,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         f"name) default {SamplingConfig.max_tokens}, assumed to fit; the server refuses what does not")
     p.add_argument("--seed", type=int, default=0, help="base seed; prompt i uses seed+i (-1: unseeded)")
     p.add_argument("--batch-size", type=int, default=8, help="prompts per backend call (and per write)")
-    p.add_argument("--concurrency", type=int, default=8, help="parallel requests (openai backend)")
-    p.add_argument("--max-retries", type=int, default=3, help="client retries per request (openai backend)")
-    p.add_argument("--request-timeout", type=float, default=3600.0, help="seconds per request (openai backend)")
+    endpoint = p.add_argument_group("endpoint client (openai backend)")
+    add_dataclass_arguments(endpoint, ChatConfig, defaults={"max_concurrency": 8, "request_timeout": 3600.0,
+                                                            "deadline": 3 * 3600.0},
+                            flags={"max_concurrency": "--concurrency"}, exclude=("backoff_base", "backoff_max", "use_n"))
     p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm backend")
     p.add_argument("--device", help="transformers backend device (default cuda if available, else cpu)")
     p.add_argument("--trust-remote-code", action="store_true")
@@ -78,12 +81,9 @@ def make_backend(name: str, args):
     if name == "openai":
         if not args.endpoint:
             raise SystemExit("--backend openai needs --endpoint URL")
-        import os
-
-        return BACKENDS["openai"](args.endpoint, args.model, api_key=args.api_key or os.environ.get("OPENAI_API_KEY"),
-                                  mode=args.api, system=args.system, completion_template=args.completion_template,
-                                  concurrency=args.concurrency, timeout=args.request_timeout,
-                                  max_retries=args.max_retries)
+        return BACKENDS["openai"](args.endpoint, args.model, api_key=args.api_key, mode=args.api, system=args.system,
+                                  completion_template=args.completion_template,
+                                  config=dataclass_from_args(ChatConfig, args))
     if name == "vllm":
         return BACKENDS["vllm"](args.model, system=args.system, tensor_parallel_size=args.tensor_parallel_size,
                                 trust_remote_code=args.trust_remote_code)

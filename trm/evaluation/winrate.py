@@ -20,6 +20,7 @@ from pathlib import Path
 from trm.cli import HelpFormatter, add_alias
 from trm.evaluation.metrics import wilson_interval
 from trm.jsonio import read_records
+from trm.llm.client import add_judge_arguments, client_from_args
 from trm.resumable import ResumableOutput
 
 
@@ -144,23 +145,18 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--b", nargs="+", required=True, help="generation files of model B (the baseline)")
     p.add_argument("--a-label", default="A"), p.add_argument("--b-label", default="B")
     p.add_argument("--group", help="bar group in the figure (e.g. the policy name); default: --a-label")
-    p.add_argument("--judge-url", required=True, help="OpenAI-compatible judge base URL")
-    p.add_argument("--judge-model", required=True, help="judge model name at --judge-url")
-    p.add_argument("--api-key", help="judge API key (default: the judge client's environment variable)")
     p.add_argument("--repetitions", type=int, default=3, help="judgements per order (see trm.judge.pairwise)")
     p.add_argument("--samples-per-question", type=int, default=1)
     p.add_argument("--limit", type=int, help="at most this many pairs")
     p.add_argument("--concurrency", type=int, default=4, help="pairs judged at once")
-    p.add_argument("--max-retries", type=int, help="judge retries per request on 429/5xx/timeouts (client default)")
     p.add_argument("--keep-views", action="store_true", help="keep DAG views in the audit file (large)")
     p.add_argument("--output-dir", dest="out_dir", required=True, help="writes pairs.jsonl (audit), winrate.json, winrate.md, winrate.png")
     add_alias(p, "--out-dir", "--output-dir")
+    add_judge_arguments(p)
     return p
 
 
 def main(argv: list[str], prog: str = "trm winrate") -> int:
-    from trm.llm.client import JudgeClient, JudgeConfig
-
     args = build_parser(prog).parse_args(argv)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -169,10 +165,7 @@ def main(argv: list[str], prog: str = "trm winrate") -> int:
         raise SystemExit(f"{prog}: no question is present in both --a and --b (matched by benchmark and id)")
 
     async def run() -> list[dict]:
-        config = JudgeConfig()
-        if args.max_retries is not None:
-            config.max_retries = args.max_retries
-        judge = JudgeClient(args.judge_url, args.judge_model, api_key=args.api_key, config=config)
+        judge = client_from_args(args)
         try:
             return await judge_pairs(judge, pairs, out_dir / "pairs.jsonl", args.repetitions, args.concurrency,
                                      args.keep_views)

@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 
 from trm.cli import HelpFormatter
+from trm.client import BackendError
 from trm.dag.build_cli import add_dag_arguments, dag_config_from_args
 from trm.dag.partition import resolve_keywords
 from trm.llm.batch import run_ordered
-from trm.llm.client import JudgeUnavailable, add_judge_arguments, client_from_args
+from trm.llm.client import add_judge_arguments, client_from_args
 from trm.judge.pairwise import PairwiseConfig
 from trm.judge.preference import (
     PipelineConfig,
@@ -135,7 +136,7 @@ def main(argv: list[str], prog: str = "trm preference build") -> int:
     try:
         asyncio.run(run())
     except RecordFailed as exc:
-        if not isinstance(exc.cause, JudgeUnavailable):
+        if not isinstance(exc.cause, BackendError):
             raise
         print(
             f"{prog}: judge failed at pair {exc.index} (0-based): {exc.cause}\n"
@@ -143,7 +144,7 @@ def main(argv: list[str], prog: str = "trm preference build") -> int:
             file=sys.stderr,
         )
         return 1
-    except JudgeUnavailable as exc:
+    except BackendError as exc:
         print(f"{prog}: judge failed at start: {exc}\nJudged pairs are kept in {audit_path}; rerun to resume.",
               file=sys.stderr)
         return 1

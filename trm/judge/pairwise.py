@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from trm.dag.build import DagConfig
-from trm.llm.client import JudgeClient, Usage
+from trm.llm.client import ChatClient, Usage
 from trm.judge.prompts import DIMENSIONS, aggregation_messages, decision_words, pairwise_messages, parse_decision
 from trm.judge.views import TraceViews, ViewConfig, build_views
 
@@ -157,7 +157,7 @@ async def _ask(judge, messages, n, config, usage) -> list[Verdict]:
 
 
 async def _judge_order(
-    judge: JudgeClient,
+    judge: ChatClient,
     question: str,
     first: TraceViews,
     second: TraceViews,
@@ -197,7 +197,7 @@ async def _judge_order(
 
 
 async def judge_pair(
-    judge: JudgeClient, question: str, views_1: TraceViews, views_2: TraceViews, config: PairwiseConfig | None = None
+    judge: ChatClient, question: str, views_1: TraceViews, views_2: TraceViews, config: PairwiseConfig | None = None
 ) -> PairOutcome:
     """Both orders x R repetitions on prepared views, then the consistency rule."""
     config = config or PairwiseConfig()
@@ -214,7 +214,7 @@ async def judge_pair(
 
 
 async def compare_responses(
-    judge: JudgeClient,
+    judge: ChatClient,
     question: str,
     response_1: str | TraceViews,
     response_2: str | TraceViews,

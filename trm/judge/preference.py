@@ -23,7 +23,7 @@ from typing import Iterable, Iterator
 from trm.dag.build import DagConfig
 from trm.dag.graph import Dag, validate_dag
 from trm.jsonio import read_records
-from trm.llm.client import JudgeClient, Usage
+from trm.llm.client import ChatClient, Usage
 from trm.judge.pairwise import DROP_REASONS, PairwiseConfig, judge_pair
 from trm.judge.views import ViewConfig, build_views
 from trm.traces import reasoning
@@ -161,7 +161,7 @@ class ViewCache:
 
     def __init__(
         self,
-        judge: JudgeClient,
+        judge: ChatClient,
         records: list[dict],
         tasks: list[PairTask],
         config: PipelineConfig,
@@ -196,7 +196,7 @@ class ViewCache:
 
 
 async def judge_task(
-    judge: JudgeClient, records: list[dict], task: PairTask, cache: ViewCache, config: PipelineConfig
+    judge: ChatClient, records: list[dict], task: PairTask, cache: ViewCache, config: PipelineConfig
 ) -> dict:
     """One audit line: the pair, both views, all judgements, the label and the preference record if kept."""
     (task_1, new_1), (task_2, new_2) = cache.get(task.first, task.prompt), cache.get(task.second, task.prompt)

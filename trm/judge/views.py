@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from trm.dag.build import DagConfig, build_dag, steps_of
 from trm.dag.graph import Dag, SuperNode, merged_view
-from trm.llm.client import JudgeClient, Usage
+from trm.llm.client import ChatClient, Usage
 from trm.judge.prompts import summary_messages
 from trm.traces import extract_answer, reasoning
 
@@ -102,7 +102,7 @@ def _one_sentence(text: str) -> str:
 
 
 async def summarise(
-    judge: JudgeClient, question: str, dag: Dag, merged: list[SuperNode], config: ViewConfig, usage: Usage
+    judge: ChatClient, question: str, dag: Dag, merged: list[SuperNode], config: ViewConfig, usage: Usage
 ) -> tuple[list[str], list[dict]]:
     """One sentence per super-node (requests run concurrently); empty answers fall back to the opening text."""
 
@@ -125,7 +125,7 @@ async def summarise(
 
 
 async def build_views(
-    judge: JudgeClient,
+    judge: ChatClient,
     question: str,
     response: str,
     dag_config: DagConfig | None = None,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 from trm.cli import dispatch
@@ -15,8 +14,6 @@ SERVE_COMMANDS = {
     "wait": ("trm.serving.cli_wait", "wait until servers answer GET /health (for scripts that start them)"),
 }
 
-API_KEY_ENV = "TRM_API_KEY"
-
 
 def main(argv: list[str], prog: str = "trm serve") -> int:
     return dispatch(prog, SERVE_COMMANDS, argv, "Embedded OpenAI-compatible servers (CPU or one GPU).")
@@ -25,6 +22,7 @@ def main(argv: list[str], prog: str = "trm serve") -> int:
 def common_parser(prog: str, description: str, default_port: int, default_name: str) -> argparse.ArgumentParser:
     """Flags both servers share."""
     from trm.cli import HelpFormatter
+    from trm.client import API_KEY_ENV
 
     parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
     parser.add_argument("--model", required=True, help="Hugging Face model folder (config.json, weights, tokenizer)")
@@ -33,7 +31,7 @@ def common_parser(prog: str, description: str, default_port: int, default_name: 
     parser.add_argument("--served-model-name", action="append", dest="served_model_names", metavar="NAME",
                         help=f"name clients send as 'model' (repeatable; default {default_name})")
     parser.add_argument("--api-key", default=None,
-                        help=f"require 'Authorization: Bearer KEY' on every route but /health (or set {API_KEY_ENV})")
+                        help=f"require 'Authorization: Bearer KEY' on every route but /health (or set {API_KEY_ENV['reward'][0]})")
     parser.add_argument("--max-length", type=int, default=None,
                         help="token limit per input (default: the model's max_position_embeddings)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
@@ -92,10 +90,11 @@ def parse_server_args(parser: argparse.ArgumentParser, argv: list[str]) -> argpa
 
 def shared_config(args: argparse.Namespace) -> dict:
     """Config fields both servers take from the shared flags (API key, body limit, batching)."""
+    from trm.client import resolve_api_key
     from trm.serving.batching import BatcherConfig
 
     return dict(
-        api_key=resolve_api_key(args.api_key),
+        api_key=resolve_api_key(args.api_key, "reward"),
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         batcher=BatcherConfig(max_batch_tokens=args.max_batch_tokens, max_batch_size=args.max_batch_size,
                               max_queue=args.max_queue),
@@ -108,10 +107,6 @@ def connection_limits(args: argparse.Namespace):
 
     return ConnectionLimits(max_connections=args.max_connections, request_read_timeout_s=args.request_read_timeout,
                             http_parser=args.http_parser, log_interval_s=args.log_interval)
-
-
-def resolve_api_key(value: str | None) -> str | None:
-    return value or os.environ.get(API_KEY_ENV) or None
 
 
 def fail(prog: str, message: str) -> int:

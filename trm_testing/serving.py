@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -108,19 +107,15 @@ class ServerProcess:
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 120.0) -> None:
-    """Poll GET /health until 200; a server that exits or stays unhealthy raises with its log's tail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2.0, trust_env=False).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"server not healthy after {timeout}s:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.2)  # polling a health endpoint with a deadline, not a synchronisation sleep
+    """GET /health until 200 (`trm.client.wait_healthy`); a server that exits or stays unhealthy raises with its
+    log's tail."""
+    from trm.client import BackendsUnavailable
+    from trm.client import wait_healthy as wait
+
+    try:
+        wait(url, timeout, abort=lambda: None if proc.poll() is None else f"server exited with {proc.returncode}")
+    except BackendsUnavailable as exc:
+        raise RuntimeError(f"{exc}:\n{log_path.read_text()[-3000:]}") from None
 
 
 def spawn(command: list[str], port: int, log_dir: Path, env: dict | None = None, timeout: float = 120.0,

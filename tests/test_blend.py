@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trm.rewards.blend import sigmoid, thinking_reward, validate_alpha
+from trm.rewards.blend import RewardResult, sigmoid, thinking_reward, validate_alpha
+from trm.rewards.verdict import Verdict
 
 
 def test_paper_values():
@@ -57,3 +58,21 @@ def test_bounds_and_monotonicity(t, dt, alpha):
     low, high = thinking_reward(1, t, alpha), thinking_reward(1, t + dt, alpha)
     assert 1 - alpha - 1e-12 <= low <= high <= 1 + 1e-12
     assert sigmoid(t) + sigmoid(-t) == pytest.approx(1.0)
+
+
+def test_reward_result_columns_encode_the_verdict_once_and_mark_a_missing_trm_score():
+    right = RewardResult.blend(Verdict(True, "exact_match", "6"), 2.0, alpha=0.2)
+    assert right.score == pytest.approx(0.8 + 0.2 * sigmoid(2.0))
+    assert right.columns() == {"score": right.score, "verify_score": 1.0, "verify_binary": 1, "acc": 1.0,
+                               "rm_score_raw": 2.0, "trm_scored": True, "has_answer": True,
+                               "verdict_source": "exact_match", "answer": "6"}
+    wrong = RewardResult.blend(Verdict(False, "no_answer"), None, alpha=0.2)  # the TRM was never asked
+    columns = wrong.columns()
+    assert (wrong.score, wrong.trm_score) == (0.0, None)
+    assert math.isnan(columns["rm_score_raw"]) and columns["trm_scored"] is False  # NaN keeps verl's column numeric
+    assert (columns["verify_score"], columns["verify_binary"], columns["acc"], columns["has_answer"]) == (0.0, 0, 0.0, False)
+    assert wrong.columns(unscored=None)["rm_score_raw"] is None  # for JSON records
+    scored_anyway = RewardResult.blend(Verdict(True, "math_verify", "6"), -1.0, alpha=0.0)  # verifier only, score logged
+    assert scored_anyway.score == 1.0 and scored_anyway.columns()["rm_score_raw"] == -1.0
+    with pytest.raises(ValueError, match="needs a TRM score"):
+        RewardResult.blend(Verdict(True, "exact_match", "6"), None, alpha=0.2)

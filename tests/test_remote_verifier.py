@@ -33,19 +33,30 @@ def rm_env(monkeypatch, reward_server):
     return reward_server
 
 
-def test_backend_settings_keywords_then_environment_then_constants(remote_verifier, monkeypatch):
-    assert remote_verifier.DEFAULT_VERIFIER_BACKENDS == "127.0.0.1:23888"
-    assert remote_verifier.DEFAULT_RM_BACKENDS == "127.0.0.1:39999"
+def load_file(path):
+    spec = importlib.util.spec_from_file_location(f"remote_verifier_copy_{abs(hash(str(path)))}", path)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
+def test_backend_settings_keywords_then_environment_then_the_files_constants(monkeypatch, tmp_path):
+    from trm.rewards import compute
+
+    monkeypatch.setattr(compute, "_default_backends", {})  # this process has loaded no reward file yet
     monkeypatch.delenv("TRM_RM_BACKENDS", raising=False)
     monkeypatch.delenv("TRM_VERIFIER_BACKENDS", raising=False)
-    monkeypatch.setattr(remote_verifier, "DEFAULT_RM_BACKENDS", "10.0.0.9:39999")  # the user edits the constant
-    settings = remote_verifier.reward_settings()
+    assert compute.RewardSettings.resolve().rm_backends == "127.0.0.1:39999"  # the package's defaults
+    text = (REPO / "remote_verifier.py").read_text()
+    edited = text.replace('DEFAULT_RM_BACKENDS = "127.0.0.1:39999"', 'DEFAULT_RM_BACKENDS = "10.0.0.9:39999"')
+    assert edited != text and 'DEFAULT_VERIFIER_BACKENDS = "127.0.0.1:23888"' in text
+    (tmp_path / "remote_verifier.py").write_text(edited)  # the user edits the constant
+    load_file(tmp_path / "remote_verifier.py")  # as verl does before it builds the manager
+    settings = compute.RewardSettings.resolve()
     assert (settings.rm_backends, settings.verifier_backends) == ("10.0.0.9:39999", "127.0.0.1:23888")
     monkeypatch.setenv("TRM_RM_BACKENDS", "h1:1,h2:2")
-    assert remote_verifier.reward_settings().rm_backends == "h1:1,h2:2"
-    assert remote_verifier.reward_settings(rm_backends="k:3").rm_backends == "k:3"
+    assert compute.RewardSettings.resolve().rm_backends == "h1:1,h2:2"
+    assert compute.RewardSettings.resolve(rm_backends="k:3").rm_backends == "k:3"
     with pytest.raises(TypeError, match="unknown reward setting"):
-        remote_verifier.reward_settings(alhpa=0.3)
+        compute.RewardSettings.resolve(alhpa=0.3)
 
 
 def test_compute_score_blends_verified_answers_with_the_trm(remote_verifier, rm_env, tiny_models):
@@ -62,6 +73,28 @@ def test_compute_score_blends_verified_answers_with_the_trm(remote_verifier, rm_
     assert math.isnan(wrong["rm_score_raw"])
     half = remote_verifier.compute_score("math", RIGHT, "6", extra, alpha=0.5)  # keyword override
     assert half["score"] == pytest.approx(0.5 + 0.5 / (1 + math.exp(-t)), abs=1e-6)
+
+
+def test_per_sample_calls_share_one_cached_pool_per_settings(remote_verifier, rm_env):
+    """compute_score is called once per response: the pools of its settings are built once per process."""
+    from trm.rewards import compute
+
+    extra = {"user_prompt": PROMPT}
+    remote_verifier.compute_score("math", RIGHT, "6", extra)
+    cached = compute.rewarder(compute.RewardSettings.resolve())
+    pool = cached.scorer.pool
+    before = pool.stats()[pool.backends[0]]["requests"]
+    for _ in range(3):
+        assert remote_verifier.compute_score("math", RIGHT, "6", extra)["rm_score_raw"] > -1e9
+    assert compute.rewarder(compute.RewardSettings.resolve()) is cached and cached.scorer.pool is pool
+    assert pool.stats()[pool.backends[0]]["requests"] == before + 3  # all three went through that one pool
+    other = compute.rewarder(compute.RewardSettings.resolve(alpha=0.5))  # other settings: a pool of their own
+    assert other is not cached and other.scorer.pool is not pool
+    compute.close_rewarders()  # what runs at exit: the next call builds a fresh rewarder
+    with pytest.raises(RuntimeError, match="closed"):
+        cached.reward([compute.request_from_sample("math", RIGHT, "6", extra)])
+    assert remote_verifier.compute_score("math", RIGHT, "6", extra)["score"] > 0.8
+    assert compute.rewarder(compute.RewardSettings.resolve()) is not cached
 
 
 def test_compute_score_works_inside_a_running_event_loop_and_async(remote_verifier, rm_env):

@@ -69,3 +69,30 @@ def test_reward_cli_names_a_response_without_its_row(tmp_path):
     responses.write_text(json.dumps({"index": 99, "response": "x"}) + "\n")
     result = run_reward("--data", str(REPO / "data" / "webinstruct_tiny.parquet"), "--responses", str(responses))
     assert result.returncode == 2 and "no data row has extra_info.index 99" in result.stderr
+
+
+def test_reward_flags_are_derived_from_reward_settings(monkeypatch):
+    """One declaration: each RewardSettings field is a flag with the field's help and default (the one visible
+    override, the deadline, in trm.rewards.cli.CLI_DEFAULTS); the environment's backends are the shown default."""
+    import dataclasses
+
+    from trm.cli import dataclass_from_args
+    from trm.rewards.cli import CLI_DEFAULTS, build_parser
+    from trm.rewards.compute import RewardSettings
+
+    monkeypatch.delenv("TRM_RM_BACKENDS", raising=False)
+    monkeypatch.delenv("TRM_VERIFIER_BACKENDS", raising=False)
+    required = ["--data", "d", "--responses", "r"]
+    settings = dataclass_from_args(RewardSettings, build_parser().parse_args(required))
+    assert CLI_DEFAULTS == {"deadline_s": 120.0}
+    assert settings == dataclasses.replace(RewardSettings(), deadline_s=120.0) and settings.parallelism == 1024
+    text = "".join(build_parser().format_help().split())
+    for f in dataclasses.fields(RewardSettings):
+        if f.name != "verify":
+            assert "".join(f.metadata["help"].split()) in text, f.name
+    assert "--trm-endpoint" in text and "--deadline" in text and "--rm-backends" not in text  # old spelling hidden
+    parsed = build_parser().parse_args([*required, "--rm-backends", "h:1", "--no-score-all", "--rule-chunk", "8"])
+    assert (parsed.rm_backends, parsed.score_all, parsed.rule_chunk) == ("h:1", False, 8)
+    monkeypatch.setenv("TRM_RM_BACKENDS", "h:2")
+    assert dataclass_from_args(RewardSettings, build_parser().parse_args(required)).rm_backends == "h:2"
+    assert "(default:h:2)" in "".join(build_parser().format_help().split())

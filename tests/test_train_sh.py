@@ -91,6 +91,7 @@ def train_sh_overrides(tmp_path_factory) -> list[str]:
         ("+reward_model.reward_kwargs.paralelism=8", "unknown reward setting(s) paralelism"),
         ("reward_model.reward_kwargs.alpha=1.5", "alpha must be in [0, 1]"),
         ("reward_model.reward_manager=verfy", "Unknown reward manager: verfy"),
+        ("+custom_reward_function.reward_kwargs.alpha=0.5", "reach only the per-sample compute_score"),
         (f"data.train_files={REPO / 'data' / 'webinstruct_tiny.parquet'}",
          "data.train_files has 12 rows, fewer than data.train_batch_size=512"),
         ("actor_rollout_ref.actor.use_dynamic_bsz=false", "Please set at least one of 'actor.ppo_micro_batch_size'"),

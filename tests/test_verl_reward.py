@@ -54,7 +54,7 @@ def scorer(tiny_models):
     return RewardScorer(tiny_models["reward"])
 
 
-def load_verify_manager(tokenizer, *overrides: str, num_examine: int = 0):
+def load_verify_manager(tokenizer, *overrides: str, num_examine: int = 0, reward_file=REPO / "remote_verifier.py"):
     """The manager exactly as main_ppo builds it: verl's load_reward_manager on the composed config."""
     from trm.rl.check import load_manager
     from trm.rl.config import compose_ppo_config
@@ -62,7 +62,7 @@ def load_verify_manager(tokenizer, *overrides: str, num_examine: int = 0):
     config = compose_ppo_config([
         "algorithm.adv_estimator=grpo",
         "reward_model.reward_manager=verify",
-        f"custom_reward_function.path={REPO / 'remote_verifier.py'}",
+        f"custom_reward_function.path={reward_file}",
         "+reward_model.reward_kwargs.parallelism=4",
         *overrides,
     ])
@@ -106,6 +106,36 @@ def test_manager_rewards_verified_answers_at_the_last_response_token(manager, to
     printed = capsys.readouterr().out
     assert printed.count("[response]") == 1 and "[verdict_source] exact_match" in printed  # num_examine=1 per source
     assert torch.equal(manager(batch), reward_tensor)  # return_dict=False gives the same tensor
+
+
+def test_the_manager_keeps_its_backend_pools_across_batches(manager, tokenizer, scorer):
+    """Several batches (and verl's second call after a failure) go through the same pools, built once."""
+    rollouts = samples("math")
+    batch = rollout_batch(tokenizer, rollouts)
+    first = manager.rewarder
+    pools = (first.verifier_pool, first.scorer.pool)
+    before = first.scorer.pool.stats()[first.scorer.pool.backends[0]]["requests"]
+    for _ in range(3):
+        check_result(batch, *manager(batch, return_dict=True).values(), rollouts, scorer)
+    assert manager.rewarder is first and (manager.rewarder.verifier_pool, manager.rewarder.scorer.pool) == pools
+    after = first.scorer.pool.stats()[first.scorer.pool.backends[0]]["requests"]
+    assert after - before == 3 * sum(EXPECT_CORRECT)  # every TRM call of the three batches went through that pool
+
+
+def test_the_manager_reads_the_reward_files_constants(tokenizer, tmp_path, monkeypatch):
+    """The constants a user edits in remote_verifier.py reach the manager verl builds (no kwargs, no environment)."""
+    import sys
+
+    from trm.rewards import compute
+
+    monkeypatch.setattr(compute, "_default_backends", {})
+    monkeypatch.delenv("TRM_RM_BACKENDS", raising=False)
+    monkeypatch.delenv("TRM_VERIFIER_BACKENDS", raising=False)
+    monkeypatch.delitem(sys.modules, "custom_module", raising=False)  # verl caches the reward file under this name
+    edited = (REPO / "remote_verifier.py").read_text().replace('"127.0.0.1:39999"', '"10.0.0.9:39999"')
+    (tmp_path / "remote_verifier.py").write_text(edited)
+    manager = load_verify_manager(tokenizer, reward_file=tmp_path / "remote_verifier.py")
+    assert (manager.settings.rm_backends, manager.settings.parallelism) == ("10.0.0.9:39999", 4)
 
 
 def test_score_all_scores_every_response_but_still_rewards_only_verified(tokenizer, reward_server, scorer):

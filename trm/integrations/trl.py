@@ -7,8 +7,8 @@
 Each call rewards the whole generation batch through the pipeline of the verl ``verify`` manager
 (:func:`trm.rewards.compute.reward_batch`: rule check, LLM verifier where the data source allows it, TRM on verified
 answers, ``r = v * (1 - alpha + alpha * sigmoid(t))``), so a TRL run and a verl run reward a response alike.
-Settings come from keyword overrides, then ``TRM_*_BACKENDS``, then the package defaults, or, with
-``reward_file="remote_verifier.py"``, from that file's ``reward_settings`` hook and constants, as verl reads them.
+Settings come from keyword overrides, then ``TRM_*_BACKENDS``, then the defaults (:meth:`RewardSettings.resolve`);
+``reward_file="remote_verifier.py"`` loads that file first, as verl does, so its constants are the backend defaults.
 With ``alpha=0`` no TRM server is called or needed (``RewardSettings.uses_scorer``).
 
 Ground truth, user prompt, question and data source are read from dataset columns (TRL passes every column to
@@ -27,20 +27,14 @@ of the batch. Failures raise (a dead backend, a row without its ground truth): n
 from __future__ import annotations
 
 import importlib.util
-import math
 import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from trm.rewards.compute import (
-    RewardRequest,
-    RewardSettings,
-    request_from_sample,
-    reward_batch_sync,
-    verdict_counts,
-)
+from trm.rewards.blend import RewardResult
+from trm.rewards.compute import RewardRequest, RewardSettings, request_from_sample, rewarder, verdict_counts
 
 
 @dataclass(frozen=True)
@@ -98,18 +92,14 @@ def completion_text(completion: Any) -> str:
 
 
 def settings_from_file(path: str | Path, **overrides: Any) -> RewardSettings:
-    """Settings through a verl reward file's ``reward_settings`` hook (remote_verifier.py: its constants, then the
-    environment, then ``overrides``), loaded by path as verl's ``custom_reward_function.path`` is."""
+    """Settings after loading a verl reward file by path, as verl's ``custom_reward_function.path`` is: its import
+    makes its DEFAULT_*_BACKENDS this process's defaults (remote_verifier.py), then the environment and ``overrides``."""
     path = Path(path)
     spec = importlib.util.spec_from_file_location(f"_trm_reward_file_{abs(hash(str(path.resolve())))}", path)
     if spec is None or spec.loader is None or not path.is_file():
         raise FileNotFoundError(f"reward file {path} not found")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    hook = getattr(module, "reward_settings", None)
-    if not callable(hook):
-        raise TypeError(f"{path} has no reward_settings(**overrides) function")
-    return hook(**overrides)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    return RewardSettings.resolve(**overrides)
 
 
 class ThinkingReward:
@@ -125,7 +115,7 @@ class ThinkingReward:
         name: str = "thinking_reward",
         **overrides: Any,
     ):
-        """``settings`` as given; else from ``reward_file``'s hook or :meth:`RewardSettings.resolve`, with
+        """``settings`` as given; else from ``reward_file`` (:func:`settings_from_file`) or :meth:`RewardSettings.resolve`, with
         ``overrides`` (any RewardSettings/VerifyConfig field, e.g. ``alpha``, ``rm_backends``). ``tokenizer``
         (also taken from the trainer by :meth:`attach`) decodes ``completion_ids`` keeping the think tags, which
         TRL's ``skip_special_tokens=True`` decoding drops where the tokenizer marks them special."""
@@ -141,8 +131,8 @@ class ThinkingReward:
         self._sources_seen: dict[str, None] = {}  # insertion-ordered set
         self.last_requests: list[RewardRequest] = []
         """What the latest call rewarded (the response texts as decoded, the user prompts, ...)."""
-        self.last_results: list[dict] = []
-        """Components of every completion of the latest call (trm.rewards.compute.blend_result)."""
+        self.last_results: list[RewardResult] = []
+        """Reward and components of every completion of the latest call."""
         self.last_metrics: dict[str, float] = {}
         """The metrics of the latest call, as logged."""
 
@@ -160,11 +150,11 @@ class ThinkingReward:
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Sequence[Sequence[int]] | None = None,
                  **kwargs: Any) -> list[float]:
         requests = self.requests(prompts, completions, completion_ids, kwargs)
-        results = reward_batch_sync(requests, self.settings)
+        results = rewarder(self.settings).reward(requests)  # the process's pools for these settings, kept across steps
         self.last_requests, self.last_results = requests, results
         self.last_metrics = self.metrics(results)
         self._log(self.last_metrics, kwargs.get("log_metric"))
-        return [float(result["score"]) for result in results]
+        return [result.score for result in results]
 
     def requests(self, prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Sequence[Sequence[int]] | None,
                  columns: dict) -> list[RewardRequest]:
@@ -202,22 +192,20 @@ class ThinkingReward:
         return requests
 
     # -- logging --------------------------------------------------------------------------------------------------------
-    def metrics(self, results: Sequence[dict]) -> dict[str, float]:
+    def metrics(self, results: Sequence[RewardResult]) -> dict[str, float]:
         """Batch means of the components, keyed as they are logged."""
-        n = len(results)
+        n, columns = len(results), [r.columns() for r in results]
         if not n:
             return {}
         name = self.__name__
-        out = {
-            f"{name}/accuracy": sum(r["verify_binary"] for r in results) / n,
-            f"{name}/has_answer": sum(bool(r["has_answer"]) for r in results) / n,
-        }
-        scores = [r["rm_score_raw"] for r in results if not math.isnan(r["rm_score_raw"])]
+        out = {f"{name}/accuracy": sum(c["acc"] for c in columns) / n,
+               f"{name}/has_answer": sum(c["has_answer"] for c in columns) / n}
+        scores = [c["rm_score_raw"] for c in columns if c["trm_scored"]]
         if self.settings.uses_scorer:
             out[f"{name}/trm_scored"] = len(scores) / n
             if scores:
                 out[f"{name}/trm_score_mean"] = sum(scores) / len(scores)
-        counts = Counter(r["verdict_source"] for r in results)
+        counts = Counter(c["verdict_source"] for c in columns)
         for source in counts:
             self._sources_seen.setdefault(source, None)
         for source in self._sources_seen:

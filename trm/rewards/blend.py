@@ -1,12 +1,15 @@
 """The thinking reward: a verified answer earns 1 - alpha, plus up to alpha for the quality of its reasoning.
 
 ``r = v * (1 - alpha + alpha * sigmoid(t))``: a wrong answer (v = 0) earns nothing whatever the TRM says, a
-right one earns between 1 - alpha and 1. Pure functions; no I/O.
+right one earns between 1 - alpha and 1. Pure functions and values; no I/O.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+
+from trm.rewards.verdict import Verdict
 
 DEFAULT_ALPHA = 0.2
 
@@ -45,3 +48,32 @@ def thinking_reward(verified: float, trm_score: float | None, alpha: float = DEF
     if not math.isfinite(trm_score):
         raise ValueError(f"TRM score must be finite, got {trm_score}")
     return verified * (1.0 - alpha + alpha * sigmoid(trm_score))
+
+
+@dataclass(frozen=True)
+class RewardResult:
+    """One response's reward and what it is made of: the verdict (v) and the raw reasoning score (t; None where the
+    scorer was not asked)."""
+
+    score: float
+    verdict: Verdict
+    trm_score: float | None = None
+
+    @classmethod
+    def blend(cls, verdict: Verdict, trm_score: float | None, alpha: float) -> "RewardResult":
+        """``r = v`` with alpha 0 (verifier only: no reasoning score needed), else :func:`thinking_reward`."""
+        verified = 1.0 if verdict.correct else 0.0
+        score = verified if float(alpha) == 0.0 else thinking_reward(verified, trm_score, alpha)
+        return cls(float(score), verdict, None if trm_score is None else float(trm_score))
+
+    def columns(self, unscored: float | None = math.nan) -> dict:
+        """The per-response columns of verl's ``reward_extra_info`` and of ``compute_score``'s dict: the verdict in the
+        forms verl's tools read (``verify_score``, ``verify_binary``, ``acc``: the validation's core metric), the raw
+        score as ``rm_score_raw``, ``unscored`` where there is none (NaN keeps verl's column numeric; JSON wants None)."""
+        correct, verdict = self.verdict.correct, self.verdict
+        return {
+            "score": self.score, "verify_score": float(correct), "verify_binary": int(correct), "acc": float(correct),
+            "rm_score_raw": unscored if self.trm_score is None else self.trm_score,
+            "trm_scored": self.trm_score is not None, "has_answer": verdict.source != "no_answer",
+            "verdict_source": verdict.source, "answer": verdict.answer,
+        }

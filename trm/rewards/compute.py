@@ -2,7 +2,7 @@
 
     r = v * (1 - alpha + alpha * sigmoid(t))      v in {0, 1} from the verifier, t the raw TRM score
 
-One pipeline serves every caller (``remote_verifier.compute_score``, the verl ``verify`` manager, ``trm reward``):
+One pipeline serves every caller (``remote_verifier.compute_score``, the verl ``verify`` manager, ``trm reward``, TRL):
 1. rule check of the whole batch in the persistent worker pool (math-verify, time-bounded), in rounds of
    ``rule_chunk`` answers so that the network calls of finished rounds overlap the CPU work of the next;
 2. per response, concurrently and bounded by ``parallelism``: the LLM verifier where the rule check failed and the
@@ -10,16 +10,25 @@ One pipeline serves every caller (``remote_verifier.compute_score``, the verl ``
    responses with ``score_all``, for analysis; unverified ones still get 0). The scorer is chosen by
    ``reward_scorer`` (trm.rewards.scorers); with ``alpha`` 0 (verifier only) none is called or needed.
 Backend failures raise (after the pool's retries on other backends); they never become a reward.
+
+Settings (:class:`RewardSettings`, declared once; ``trm reward`` derives its flags from it) come from keyword
+overrides (verl's ``reward_model.reward_kwargs``, TRL's keywords, compute_score's keywords), then the
+``TRM_*_BACKENDS`` environment, then the defaults: the fields', with the backends of the reward file verl loaded
+(:func:`use_default_backends`). One :class:`Rewarder` per settings and process (:func:`rewarder`) keeps the backend
+pools from batch to batch and closes them at exit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import os
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+import threading
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Sequence
 
+from trm.rewards.blend import DEFAULT_ALPHA, RewardResult, validate_alpha
 from trm.rewards.correctness import (
     FAULT_SOURCES,
     Verdict,
@@ -31,87 +40,87 @@ from trm.rewards.correctness import (
 
 DEFAULT_VERIFIER_BACKENDS = "127.0.0.1:23888"
 DEFAULT_RM_BACKENDS = "127.0.0.1:39999"
-VERIFIER_BACKENDS_ENV = "TRM_VERIFIER_BACKENDS"
-RM_BACKENDS_ENV = "TRM_RM_BACKENDS"
+BACKENDS_ENV = {"verifier_backends": "TRM_VERIFIER_BACKENDS", "rm_backends": "TRM_RM_BACKENDS"}
+_BACKENDS = "HOST:PORT[,...]"
+_default_backends: dict[str, str] = {}  # the reward file's constants (use_default_backends)
 
-T = TypeVar("T")
+
+def use_default_backends(**backends: str) -> None:
+    """Make ``verifier_backends`` / ``rm_backends`` this process's defaults. The reward file (remote_verifier.py) calls
+    this on import with its DEFAULT_*_BACKENDS: verl imports it before it builds the reward manager, in the same
+    process, so the constants a user edits there reach the manager without reaching into verl's wrapper."""
+    unknown = set(backends) - set(BACKENDS_ENV)
+    if unknown:
+        raise TypeError(f"use_default_backends takes {' and '.join(BACKENDS_ENV)}, not {', '.join(sorted(unknown))}")
+    _default_backends.update(backends)
 
 
-@dataclass
+def environment_backends() -> dict[str, str]:
+    """The backends that TRM_VERIFIER_BACKENDS / TRM_RM_BACKENDS name: they override the defaults."""
+    return {name: os.environ[var] for name, var in BACKENDS_ENV.items() if os.environ.get(var)}
+
+
+@dataclass(frozen=True)
 class RewardSettings:
-    """Where the verifier and the TRM live and how the reward is computed."""
+    """Where the verifier and the TRM live and how the reward is computed (frozen: it keys the process's pools)."""
 
-    verifier_backends: str = DEFAULT_VERIFIER_BACKENDS
-    """Comma-separated host:port (or URL) list of general-verifier chat servers."""
-    rm_backends: str = DEFAULT_RM_BACKENDS
-    """Comma-separated host:port (or URL) list of TRM embedding servers."""
-    alpha: float = 0.2
-    """Weight of the thinking reward inside a verified answer's reward (0.2 in the paper)."""
-    parallelism: int = 1024
-    """Most verifier + TRM requests in flight at once for one batch."""
-    score_all: bool = False
-    """Call the TRM for every response (analysis). Default: only verified answers, the only ones it can change."""
-    rm_model: str = "RewardModel"
-    """Served model name of the TRM."""
-    reward_scorer: str = "trm"
-    """What scores the reasoning (a name in ``trm.rewards.scorers.SCORERS``): ``trm`` (the paper's TRM) or
-    ``reasonflux`` (the ReasonFlux-PRM baseline of Table 2, a vLLM pooling server at ``rm_backends``)."""
-    rm_api_key: str | None = None
-    """Bearer key of the TRM servers, if they enforce one."""
-    verifier_api_key: str | None = None
-    """Bearer key of the verifier servers, if they enforce one."""
-    max_concurrency_per_backend: int = 256
-    """Requests one backend gets at a time; the rest wait for the least-loaded healthy backend. More than a server
-    works on at once is good: its queue hides the client's turnaround (bench/bench_reward_path.py
-    --client-concurrency), and the client's cost per request no longer grows with its connections (trm.client)."""
-    request_timeout_s: float = 300.0
-    """Time one HTTP request may take before it is retried elsewhere."""
-    rule_chunk: int = 256
-    """Answers per rule-check round in the worker pool; finished rounds go on to the network while the next runs."""
-    deadline_s: float = 900.0
-    """Total time one call may take across retries; then it raises naming the backends."""
-    verify: VerifyConfig = field(default_factory=VerifyConfig)
-    """Correctness settings (rule timeout, LLM-verified data sources, verifier model, ...)."""
+    verifier_backends: str = field(default=DEFAULT_VERIFIER_BACKENDS, metadata={"metavar": _BACKENDS, "help":
+        "general-verifier chat servers, comma-separated host:port (or URL); TRM_VERIFIER_BACKENDS replaces the default"})
+    rm_backends: str = field(default=DEFAULT_RM_BACKENDS, metadata={"metavar": _BACKENDS, "help":
+        "TRM embedding servers (or the baseline scorer's), comma-separated host:port (or URL); TRM_RM_BACKENDS "
+        "replaces the default"})
+    alpha: float = field(default=DEFAULT_ALPHA, metadata={"help":
+        "weight of the thinking reward inside a verified answer's reward (0.2 in the paper); 0: verifier only"})
+    parallelism: int = field(default=1024, metadata={"help":
+        "most verifier + TRM requests in flight at once for one batch (each backend still gets at most "
+        "max_concurrency_per_backend)"})
+    score_all: bool = field(default=False, metadata={"help":
+        "also score the reasoning of unverified answers (analysis; their reward stays 0). Off: only verified answers, "
+        "the only ones the TRM can change"})
+    rm_model: str = field(default="RewardModel", metadata={"help": "served model name of the TRM"})
+    reward_scorer: str = field(default="trm", metadata={"help":
+        "what scores the reasoning (a name in trm.rewards.scorers.SCORERS): trm (the paper's TRM) or reasonflux (the "
+        "ReasonFlux-PRM baseline of Table 2, a vLLM pooling server at the TRM endpoint)"})
+    rm_api_key: str | None = field(default=None, metadata={"help":
+        "Bearer key of the TRM servers; unset: $TRM_API_KEY (trm.client.resolve_api_key)"})
+    verifier_api_key: str | None = field(default=None, metadata={"help":
+        "Bearer key of the verifier servers; unset: $TRM_VERIFIER_API_KEY (trm.client.resolve_api_key)"})
+    max_concurrency_per_backend: int = field(default=256, metadata={"help":
+        "requests one backend gets at a time; the rest wait for the least-loaded healthy backend. More than a server "
+        "works on at once is good: its queue hides the client's turnaround (bench/bench_reward_path.py "
+        "--client-concurrency)"})
+    request_timeout_s: float = field(default=300.0, metadata={"help":
+        "seconds one HTTP request may take before it is retried elsewhere"})
+    rule_chunk: int = field(default=256, metadata={"help":
+        "answers per rule-check round in the worker pool; finished rounds go on to the network while the next runs"})
+    deadline_s: float = field(default=900.0, metadata={"help":
+        "seconds one request may take across retries; then it raises naming the backends"})
+    verify: VerifyConfig = field(default_factory=VerifyConfig, metadata={"help":
+        "correctness settings (rule timeout, LLM-verified data sources, verifier model, ...)"})
 
     def __post_init__(self):
-        from trm.rewards.blend import validate_alpha
-
-        validate_alpha(self.alpha)
         from trm.rewards.scorers import scorer_class
 
+        validate_alpha(self.alpha)
         scorer_class(self.reward_scorer)  # an unknown name fails here, at configuration time
         if int(self.parallelism) < 1:
             raise ValueError(f"parallelism must be >= 1, got {self.parallelism}")
-        self.alpha, self.parallelism, self.score_all = float(self.alpha), int(self.parallelism), bool(self.score_all)
+        for name, kind in (("alpha", float), ("parallelism", int), ("score_all", bool)):  # Hydra may give 1 for 1.0
+            object.__setattr__(self, name, kind(getattr(self, name)))
 
     @classmethod
-    def resolve(
-        cls,
-        *,
-        verifier_backends: str | None = None,
-        rm_backends: str | None = None,
-        default_verifier_backends: str = DEFAULT_VERIFIER_BACKENDS,
-        default_rm_backends: str = DEFAULT_RM_BACKENDS,
-        **overrides: Any,
-    ) -> "RewardSettings":
-        """Settings from keyword overrides, then the TRM_*_BACKENDS environment, then the given defaults.
-
-        Overrides may name any field here or of :class:`VerifyConfig` (e.g. ``llm_data_sources``);
-        an unknown name raises TypeError listing the valid ones, so a misspelled reward argument fails loudly.
-        """
-        own = {f.name for f in fields(cls)} - {"verify", "verifier_backends", "rm_backends"}
-        verify_names = {f.name for f in fields(VerifyConfig)}
+    def resolve(cls, **overrides: Any) -> "RewardSettings":
+        """Settings from flat keyword overrides (any field here or of :class:`VerifyConfig`, e.g. verl's
+        ``reward_kwargs.llm_data_sources``; None counts as not given), then the environment, then the defaults.
+        An unknown name raises TypeError listing the valid ones, so a misspelled reward argument fails loudly."""
+        own, verify_names = {f.name for f in fields(cls)} - {"verify"}, {f.name for f in fields(VerifyConfig)}
         unknown = sorted(set(overrides) - own - verify_names)
         if unknown:
-            valid = ", ".join(sorted(own | verify_names | {"verifier_backends", "rm_backends"}))
-            raise TypeError(f"unknown reward setting(s) {', '.join(unknown)}; valid settings: {valid}")
-        verify = VerifyConfig(**{k: v for k, v in overrides.items() if k in verify_names})
-        return cls(
-            verifier_backends=verifier_backends or os.environ.get(VERIFIER_BACKENDS_ENV) or default_verifier_backends,
-            rm_backends=rm_backends or os.environ.get(RM_BACKENDS_ENV) or default_rm_backends,
-            verify=verify,
-            **{k: v for k, v in overrides.items() if k in own},
-        )
+            raise TypeError(f"unknown reward setting(s) {', '.join(unknown)}; valid settings: "
+                            f"{', '.join(sorted(own | verify_names))}")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        mine = {**_default_backends, **environment_backends(), **{k: v for k, v in given.items() if k in own}}
+        return cls(verify=VerifyConfig(**{k: v for k, v in given.items() if k in verify_names}), **mine)
 
     @property
     def uses_scorer(self) -> bool:
@@ -159,32 +168,12 @@ def request_from_sample(
     return RewardRequest(str(solution_str), str(ground_truth), str(data_source), user_prompt, str(question))
 
 
-def blend_result(verdict: Verdict, trm_score: float | None, alpha: float) -> dict:
-    """The reward and its components for one response."""
-    from trm.rewards.blend import thinking_reward
-
-    verified = 1.0 if verdict.correct else 0.0
-    if float(alpha) == 0.0:  # verifier only: r = v, and no reasoning score was asked for
-        score = verified
-    else:
-        score = thinking_reward(verified, trm_score, alpha)  # 0 for a wrong answer, whatever the TRM says
-    return {
-        "score": float(score),
-        "verify_score": verified,
-        "verify_binary": int(verdict.correct),
-        "rm_score_raw": float("nan") if trm_score is None else float(trm_score),
-        "has_answer": verdict.source != "no_answer",
-        "verdict_source": verdict.source,
-        "answer": verdict.answer,
-    }
-
-
-def verdict_counts(results: Sequence[dict]) -> str:
+def verdict_counts(results: Sequence[RewardResult]) -> str:
     """"exact_match 3, llm_verifier 2, worker_error 1": how the verdicts of a batch were reached, most common
     first, so that timeouts and worker errors show up in logs next to the rewards they produced."""
     from collections import Counter
 
-    counts = Counter(result["verdict_source"] for result in results)
+    counts = Counter(result.verdict.source for result in results)
     line = ", ".join(f"{source} {count}" for source, count in counts.most_common()) or "none"
     faults = sum(counts[source] for source in FAULT_SOURCES)
     if faults:  # checker failures, not wrong answers: say that they count toward the batch's raise limit
@@ -205,15 +194,16 @@ def rule_check_requests(requests: Sequence[RewardRequest], settings: RewardSetti
     )
 
 
-def _pool(backends: str, api_key: str | None, settings: RewardSettings):
-    from trm.client import BackendPool, parse_backends
+def backend_pool(backends: str, api_key: str | None, role: str, settings: RewardSettings):
+    """A :class:`trm.client.BackendPool` with the settings' limits; the key is ``api_key`` or the ``role``'s."""
+    from trm.client import BackendPool, resolve_api_key
 
     return BackendPool(
-        parse_backends(backends),
+        backends,
         max_concurrency_per_backend=settings.max_concurrency_per_backend,
         request_timeout=settings.request_timeout_s,
         deadline=settings.deadline_s,
-        api_key=api_key,
+        api_key=resolve_api_key(api_key, role),
     )
 
 
@@ -248,98 +238,151 @@ class _RuleVerdicts:
         return (await self.chunks[i // self.chunk])[i % self.chunk]
 
 
-async def reward_batch(
-    requests: Sequence[RewardRequest],
-    settings: RewardSettings,
-    *,
-    rule_verdicts: Sequence[Verdict] | None = None,
-    on_done: Callable[[], None] | None = None,
-) -> list[dict]:
-    """Rewards and components for `requests`, in order (see the module docstring for the steps).
+class Rewarder:
+    """The pipeline for one :class:`RewardSettings` with its backend pools, kept for the owner's lifetime.
 
-    ``rule_verdicts`` skips step 1 when the caller already rule-checked the batch.
+    Batches run on the rewarder's own event-loop thread, whatever thread or loop calls: a pool's HTTP clients belong
+    to one loop (trm.client), so connections and backend health carry over from batch to batch, and :meth:`close`
+    closes all of them. :func:`rewarder` keeps one per settings and process.
     """
-    from trm.rewards.scorers import scorer_class
 
-    rules = _RuleVerdicts(requests, settings, rule_verdicts)
-    limit = asyncio.Semaphore(settings.parallelism)
-    verifier_pool = _pool(settings.verifier_backends, settings.verifier_api_key, settings)
-    scorer = scorer_class(settings.reward_scorer)(settings) if settings.uses_scorer else None
-    results: list[dict | None] = [None] * len(requests)
-    verdicts: list[Verdict | None] = [None] * len(requests)
+    def __init__(self, settings: RewardSettings):
+        from trm.rewards.scorers import scorer_class
 
-    async def one(i: int, request: RewardRequest) -> None:
-        verdict = await rules.get(i)
-        if not verdict.correct:
-            async with limit:
-                verdict = await verify_response(
-                    request.response,
-                    request.ground_truth,
-                    data_source=request.data_source,
-                    question=request.question,
-                    verifier_pool=verifier_pool,
-                    config=settings.verify,
-                    rule_verdict=verdict,
-                )
-        trm_score = None
-        if scorer is not None and (verdict.correct or settings.score_all):
-            async with limit:
-                trm_score = await scorer.score(request)
-        results[i], verdicts[i] = blend_result(verdict, trm_score, settings.alpha), verdict
-        if on_done is not None:
-            on_done()
+        self.settings = settings
+        self.verifier_pool = backend_pool(settings.verifier_backends, settings.verifier_api_key, "verifier", settings)
+        self.scorer = scorer_class(settings.reward_scorer)(settings) if settings.uses_scorer else None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="trm-reward", daemon=True)
+        self._thread.start()
 
-    try:
-        async with asyncio.TaskGroup() as group:  # the first failure cancels the rest and propagates
-            group.create_task(rules.produce())
-            for i, request in enumerate(requests):
-                group.create_task(one(i, request))
-    except BaseExceptionGroup as failures:
-        raise failures.exceptions[0] from None
-    finally:
-        closing = [verifier_pool.aclose()] + ([scorer.aclose()] if scorer is not None else [])
-        await asyncio.gather(*closing, return_exceptions=True)
-    check_fault_budget(verdicts, settings.verify.max_worker_error_fraction)  # worker errors + unusable verifier replies
-    return results  # type: ignore[return-value]
+    def submit(self, requests: Sequence[RewardRequest], **kwargs: Any) -> concurrent.futures.Future:
+        """:meth:`run` on the rewarder's loop: a future of the results."""
+        if self._loop.is_closed():
+            raise RuntimeError("this Rewarder is closed")
+        return asyncio.run_coroutine_threadsafe(self.run(requests, **kwargs), self._loop)
+
+    def reward(self, requests: Sequence[RewardRequest], **kwargs: Any) -> list[RewardResult]:
+        """:meth:`run` from sync code (also from a thread that runs an event loop: a Ray actor, a notebook)."""
+        return self.submit(requests, **kwargs).result()
+
+    async def areward(self, requests: Sequence[RewardRequest], **kwargs: Any) -> list[RewardResult]:
+        """:meth:`run` for a caller on another event loop, which keeps running meanwhile."""
+        return await asyncio.wrap_future(self.submit(requests, **kwargs))
+
+    async def run(
+        self,
+        requests: Sequence[RewardRequest],
+        *,
+        rule_verdicts: Sequence[Verdict] | None = None,
+        on_done: Callable[[], None] | None = None,
+        score_all: bool | None = None,
+    ) -> list[RewardResult]:
+        """Rewards for ``requests``, in order (the steps are in the module docstring); runs on the rewarder's loop.
+
+        ``rule_verdicts`` skips step 1 when the caller already rule-checked the batch; ``score_all`` overrides the
+        setting for this batch (verl's validation batches) where a scorer is in use.
+        """
+        settings, scorer = self.settings, self.scorer
+        score_all = settings.score_all if score_all is None else score_all
+        rules = _RuleVerdicts(requests, settings, rule_verdicts)
+        limit = asyncio.Semaphore(settings.parallelism)
+        results: list[RewardResult | None] = [None] * len(requests)
+
+        async def one(i: int, request: RewardRequest) -> None:
+            verdict = await rules.get(i)
+            if not verdict.correct:
+                async with limit:
+                    verdict = await verify_response(
+                        request.response,
+                        request.ground_truth,
+                        data_source=request.data_source,
+                        question=request.question,
+                        verifier_pool=self.verifier_pool,
+                        config=settings.verify,
+                        rule_verdict=verdict,
+                    )
+            trm_score = None
+            if scorer is not None and (verdict.correct or score_all):
+                async with limit:
+                    trm_score = await scorer.score(request)
+            results[i] = RewardResult.blend(verdict, trm_score, settings.alpha)
+            if on_done is not None:
+                on_done()
+
+        try:
+            async with asyncio.TaskGroup() as group:  # the first failure cancels the rest and propagates
+                group.create_task(rules.produce())
+                for i, request in enumerate(requests):
+                    group.create_task(one(i, request))
+        except BaseExceptionGroup as failures:
+            raise failures.exceptions[0] from None
+        check_fault_budget([r.verdict for r in results], settings.verify.max_worker_error_fraction)  # type: ignore
+        return results  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Close the pools' connections and stop the loop (idempotent)."""
+        if self._loop.is_closed():
+            return
+
+        async def aclose() -> None:
+            await asyncio.gather(self.verifier_pool.aclose(), *([self.scorer.aclose()] if self.scorer else []))
+
+        asyncio.run_coroutine_threadsafe(aclose(), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
 
 
-def run_coroutine(make: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine to completion from sync code, also where this thread already runs an event loop
-    (a Ray async actor, a notebook): then it runs on a private loop in a helper thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(make())
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="trm-reward") as executor:
-        return executor.submit(lambda: asyncio.run(make())).result()
+_rewarders: dict[RewardSettings, Rewarder] = {}
+_rewarders_lock = threading.Lock()
+
+
+def rewarder(settings: RewardSettings) -> Rewarder:
+    """This process's :class:`Rewarder` for ``settings``, built on first use: an explicit cache, so that the verl
+    manager (which verl pickles into Ray tasks and so holds plain settings), every per-sample ``compute_score`` call
+    and TRL reuse their pools instead of building them per batch. Closed at exit; a forked child builds its own."""
+    with _rewarders_lock:
+        if settings not in _rewarders:
+            _rewarders[settings] = Rewarder(settings)
+        return _rewarders[settings]
+
+
+def close_rewarders() -> None:
+    """Close every cached :class:`Rewarder` (at exit; the next :func:`rewarder` call builds a fresh one)."""
+    with _rewarders_lock:
+        closing = list(_rewarders.values())
+        _rewarders.clear()
+    for each in closing:
+        each.close()
+
+
+def _forget_rewarders_in_child() -> None:  # their loop threads did not survive the fork
+    global _rewarders_lock
+    _rewarders.clear()
+    _rewarders_lock = threading.Lock()
+
+
+atexit.register(close_rewarders)
+os.register_at_fork(after_in_child=_forget_rewarders_in_child)
 
 
 def reward_batch_sync(
     requests: Sequence[RewardRequest], settings: RewardSettings, on_done: Callable[[], None] | None = None
-) -> list[dict]:
-    """:func:`reward_batch` from sync code (also where an event loop already runs)."""
-    return run_coroutine(lambda: reward_batch(requests, settings, on_done=on_done))
+) -> list[RewardResult]:
+    """Rewards for ``requests`` with the process's pools for ``settings`` (:func:`rewarder`)."""
+    return rewarder(settings).reward(requests, on_done=on_done)
 
 
-def compute_score(
-    data_source: str, solution_str: str, ground_truth: Any, extra_info: dict | None, settings: RewardSettings
-) -> dict:
-    """verl's per-sample compute_score contract for one response."""
+def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_info: dict | None = None,
+                  **overrides: Any) -> dict:
+    """verl's per-sample compute_score contract for one response (settings: :meth:`RewardSettings.resolve`)."""
     request = request_from_sample(data_source, solution_str, ground_truth, extra_info)
-    return reward_batch_sync([request], settings)[0]
+    return rewarder(RewardSettings.resolve(**overrides)).reward([request])[0].columns()
 
 
-async def compute_score_async(
-    data_source: str, solution_str: str, ground_truth: Any, extra_info: dict | None, settings: RewardSettings
-) -> dict:
+async def compute_score_async(data_source: str, solution_str: str, ground_truth: Any, extra_info: dict | None = None,
+                              **overrides: Any) -> dict:
+    """:func:`compute_score` for a caller that runs an event loop."""
     request = request_from_sample(data_source, solution_str, ground_truth, extra_info)
-    return (await reward_batch([request], settings))[0]
-
-
-def settings_dict(settings: RewardSettings) -> dict:
-    """Plain-data view (for logs and JSON output)."""
-    data = asdict(settings)
-    data["verify"]["llm_data_sources"] = sorted(data["verify"]["llm_data_sources"])
-    for key in ("rm_api_key", "verifier_api_key"):
-        data[key] = "***" if data[key] else None
-    return data
+    return (await rewarder(RewardSettings.resolve(**overrides)).areward([request]))[0].columns()

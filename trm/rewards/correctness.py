@@ -34,6 +34,7 @@ from typing import Sequence
 
 from trm.protocol import GENERAL_VERIFIER_ANSWER_TAIL_CHARS, GENERAL_VERIFIER_MAX_TOKENS
 from trm.rewards.math_rules import LENGTH_GUARD_CHARS, SETTLED_SOURCES
+from trm.rewards.verdict import Verdict
 from trm.rewards.worker_pool import PoolStalled, WorkerStartError, get_pool
 from trm.traces import LENIENT, STRICT, all_boxed, answer_parts, extract
 
@@ -67,22 +68,8 @@ class VerifierUnusable(VerificationUnavailable):
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """A correctness decision and why it was taken."""
-
-    correct: bool
-    # exact_match | math_verify | prime_math | llm_verifier | length_guard | length_rule | no_answer | timeout |
-    # worker_error | verifier_unusable
-    source: str
-    answer: str | None = None  # the extracted answer that was judged
-    detail: str = ""  # human-readable reason (parsed forms, verifier decision, error text)
-    also: tuple[str, ...] = ()  # other steps that applied to this answer, in order (the source is the one that settled it)
-    rung: str = ""  # which rung of the extraction ladder found the answer (trm.traces.extract); "" if given extracted
-
-
-@dataclass
 class VerifyConfig:
-    """How :func:`verify_response` decides correctness."""
+    """How :func:`verify_response` decides correctness (frozen: reward settings key the per-process backend pools)."""
 
     llm_data_sources: frozenset[str] = field(default_factory=lambda: frozenset({WEBINSTRUCT_VERIFIED}))
     """Data sources whose rule-check failures are re-judged by the LLM verifier (others stay rule-only)."""
@@ -117,7 +104,7 @@ class VerifyConfig:
         sources = self.llm_data_sources
         if isinstance(sources, str):  # "a,b" from a command line or a Hydra override, not a set of characters
             sources = [name.strip() for name in sources.split(",") if name.strip()]
-        self.llm_data_sources = frozenset(sources)
+        object.__setattr__(self, "llm_data_sources", frozenset(sources))
         if self.rule_timeout_s <= 0:
             raise ValueError(f"rule_timeout_s must be > 0, got {self.rule_timeout_s}")
         if self.rule_batch_deadline_s is not None and self.rule_batch_deadline_s <= 0:

@@ -13,7 +13,8 @@ Reading the reply:
   "verifier_unusable", a fault that counts toward the batch's limit like a rule-check worker error
   (:func:`trm.rewards.correctness.check_fault_budget`), because it means the deployment is wrong (context or
   max tokens too small), not the student;
-- a backend failure raises (through :class:`trm.client.BackendPool`); it never becomes a verdict.
+- a backend failure, or an answer that is not a chat completion, raises (through :class:`trm.llm.client.ChatClient`,
+  which retries it elsewhere first); it never becomes a verdict.
 An empty student answer is not verified, without a call.
 """
 
@@ -21,13 +22,14 @@ from __future__ import annotations
 
 import re
 
+from trm.llm.client import ChatClient, Choice
 from trm.protocol import (
     GENERAL_VERIFIER_ANSWER_TAIL_CHARS,
     GENERAL_VERIFIER_MAX_TOKENS,
     GENERAL_VERIFIER_YES,
     general_verifier_input,
 )
-from trm.rewards.correctness import Verdict
+from trm.rewards.verdict import Verdict
 
 DEFAULT_VERIFIER_MODEL = "TIGER-Lab/general-verifier"
 
@@ -49,27 +51,11 @@ def parse_decision(text: str) -> bool | None:
     return last.group(1).lower() == "yes"
 
 
-def verifier_request(question: str, ground_truth: str, answer: str, model: str = DEFAULT_VERIFIER_MODEL, *,
-                     max_tokens: int = GENERAL_VERIFIER_MAX_TOKENS,
-                     answer_tail_chars: int = GENERAL_VERIFIER_ANSWER_TAIL_CHARS) -> dict:
-    """The chat completions body the verifier gets: the protocol's input as one user message, greedy."""
-    text = general_verifier_input(question, ground_truth, answer, answer_tail_chars)
-    return {"model": model, "messages": [{"role": "user", "content": text}], "temperature": 0.0,
-            "max_tokens": max_tokens}
-
-
-def read_reply(reply: dict, answer: str, max_tokens: int) -> Verdict:
-    """The verdict a chat completion carries (see the module docstring); raises if it is not a chat completion."""
-    try:
-        choice = reply["choices"][0]
-        text = choice["message"]["content"]
-    except (KeyError, IndexError, TypeError) as exc:
-        raise ValueError(f"verifier answer is not a chat completion: {str(reply)[:300]}") from exc
-    finish = choice.get("finish_reason") if isinstance(choice, dict) else None
+def read_reply(choice: Choice, answer: str, max_tokens: int) -> Verdict:
+    """The verdict the verifier's reply carries (see the module docstring)."""
+    text, finish = choice.text, choice.finish_reason
     if text is None:
         return Verdict(False, "verifier_unusable", answer, f"verifier reply has no content (finish_reason {finish!r})")
-    if not isinstance(text, str):
-        raise ValueError(f"verifier answer content is not text: {str(reply)[:300]}")
     decision = parse_decision(text)
     snippet = text[-200:].replace("\n", " ")
     if decision is None and finish == "length":
@@ -90,9 +76,11 @@ async def llm_verify(
     max_tokens: int = GENERAL_VERIFIER_MAX_TOKENS,
     answer_tail_chars: int = GENERAL_VERIFIER_ANSWER_TAIL_CHARS,
 ) -> Verdict:
-    """Ask the verifier behind ``pool`` (a :class:`trm.client.BackendPool`) whether ``answer`` matches."""
+    """Ask the verifier behind ``pool`` (a :class:`trm.client.BackendPool`) whether ``answer`` matches: the
+    protocol's input as one user message, greedy."""
     if not answer or not answer.strip():
         return Verdict(False, "no_answer", answer or None, "empty student answer: not verified, verifier not asked")
-    body = verifier_request(question, ground_truth, answer, model, max_tokens=max_tokens,
-                            answer_tail_chars=answer_tail_chars)
-    return read_reply(await pool.post_json("/v1/chat/completions", body), answer, max_tokens)
+    text = general_verifier_input(question, ground_truth, answer, answer_tail_chars)
+    (choice,) = await ChatClient(pool, model).complete([{"role": "user", "content": text}], temperature=0.0,
+                                                       max_tokens=max_tokens)
+    return read_reply(choice, answer, max_tokens)

@@ -36,13 +36,14 @@ def scorer_class(name: str) -> type:
 
 
 class PoolScorer:
-    """Common part: one backend pool from the settings (rm_backends, rm_api_key, timeouts), closed with the batch."""
+    """Common part: one backend pool from the settings (rm_backends, rm_api_key, timeouts), kept and closed by the
+    :class:`trm.rewards.compute.Rewarder` that owns the scorer."""
 
     def __init__(self, settings: "RewardSettings"):
-        from trm.rewards.compute import _pool
+        from trm.rewards.compute import backend_pool
 
         self.settings = settings
-        self.pool = _pool(settings.rm_backends, settings.rm_api_key, settings)
+        self.pool = backend_pool(settings.rm_backends, settings.rm_api_key, "reward", settings)
 
     async def score(self, request: "RewardRequest") -> float:  # pragma: no cover - interface
         raise NotImplementedError

@@ -7,7 +7,10 @@ the installed package so Ray can unpickle it in the worker that runs ``compute_r
 Per batch: decode every response (think tags kept), rule-check all answers in the persistent worker pool (in
 rounds that overlap the network calls), run verifier and TRM calls concurrently (``parallelism`` in flight), and
 write each reward at the last valid response token. Settings come from the manager's own arguments
-(``reward_model.reward_kwargs``), then ``custom_reward_function.reward_kwargs``, then remote_verifier.py.
+(``reward_model.reward_kwargs``), then the environment, then the defaults (:meth:`RewardSettings.resolve`: the
+reward file's DEFAULT_*_BACKENDS, registered when verl imports it). ``custom_reward_function.reward_kwargs`` reach
+only the per-sample ``compute_score``. The backend pools live in the process's :func:`trm.rewards.compute.rewarder`
+for these settings: built on the first batch, kept from batch to batch, closed at exit.
 
 ``reward_extra_info["verdict_source"]`` says per sample what decided its correctness (``worker_error`` and
 ``timeout`` included), and each batch prints one line of verdict-source counts to stderr. verl's trainer puts
@@ -28,8 +31,6 @@ check is run twice. Lower ``deadline_s`` (``reward_model.reward_kwargs.deadline_
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import sys
 from collections import Counter
 from typing import Any, Callable
@@ -39,64 +40,27 @@ from verl import DataProto
 from verl.workers.reward_manager import register
 from verl.workers.reward_manager.abstract import AbstractRewardManager
 
-from trm.rewards.compute import RewardRequest, RewardSettings, request_from_sample, reward_batch_sync, verdict_counts
+from trm.rewards.blend import RewardResult
+from trm.rewards.compute import RewardRequest, RewardSettings, Rewarder, request_from_sample, rewarder, verdict_counts
 from trm.rewards.decoding import decode_responses
-
-# Keys of reward_extra_info (one value per sample; verl stores them in the batch and logs them).
-EXTRA_KEYS = (
-    "score", "verify_score", "verify_binary", "acc", "rm_score_raw", "trm_scored", "has_answer",
-    "verdict_source", "group_correct", "group_size",
-)
-
-
-def _unwrap_reward_fn(compute_score: Callable | None) -> tuple[Callable | None, dict]:
-    """The user's function inside verl's wrapper, and the keyword arguments verl binds to it.
-
-    verl 0.6.0 wraps custom_reward_function as ``partial(_call_with_kwargs, raw_fn, reward_kwargs)``.
-    """
-    from verl.trainer.ppo.reward import _call_with_kwargs
-
-    bound: dict = {}
-    fn = compute_score
-    while isinstance(fn, functools.partial):
-        if fn.func is _call_with_kwargs:
-            bound = {**dict(fn.args[1]), **bound}
-            fn = fn.args[0]
-        else:
-            bound = {**fn.keywords, **bound}
-            fn = fn.func
-    return fn, bound
-
-
-def settings_for(compute_score: Callable | None, **overrides: Any) -> RewardSettings:
-    """Settings for the manager: its own arguments, then custom_reward_function.reward_kwargs, then the
-    defaults of the reward file (remote_verifier.py's constants via its ``reward_settings`` hook)."""
-    raw_fn, bound = _unwrap_reward_fn(compute_score)
-    merged = {**bound, **{k: v for k, v in overrides.items() if v is not None}}
-    hook = getattr(raw_fn, "reward_settings", None)
-    return hook(**merged) if callable(hook) else RewardSettings.resolve(**merged)
 
 
 @register("verify")
 class VerifyRewardManager(AbstractRewardManager):
     """Verified-answer reward blended with the TRM's judgement of the reasoning."""
 
-    def __init__(
-        self,
-        tokenizer: Any,
-        num_examine: int,
-        compute_score: Callable | None = None,
-        reward_fn_key: str = "data_source",
-        parallelism: int | None = None,
-        alpha: float | None = None,
-        score_all: bool | None = None,
-        **settings: Any,
-    ):
+    def __init__(self, tokenizer: Any, num_examine: int, compute_score: Callable | None = None,
+                 reward_fn_key: str = "data_source", **settings: Any):
         self.tokenizer = tokenizer
         self.num_examine = int(num_examine)
         self.reward_fn_key = reward_fn_key
-        # Only plain settings are kept: verl's wrapped compute_score refers to a module Ray workers cannot import.
-        self.settings = settings_for(compute_score, parallelism=parallelism, alpha=alpha, score_all=score_all, **settings)
+        # Plain settings only: verl pickles the manager into Ray tasks (launch_reward_fn_async), pools do not pickle.
+        self.settings = RewardSettings.resolve(**settings)
+
+    @property
+    def rewarder(self) -> Rewarder:
+        """The pipeline and backend pools for this manager's settings, the same object for every batch."""
+        return rewarder(self.settings)
 
     def describe(self) -> list[str]:
         return self.settings.describe()
@@ -141,44 +105,34 @@ class VerifyRewardManager(AbstractRewardManager):
         requests = self._requests(data, responses)
         from tqdm.auto import tqdm
 
-        settings = self.settings
-        if data.meta_info.get("validate") and settings.uses_scorer and not settings.score_all:
-            settings = dataclasses.replace(settings, score_all=True)  # no NaN for verl's validation means
+        score_all = True if data.meta_info.get("validate") else None  # no NaN for verl's validation means
         with tqdm(total=len(requests), desc="verify reward", file=sys.stderr, mininterval=1.0) as bar:
-            results = reward_batch_sync(requests, settings, on_done=lambda: bar.update(1))
+            results = self.rewarder.reward(requests, on_done=lambda: bar.update(1), score_all=score_all)
         print(f"verify reward: {len(results)} responses; verdicts: {verdict_counts(results)}", file=sys.stderr)
 
         reward_tensor = torch.zeros_like(data.batch["responses"], dtype=torch.float32)
         for i, result in enumerate(results):
-            reward_tensor[i, max(int(lengths[i]) - 1, 0)] = result["score"]
+            reward_tensor[i, max(int(lengths[i]) - 1, 0)] = result.score
         extra = self._extra_info(data, results)
         self._print_examples(data, requests, results)
         if return_dict:
             return {"reward_tensor": reward_tensor, "reward_extra_info": extra}
         return reward_tensor
 
-    def _extra_info(self, data: DataProto, results: list[dict]) -> dict[str, list]:
+    def _extra_info(self, data: DataProto, results: list[RewardResult]) -> dict[str, list]:
+        """Each result's columns (without the answer text; without ``rm_score_raw`` when no scorer is in use) and
+        its prompt group's right rollouts (``group_correct``, by uid) and size."""
         uids = data.non_tensor_batch.get("uid")
         groups = [uids[i] for i in range(len(results))] if uids is not None else list(range(len(results)))
-        correct = Counter()
-        size = Counter(groups)
+        correct, size = Counter(), Counter(groups)
         for group, result in zip(groups, results):
-            correct[group] += result["verify_binary"]
-        keys = [key for key in EXTRA_KEYS if key != "rm_score_raw" or self.settings.uses_scorer]
-        extra: dict[str, list] = {key: [] for key in keys}
-        for group, result in zip(groups, results):
-            row = {
-                **{k: result[k] for k in ("score", "verify_score", "verify_binary", "rm_score_raw", "has_answer", "verdict_source")},
-                "acc": float(result["verify_binary"]),  # verl's validation treats "acc" as the core metric
-                "trm_scored": result["rm_score_raw"] == result["rm_score_raw"],  # NaN = the TRM was not asked
-                "group_correct": correct[group],  # right rollouts among this prompt's group (uid)
-                "group_size": size[group],
-            }
-            for key in keys:
-                extra[key].append(row[key])
-        return extra
+            correct[group] += result.verdict.correct
+        rows = [{**result.columns(), "group_correct": correct[group], "group_size": size[group]}
+                for group, result in zip(groups, results)]
+        dropped = {"answer"} | (set() if self.settings.uses_scorer else {"rm_score_raw"})
+        return {key: [row[key] for row in rows] for key in rows[0] if key not in dropped} if rows else {}
 
-    def _print_examples(self, data: DataProto, requests: list[RewardRequest], results: list[dict]) -> None:
+    def _print_examples(self, data: DataProto, requests: list[RewardRequest], results: list[RewardResult]) -> None:
         shown: Counter = Counter()
         for i, (request, result) in enumerate(zip(requests, results)):
             if shown[request.data_source] >= self.num_examine:
@@ -187,5 +141,6 @@ class VerifyRewardManager(AbstractRewardManager):
             print("[prompt]", self._decode_prompt(data, i))
             print("[response]", request.response)
             print("[ground_truth]", request.ground_truth)
+            columns = result.columns()
             for key in ("answer", "verdict_source", "verify_binary", "rm_score_raw", "score"):
-                print(f"[{key}]", result[key])
+                print(f"[{key}]", columns[key])

@@ -148,6 +148,9 @@ def run_check(overrides: list[str]) -> str:
     if actor.ppo_mini_batch_size > config.data.train_batch_size:
         notes.append(f"actor.ppo_mini_batch_size {actor.ppo_mini_batch_size} > data.train_batch_size "
                      f"{config.data.train_batch_size}: one policy update per step")
+    if config.reward_model.reward_manager == "verify" and config.custom_reward_function.get("reward_kwargs"):
+        raise ValueError("custom_reward_function.reward_kwargs reach only the per-sample compute_score, not the verify "
+                         "manager: pass them as +reward_model.reward_kwargs.<name>=...")
     manager = load_manager(config, tokenizer)
     checks.append("reward manager loaded")
     return summary(config, manager, checks, notes, length, context)

@@ -12,7 +12,7 @@ from trm_testing.fault_server import FaultServer, chat_completion, dead_backend
 from trm_testing.serving import PROMPT_PROBE, running_server
 from test_protocol import VERIFIER_EXPECTED
 
-from trm.client import BackendPool, BackendRequestError
+from trm.client import BackendPool, BackendRequestError, BackendsUnavailable
 from trm.protocol import GENERAL_VERIFIER_MAX_TOKENS, general_verifier_input
 from trm.rewards.correctness import VerifierUnusable, VerifyConfig, verify_response
 from trm.rewards.llm_verifier import llm_verify, parse_decision
@@ -127,9 +127,23 @@ def test_empty_or_cut_off_replies_are_unusable_not_wrong(content, finish, source
         assert ("no content" in verdict.detail) if content is None else ("cut off at max_tokens 512" in verdict.detail)
 
 
-def test_a_reply_that_is_not_a_chat_completion_raises():
-    with pytest.raises(ValueError, match="not a chat completion"):
-        verify_with(lambda i, req: ("status", 200, {"unexpected": True}))
+def test_a_reply_that_is_not_a_chat_completion_is_retried_then_raises():
+    def script(i, req):
+        return ("status", 200, {"unexpected": True}) if i < 2 else ("status", 200, chat_completion("Final Decision: No"))
+
+    verdict, requests = verify_with(script)  # a malformed answer is a backend fault: retried, never a verdict
+    assert len(requests) == 3 and verdict.source == "llm_verifier" and not verdict.correct
+    with FaultServer(lambda i, req: ("status", 200, {"unexpected": True})) as fake:
+        async def go():
+            pool = BackendPool([fake.url], deadline=0.5, backoff_base=0.01)
+            try:
+                return await llm_verify(pool, "q", "4", "four")
+            finally:
+                await pool.aclose()
+
+        with pytest.raises(BackendsUnavailable, match="malformed answer to /v1/chat/completions: answer is not a "
+                                                      "chat completion"):
+            asyncio.run(go())
 
 
 def unusable_for(marker: str):
@@ -154,8 +168,8 @@ def test_unusable_replies_count_toward_the_batch_limit_and_the_verdict_line(capl
         settings = RewardSettings.resolve(verifier_backends=fake.url, rm_backends=dead_backend(), deadline_s=10)
         with caplog.at_level("WARNING", logger="trm.rewards.correctness"):
             results = reward_batch_sync(reward_requests(20), settings)  # limit max(2, 0.1 x 20) = 2: one is logged
-        assert [r["verdict_source"] for r in results] == ["verifier_unusable"] + ["llm_verifier"] * 19
-        assert results[0]["score"] == 0 and results[0]["verify_binary"] == 0
+        assert [r.verdict.source for r in results] == ["verifier_unusable"] + ["llm_verifier"] * 19
+        assert results[0].score == 0 and not results[0].verdict.correct
         line = verdict_counts(results)
         assert line.startswith("llm_verifier 19, verifier_unusable 1")
         assert "1 of 20 are checker faults (verifier_unusable + worker_error), counted toward the batch's limit" in line

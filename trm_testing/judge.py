@@ -2,7 +2,7 @@
 policy function, so tests decide exactly what the "LLM" says (and can inject 429/500 faults or stalls).
 
     with ScriptedJudge(policy) as judge:          # policy(request: JudgeRequest) -> str | Fault
-        client = JudgeClient(judge.url, "scripted")
+        client = ChatClient(judge.url, "scripted")
 
 Run as a script it serves the deterministic ``demo`` policy (used for the example picture in the docs):
     python -m trm_testing.judge --port 8011

@@ -61,7 +61,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     endpoint = p.add_argument_group("endpoint client (openai backend)")
     add_dataclass_arguments(endpoint, ChatConfig, defaults={"max_concurrency": 8, "request_timeout": 3600.0,
                                                             "deadline": 3 * 3600.0},
-                            flags={"max_concurrency": "--concurrency"}, exclude=("backoff_base", "backoff_max", "use_n"))
+                            flags={"max_concurrency": "--concurrency"},
+                            exclude=("backoff_base", "backoff_max", "use_n"))
     p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm backend")
     p.add_argument("--device", help="transformers backend device (default cuda if available, else cpu)")
     p.add_argument("--trust-remote-code", action="store_true")

@@ -31,7 +31,8 @@ def common_parser(prog: str, description: str, default_port: int, default_name: 
     parser.add_argument("--served-model-name", action="append", dest="served_model_names", metavar="NAME",
                         help=f"name clients send as 'model' (repeatable; default {default_name})")
     parser.add_argument("--api-key", default=None,
-                        help=f"require 'Authorization: Bearer KEY' on every route but /health (or set {API_KEY_ENV['reward'][0]})")
+                        help="require 'Authorization: Bearer KEY' on every route but /health "
+                             f"(or set {API_KEY_ENV['reward'][0]})")
     parser.add_argument("--max-length", type=int, default=None,
                         help="token limit per input (default: the model's max_position_embeddings)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")

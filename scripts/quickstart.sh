@@ -33,7 +33,7 @@ trm train-rm --model_name_or_path "$WORK/models/reward" \
   --max_train_samples 128 --eval_strategy steps --eval_steps 8 --save_steps 8 \
   --load_best_model_at_end --metric_for_best_model accuracy --disable_tqdm true > "$WORK/train_rm.log" 2>&1 \
   || { tail -n 30 "$WORK/train_rm.log"; exit 1; }
-trm eval-rm --data data/toy_preferences_test.jsonl --trm-model "$WORK/trm" --table
+trm eval rm --data data/toy_preferences_test.jsonl --trm-model "$WORK/trm" --table
 
 step "4. serve the trained TRM and the verifier (the launchers pick the embedded servers on CPU)"
 # A server already on one of these ports makes the launcher fail at once (naming the process); the extra served name
@@ -87,7 +87,7 @@ trm dag render --input "$WORK/dags.jsonl" --output "$WORK/dag.svg"
 
 step "8. best-of-N with the trained TRM on a synthetic candidate pool, with tables and a plot"
 "$PYTHON" -m trm.evaluation.toy --benchmark aime24 --data-dir data/benchmarks --n 16 --repeat-items 16 --output "$WORK/pool.jsonl"
-trm bon --generations "$WORK/pool.jsonl" --trm-endpoint "127.0.0.1:$TRM_PORT" --output-dir "$WORK/bon" \
+trm eval bon --generations "$WORK/pool.jsonl" --trm-endpoint "127.0.0.1:$TRM_PORT" --output-dir "$WORK/bon" \
   --n-values 1 2 4 8 16 --title "CPU toy: synthetic pool (wrong answers tend to have ME² defects), trained tiny TRM"
 
 step "9. RL on a CPU: SFT warm-up of the tiny policy, then GRPO steps with TRL and the thinking reward (both servers)"

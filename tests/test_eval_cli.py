@@ -1,4 +1,4 @@
-"""`trm eval` (metrics and Table 2 shape), `trm bon` end to end (grading through the reward path's verifier,
+"""`trm eval accuracy` (metrics and Table 2 shape), `trm eval bon` end to end (grading through the reward path's verifier,
 TRM scores from a local tiny model and from the reward server), and the benchmark registry."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from trm.errors import BadInput
 from trm.evaluation import paper, tables
 from trm.evaluation.benchmarks import BENCHMARKS, MATH, STEM, load_items
 from trm.evaluation.benchmarks_cli import main as eval_main
@@ -87,10 +88,10 @@ def test_eval_checks_each_run_was_generated_with_the_training_prompt(tmp_path):
                       "--out-dir", str(out), "--ks", "1"]) == 0
     assert json.loads((out / "eval.json").read_text())["templates"] == {"Qwen2.5-Math-7B/TRM": "luffy",
                                                                         "Qwen2.5-Math-7B/base": "benchmark"}
-    with pytest.raises(SystemExit, match=r"Qwen2.5-Math-7B/base: generated with --template benchmark .*own.jsonl"):
+    with pytest.raises(BadInput, match=r"Qwen2.5-Math-7B/base: generated with --template benchmark .*own.jsonl"):
         eval_main(["--run", f"Qwen2.5-Math-7B/TRM={luffy}", "--run", f"Qwen2.5-Math-7B/base={own}",
                    "--out-dir", str(out), "--ks", "1", "--template", "luffy"])
-    with pytest.raises(SystemExit, match="different prompts"):
+    with pytest.raises(BadInput, match="different prompts"):
         eval_main(["--run", f"mixed={luffy},{own}", "--out-dir", str(out), "--ks", "1"])
 
 
@@ -133,7 +134,7 @@ def test_bon_cli_local_trm_and_endpoint_agree(tiny_models, reward_server, tmp_pa
 
 def test_bon_cli_needs_a_scorer_for_trm(tmp_path):
     gen = write(tmp_path / "gen.jsonl", synthetic_records(load_items("aime25", data_dir=str(FIXTURES)), n=4))
-    with pytest.raises(SystemExit, match="--trm-endpoint or --trm-model"):
+    with pytest.raises(BadInput, match="--trm-endpoint or --trm-model"):
         bon_main(_bon_args(gen, tmp_path / "o"))
 
 

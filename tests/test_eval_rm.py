@@ -1,4 +1,4 @@
-"""`trm eval-rm`: pairwise accuracy with ties counted wrong, baselines on the same pairs, clear failures."""
+"""`trm eval rm`: pairwise accuracy with ties counted wrong, baselines on the same pairs, clear failures."""
 
 from __future__ import annotations
 
@@ -12,13 +12,17 @@ from trm_testing.serving import free_port
 from trm.data.preference import load_records
 from trm.training.eval_rm import (
     evaluate_pairs,
-    main,
     markdown_table,
     pairwise_result,
     random_baseline,
     shorter_trace_baseline,
 )
 from trm.data.pairs import trace_lengths
+from trm.cli import main as trm
+
+
+def main(argv: list[str]) -> int:
+    return trm(["eval", "rm", *argv])
 
 
 def test_ties_count_as_wrong():
@@ -69,7 +73,7 @@ def test_model_cli_prints_json_and_the_table(tiny_models, tmp_path, capsys):
 def test_dead_endpoint_is_an_error_not_a_score(capsys):
     started = time.monotonic()
     code = main(["--data", str(TOY_TEST), "--endpoint", f"127.0.0.1:{free_port()}", "--timeout", "1", "--limit", "2"])
-    assert code == 2
+    assert code == 1
     err = capsys.readouterr().err
     assert "127.0.0.1" in err and "accuracy" not in err
     assert time.monotonic() - started < 30

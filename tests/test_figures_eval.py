@@ -1,4 +1,4 @@
-"""`trm figures`: every table and figure regenerates from result files and from the paper's numbers."""
+"""`trm eval figures`: every table and figure regenerates from result files and from the paper's numbers."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from trm.errors import BadInput
 from trm_testing.serving import ReferenceCausalLM
 from trm_testing.serving import running_server
 
@@ -48,9 +49,9 @@ def test_transformers_backend_n_settings_and_resume(tiny_models, tmp_path):
     assert generate_main(args) == 0 and read_lines(out) == records
     (tmp_path / "one.jsonl").write_text(lines[0])
     other = ["--benchmark", "aime25", *args[2:-1], str(tmp_path / "one.jsonl")]
-    with pytest.raises(SystemExit, match="written for other data"):
+    with pytest.raises(BadInput, match="written for other data"):
         generate_main(other)
-    with pytest.raises(SystemExit, match="written for other data"):
+    with pytest.raises(BadInput, match="written for other data"):
         generate_main(["--benchmark", "aime25", *args[2:]])
 
 
@@ -121,7 +122,7 @@ def test_openai_backend_completions_mode_against_trm_serve_chat(chat_endpoint, t
 def test_missing_benchmark_file_is_actionable(tmp_path, monkeypatch):
     monkeypatch.delenv("TRM_BENCH_DIR", raising=False)
     monkeypatch.delenv("TRM_BENCH_AIME24", raising=False)
-    with pytest.raises(SystemExit, match="TRM_BENCH_AIME24"):
+    with pytest.raises(FileNotFoundError, match="TRM_BENCH_AIME24"):
         generate_main(["--benchmark", "aime24", "--model", "x", "--out", str(tmp_path / "o.jsonl")])
 
 
@@ -155,7 +156,7 @@ def test_template_sends_the_training_prompt_to_the_served_model(chat_endpoint, t
         expected, _ = reference.greedy_chat([{"role": "user", "content": record["prompt"]}], 8)
         assert record["responses"] == [expected]
     # resuming with another prompt would mix two prompts in one file: refused
-    with pytest.raises(SystemExit, match="written with another prompt"):
+    with pytest.raises(BadInput, match="written with another prompt"):
         generate_main(["--benchmark", "aime24", "--data-dir", str(FIXTURES), "--model", "tiny-chat", "--endpoint",
                        chat_endpoint, "--template", "luffy", "--limit", "2", "--out", str(out)])
 
@@ -172,7 +173,7 @@ def test_max_tokens_is_kept_inside_a_local_models_context(tiny_models, tmp_path)
                   for it in load_items("aime24", data_dir=str(FIXTURES)))
     base = ["--benchmark", "aime24", "--data-dir", str(FIXTURES), "--backend", "transformers", "--template", "luffy",
             "--temperature", "0", "--out", str(tmp_path / "gen.jsonl")]
-    with pytest.raises(SystemExit, match=rf"longest prompt has {longest} tokens and the model's context is 4096 .*"
+    with pytest.raises(BadInput, match=rf"longest prompt has {longest} tokens and the model's context is 4096 .*"
                                          rf"pass --max-tokens {4096 - longest} or less"):
         generate_main(base + ["--model", str(tiny_models["chat"]), "--max-tokens", str(4096 - longest + 1)])
     assert not (tmp_path / "gen.jsonl").exists() or not (tmp_path / "gen.jsonl").read_text()

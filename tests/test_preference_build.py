@@ -12,8 +12,12 @@ from trm.data.preference import validate_records
 from trm.data.pairs import preference_texts
 from trm.traces import trm_input
 from trm.jsonio import read_records
-from trm.judge.build_cli import main as build_main
+from trm.cli import main as trm
 from trm.judge.preference import form_pairs
+
+
+def build_main(argv: list[str]) -> int:
+    return trm(["preference", "build", *argv])
 
 
 def response(k: int, answer: str = "5") -> str:

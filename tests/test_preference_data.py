@@ -14,12 +14,16 @@ from trm.data.preference import (
     PreferenceDataError,
     load_records,
     load_valid_records,
-    main,
     save_records,
     split_records,
     validate_records,
 )
 from trm.data.pairs import RecordError, preference_texts, trace_lengths
+from trm.cli import main as trm
+
+
+def main(argv: list[str]) -> int:
+    return trm(["data", "trm-preference", *argv])
 
 
 def good(question="What is 2 + 3?", chosen="<think>2 + 3 = 5.</think> \\boxed{5}", rejected="<think>hmm 5</think> 5"):

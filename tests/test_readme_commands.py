@@ -46,12 +46,12 @@ EXPECTED = {
                               "-m trm serve reward --model /path/to/TRM-8B", "dry run skipped: model folder"],
     "trm inspect": ["TRM input"],
     "bash train_rm.sh --dry-run": ["-m trm train-rm", "dry run checked:", "dry run skipped:"],
-    "trm eval-rm": ["| reward model |"],
+    "trm eval rm": ["| reward model |"],
     "trm reward": ["verdicts:"],
     "trm dag build": ["0 of ", "steps fell back"],
     "trm preference build": [],
-    "trm figures": [],
-    "trm bon": ["trm"],
+    "trm eval figures": [],
+    "trm eval bon": ["trm"],
 }
 
 

@@ -1,4 +1,4 @@
-"""One TRM scorer (trm.scoring): `trm score`, `trm eval-rm` and `trm bon` give the same scores for the same texts,
+"""One TRM scorer (trm.scoring): `trm score`, `trm eval rm` and `trm eval bon` give the same scores for the same texts,
 in process and through a real `trm serve reward` endpoint, and an endpoint scorer keeps one pool for its life."""
 
 from __future__ import annotations

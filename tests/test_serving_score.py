@@ -8,8 +8,13 @@ import pytest
 
 from trm_testing.serving import REPO, ReferenceRewardModel
 from trm_testing.serving import free_port
-from trm.serving.score import main as score_main
+from trm.cli import main as trm
 from trm.traces import trm_input
+
+
+def score_main(argv: list[str]) -> int:
+    return trm(["score", *argv])
+
 
 SAMPLE = REPO / "data" / "sample.json"
 

@@ -48,7 +48,7 @@ def test_same_seed_same_weights_other_seed_differs(tmp_path):
 
 def test_cli_lists_commands_and_builds_models(tmp_path):
     help_text = subprocess.run([sys.executable, "-m", "trm", "--help"], capture_output=True, text=True, cwd=REPO, check=True).stdout
-    for command in ("tiny", "inspect", "serve", "score", "train-rm", "eval-rm", "dag", "bon"):
+    for command in ("tiny", "inspect", "serve", "score", "train-rm", "eval", "dag", "generate"):
         assert f"  {command} " in help_text
     unknown = subprocess.run([sys.executable, "-m", "trm", "nope"], capture_output=True, text=True, cwd=REPO)
     assert unknown.returncode == 2 and "unknown command 'nope'" in unknown.stderr

@@ -13,9 +13,9 @@ from transformers import TrainerCallback
 from trm_testing.training import SERVER_ENV, TOY_TEST, TOY_TRAIN, TRAIN_PAIRS, one_torch_thread, release_flags, trained_reward_model
 from trm.data.preference import load_records, save_records
 from trm.training.encode import encode_pairs
-from trm.training.eval_rm import main as eval_main
 from trm.data.pairs import preference_parts, preference_texts
 from trm.training.train_rm import ensure_pad_token, parse_args, train
+from trm.cli import main as trm
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -30,7 +30,7 @@ def trained(tmp_path_factory, tiny_models) -> Path:
 
 
 def run_eval(capsys, *argv: str) -> dict:
-    assert eval_main(list(argv)) == 0
+    assert trm(["eval", "rm", *argv]) == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -224,13 +224,11 @@ def test_pad_token_is_made_distinct_from_eos(tiny_models):
 
 
 def test_malformed_training_file_fails_naming_row_and_field(tiny_models, tmp_path, capsys):
-    from trm.training.train_rm import main
-
     records = load_records(TOY_TEST)[:5]
     records[3]["chosen"] = [{"role": "assistant"}]
     bad = tmp_path / "bad.jsonl"
     bad.write_text("".join(json.dumps(r) + "\n" for r in records))
-    code = main(["--model_name_or_path", str(tiny_models["reward"]), "--train_file", str(bad),
+    code = trm(["train-rm", "--model_name_or_path", str(tiny_models["reward"]), "--train_file", str(bad),
                  "--output_dir", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2

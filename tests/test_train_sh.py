@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from trm_testing.serving import REPO
+from trm.errors import BadInput
 
 
 def dry_run(*overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -98,9 +99,9 @@ def train_sh_overrides(tmp_path_factory) -> list[str]:
     ],
 )
 def test_invalid_values_fail_with_the_library_message(train_sh_overrides, override, message, capsys):
-    from trm.rl.check import main
+    from trm.cli import main
 
-    assert main([*train_sh_overrides, override]) == 1
+    assert main(["rl", "check", *train_sh_overrides, override]) == 1
     assert message in capsys.readouterr().err
 
 
@@ -113,9 +114,9 @@ def test_dry_run_rejects_a_parquet_the_reward_cannot_use(train_sh_overrides, tmp
         del row["extra_info"]["user_prompt"]
     bad = tmp_path / "bad.parquet"
     pq.write_table(pa.Table.from_pylist(rows), bad)
-    from trm.rl.check import main
+    from trm.cli import main
 
-    assert main([*train_sh_overrides, f"data.train_files={bad}"]) == 1
+    assert main(["rl", "check", *train_sh_overrides, f"data.train_files={bad}"]) == 1
     assert "row 0: missing extra_info.user_prompt" in capsys.readouterr().err
 
 
@@ -205,7 +206,8 @@ def test_long_context_copy_is_accepted_without_overrides(qwen_math_like, tmp_pat
     assert (copy / "tokenizer.json").is_symlink() and (copy / "tokenizer.json").resolve() == \
         (qwen_math_like / "tokenizer.json").resolve()
     assert json.loads((qwen_math_like / "config.json").read_text())["max_position_embeddings"] == 4096  # untouched
-    assert main([str(qwen_math_like), str(copy)]) == 1  # never writes into a non-empty folder
+    with pytest.raises(BadInput, match="exists and is not empty"):  # never writes into a non-empty folder
+        main([str(qwen_math_like), str(copy)])
     copied = tmp_path / "qwen-16k-copy"
     assert main([str(qwen_math_like), str(copied), "--copy", "--max-position-embeddings", "32768"]) == 0
     assert not (copied / "tokenizer.json").is_symlink()

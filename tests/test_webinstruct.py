@@ -100,5 +100,5 @@ def test_convert_reports_bad_input_without_writing(tmp_path):
     source.write_text(json.dumps({"question": "q1", "answer": "1"}) + "\n" + json.dumps({"question": "q2"}) + "\n")
     out = tmp_path / "out.parquet"
     result = run_trm("convert", "--input", str(source), "--output", str(out))
-    assert result.returncode == 1 and "row 1: field 'answer'" in result.stderr
+    assert result.returncode == 2 and "row 1: field 'answer'" in result.stderr
     assert not out.exists()

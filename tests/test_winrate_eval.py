@@ -1,4 +1,4 @@
-"""`trm winrate` against a scripted judge server on loopback (the ME² pipeline runs for real; the judge's
+"""`trm eval winrate` against a scripted judge server on loopback (the ME² pipeline runs for real; the judge's
 answers are scripted: it prefers the trace that carries the word "tidy")."""
 
 from __future__ import annotations

@@ -3,7 +3,16 @@
 Every entry maps a subcommand name to the module that implements it and a one-line summary. The module
 exposes ``main(argv: list[str]) -> int | None`` with its own argparse parser, so `trm --help` stays fast
 (nothing heavy is imported until a subcommand runs) and each part of the toolkit owns its flags.
-Groups with their own subcommands (``trm serve reward``) reuse :func:`dispatch` with a table of their own.
+Groups with their own subcommands (``trm serve reward``) reuse :func:`dispatch` with a table of their own, kept in
+their package's ``cli.py``; an :class:`Alias` entry keeps an old spelling working, hidden, for one release.
+
+Exit codes, the same for every command (commands raise; only :func:`dispatch` turns errors into codes):
+  0  success;
+  2  bad input: argparse's errors, :class:`trm.errors.BadInput` (a ValueError; the library's input errors such as
+     PreferenceDataError derive from it) and a missing path (FileNotFoundError, IsADirectoryError);
+  1  the run failed: :class:`trm.errors.RunFailed`, :class:`trm.client.BackendError` (backends down or refusing).
+These print ``prog: error: message`` (and the notes a command added, e.g. where its output is kept) without a
+traceback; any other exception keeps its traceback.
 """
 
 from __future__ import annotations
@@ -16,26 +25,37 @@ import re
 import sys
 import types
 import typing
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
+
+from trm.errors import BadInput, RunFailed
+
+class Alias(NamedTuple):
+    """A hidden old spelling in a command table: runs ``target`` (words of the same table) and names it. The key
+    ``ANY_FLAG`` stands for a flag where a subcommand was expected (a command that became a group)."""
+
+    target: str
+
+
+ANY_FLAG = "-"
 
 # name -> (module, summary). Keep this list in the order a researcher meets the commands.
-COMMANDS: dict[str, tuple[str, str]] = {
+COMMANDS: dict[str, tuple[str, str] | Alias] = {
     "tiny": ("trm.tiny", "build tiny reward/chat models for tests and the quickstart (no downloads)"),
     "inspect": ("trm.inspect", "show the reasoning, the exact TRM input and the final answer of responses"),
     "serve": ("trm.serving.cli", "serve a reward model (embeddings API) or a chat model (chat completions API)"),
     "score": ("trm.serving.score", "score reasoning traces with a TRM endpoint or a local model"),
     "data": ("trm.data.cli", "prepare and validate datasets (webinstruct, trm-preference)"),
     "train-rm": ("trm.training.train_rm", "train a thinking reward model with TRL's RewardTrainer"),
-    "eval-rm": ("trm.training.eval_rm", "pairwise accuracy of a reward model on a preference file"),
     "reward": ("trm.rewards.cli", "compute blended rewards for responses through the verifier and the TRM"),
     "rl": ("trm.rl.cli", "check and summarise the verl GRPO configuration (train.sh --dry-run)"),
     "dag": ("trm.dag.cli", "turn reasoning traces into DAGs with an LLM judge"),
     "preference": ("trm.judge.cli", "build TRM-Preference data with ME2 pairwise judgements"),
     "generate": ("trm.evaluation.generate", "sample N responses per benchmark prompt"),
-    "eval": ("trm.evaluation.benchmarks_cli", "accuracy, avg@k and pass@k tables for generations"),
-    "bon": ("trm.evaluation.bon", "best-of-N accuracy with a TRM or other selectors"),
-    "winrate": ("trm.evaluation.winrate", "reasoning win rate of one model over another via the ME2 judge"),
-    "figures": ("trm.evaluation.figures", "regenerate the tables and figures under assets/ from result files"),
+    "eval": ("trm.evaluation.cli", "evaluate: benchmark accuracy, best-of-N, win rate, reward models, figures"),
+    "eval-rm": Alias("eval rm"),
+    "bon": Alias("eval bon"),
+    "winrate": Alias("eval winrate"),
+    "figures": Alias("eval figures"),
 }
 
 
@@ -159,16 +179,29 @@ def version() -> str:
         return "unknown (not installed)"
 
 
-def _usage(prog: str, table: Mapping[str, tuple[str, str]], description: str) -> str:
-    width = max(len(name) for name in table) + 2
+def _usage(prog: str, table: Mapping[str, tuple[str, str] | Alias], description: str) -> str:
+    shown = {name: entry for name, entry in table.items() if not isinstance(entry, Alias)}
+    width = max(len(name) for name in shown) + 2
     lines = [f"usage: {prog} <command> [options]", "", description, "", "commands:"]
-    lines += [f"  {name:<{width}}{summary}" for name, (_, summary) in table.items()]
+    lines += [f"  {name:<{width}}{summary}" for name, (_, summary) in shown.items()]
     lines += ["", f"Run '{prog} <command> --help' for the options of one command; '{prog} --version' for the version."]
     return "\n".join(lines)
 
 
-def dispatch(prog: str, table: Mapping[str, tuple[str, str]], argv: Sequence[str], description: str = "") -> int:
-    """Run the subcommand named by argv[0] from `table`; print usage for --help or an unknown name."""
+def exit_code(error: BaseException) -> int | None:
+    """The exit code of an error a command reports in one line (see the module docstring); None: a bug, traceback."""
+    if isinstance(error, (BadInput, FileNotFoundError, IsADirectoryError)):
+        return 2
+    client = sys.modules.get("trm.client")  # a BackendError exists only once trm.client was imported
+    if isinstance(error, RunFailed) or (client is not None and isinstance(error, client.BackendError)):
+        return 1
+    return None
+
+
+def dispatch(prog: str, table: Mapping[str, tuple[str, str] | Alias], argv: Sequence[str],
+             description: str = "") -> int:
+    """Run the subcommand named by argv[0] from `table` and return its exit code; print usage for --help or an
+    unknown name."""
     argv = list(argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage(prog, table, description))
@@ -177,14 +210,24 @@ def dispatch(prog: str, table: Mapping[str, tuple[str, str]], argv: Sequence[str
         print(f"{prog} {version()}")
         return 0
     name, rest = argv[0], argv[1:]
-    if name not in table:
+    entry = table.get(ANY_FLAG if name.startswith("-") and ANY_FLAG in table else name)
+    if isinstance(entry, Alias):
+        new = entry.target.split() + ([name] if name.startswith("-") else [])
+        print(f"{prog}: note: `{prog} {name}` is now `{prog} {' '.join(new)}`; the old spelling goes away in the next "
+              "release", file=sys.stderr)
+        return dispatch(prog, table, new + rest, description)
+    if entry is None:
         print(f"{prog}: unknown command {name!r}\n", file=sys.stderr)
         print(_usage(prog, table, description), file=sys.stderr)
         return 2
-    module_name = table[name][0]
-    module = importlib.import_module(module_name)
-    result = module.main(rest, prog=f"{prog} {name}")
-    return int(result or 0)
+    try:
+        return int(importlib.import_module(entry[0]).main(rest, prog=f"{prog} {name}") or 0)
+    except Exception as error:
+        code = exit_code(error)
+        if code is None:
+            raise
+        print(f"{prog} {name}: error: {error}", *getattr(error, "__notes__", ()), sep="\n", file=sys.stderr)
+        return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,7 @@ import argparse
 import json
 
 from trm.cli import HelpFormatter
+from trm.errors import BadInput
 from trm.jsonio import read_records
 from trm.traces import extract_answer, reasoning, trm_input
 
@@ -17,7 +18,7 @@ from trm.traces import extract_answer, reasoning, trm_input
 def describe(record: dict) -> dict:
     for field in ("prompt", "response"):
         if not isinstance(record.get(field), str):
-            raise ValueError(f"record needs a string field {field!r}; got keys {sorted(record)}")
+            raise BadInput(f"record needs a string field {field!r}; got keys {sorted(record)}")
     return {
         "reasoning": reasoning(record["response"]),
         "trm_input": trm_input(record["prompt"], record["response"]),

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from trm.errors import BadInput
+
 
 def read_records(path: str | Path) -> list[dict]:
     """Records from a JSON object, a JSON list of objects, or JSONL."""
@@ -23,7 +25,7 @@ def read_records(path: str | Path) -> list[dict]:
     records = data if isinstance(data, list) else [data]
     for index, record in enumerate(records):
         if not isinstance(record, dict):
-            raise ValueError(f"{path}: item {index} is {type(record).__name__}, expected a JSON object")
+            raise BadInput(f"{path}: item {index} is {type(record).__name__}, expected a JSON object")
     return records
 
 
@@ -51,9 +53,9 @@ def _read_jsonl(path: Path, text: str) -> Iterator[dict]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            raise BadInput(f"{path}:{number}: not valid JSON ({exc.msg})") from None
         if not isinstance(record, dict):
-            raise ValueError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+            raise BadInput(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
         yield record
 
 

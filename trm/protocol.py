@@ -54,7 +54,7 @@ QWEN_MATH_RL_PROMPT = (
 LLAMA_RL_PROMPT = "{problem} Please reason step by step, and put your final answer within \\boxed{{}}."
 
 # Named RL prompt templates (the names `trm data webinstruct convert --template`, `trm generate --template` and
-# `trm eval --template` accept). Values are str.format templates with one field, `{problem}`.
+# `trm eval accuracy --template` accept). Values are str.format templates with one field, `{problem}`.
 RL_PROMPTS = {
     "luffy": QWEN_MATH_RL_PROMPT,  # the paper's prompt for Qwen2.5-Math-1.5B / 7B
     "llama-boxed": LLAMA_RL_PROMPT,  # the paper's prompt for Llama-3.1-8B-Instruct

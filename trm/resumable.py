@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Hashable, Iterable, Sequence
 
+from trm.errors import BadInput
 
-class ResumeMismatch(ValueError):
+
+class ResumeMismatch(BadInput):
     """The output holds records, but none of them belongs to this run's input: it was written for other data."""
 
 

@@ -1,4 +1,4 @@
-"""The one TRM scorer of the commands that score texts (`trm score`, `trm eval-rm`, `trm bon`).
+"""The one TRM scorer of the commands that score texts (`trm score`, `trm eval rm`, `trm eval bon`).
 
 A :class:`Scorer` scores TRM input texts (:func:`trm.traces.trm_input`) either in this process, through the reward
 server's own forward path (:class:`trm.serving.scorer.RewardScorer`), or through running reward servers, with
@@ -18,6 +18,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from trm.errors import BadInput
 from trm.rewards.thinking import _number, score_reasoning
 
 SOURCE_FIELDS = ("trm_endpoint", "trm_model")
@@ -70,9 +71,9 @@ class Scorer:
 
     def __init__(self, config: ScoringConfig):
         if bool(config.trm_endpoint) == bool(config.trm_model):
-            raise ValueError("a scorer needs exactly one of trm_endpoint (--trm-endpoint) or trm_model (--trm-model)")
+            raise BadInput("a scorer needs exactly one of trm_endpoint (--trm-endpoint) or trm_model (--trm-model)")
         if config.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {config.batch_size}")
+            raise BadInput(f"batch_size must be >= 1, got {config.batch_size}")
         self.config = config
         self.pool = self._runner = self._local = None
         self._closed = False

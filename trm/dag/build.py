@@ -17,6 +17,7 @@ from typing import Callable
 from trm.dag.graph import ROOT, Dag, DagState, Decision, apply_decision, check_decision
 from trm.dag.partition import partition
 from trm.dag.prompts import parse_structure_answer, structure_messages
+from trm.errors import BadInput
 from trm.llm.client import ChatClient, Usage
 
 TIE_ORDER = ("continue", "backtrack", "merge")  # earlier wins a tie
@@ -149,14 +150,14 @@ def steps_of(record: dict, keywords: frozenset[str] | None = None) -> list[str]:
     if "steps" in record:
         steps = record["steps"]
         if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
-            raise ValueError("'steps' must be a list of strings")
+            raise BadInput("'steps' must be a list of strings")
         return list(steps)
     if "trace" in record:
         if not isinstance(record["trace"], str):
-            raise ValueError("'trace' must be a string")
+            raise BadInput("'trace' must be a string")
         return partition(record["trace"], keywords)
     if "response" in record:
         from trm.traces import reasoning
 
         return partition(reasoning(str(record["response"])), keywords)
-    raise ValueError("record needs 'trace' (text), 'steps' (list of strings) or 'response'")
+    raise BadInput("record needs 'trace' (text), 'steps' (list of strings) or 'response'")

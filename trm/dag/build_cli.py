@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 
 from trm.cli import HelpFormatter
@@ -11,6 +12,7 @@ from trm.client import BackendError
 from trm.dag.build import DagConfig, build_dag, cap_steps, fallback_counts, steps_of
 from trm.dag.graph import merged_view
 from trm.dag.partition import KEYWORD_SETS, resolve_keywords
+from trm.errors import BadInput, RunFailed
 from trm.jsonio import read_records
 from trm.llm.batch import run_ordered
 from trm.llm.client import Usage, add_judge_arguments, client_from_args
@@ -48,9 +50,9 @@ def dag_config_from_args(args) -> DagConfig:
     try:
         rounds = tuple(int(x) for x in args.rounds.split(",") if x.strip())
     except ValueError:
-        raise SystemExit(f"--rounds must be comma-separated integers, got {args.rounds!r}") from None
+        raise BadInput(f"--rounds must be comma-separated integers, got {args.rounds!r}") from None
     if not rounds or min(rounds) < 1:
-        raise SystemExit("--rounds needs at least one round of at least one sample")
+        raise BadInput("--rounds needs at least one round of at least one sample")
     return DagConfig(
         rounds=rounds,
         main_path_window=args.main_path_window,
@@ -76,7 +78,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, help="JSONL written one record per trace; reruns resume")
     parser.add_argument("--concurrency", type=int, default=8, help="traces in flight at once")
     parser.add_argument("--max-fallback-rate", type=float, default=MAX_FALLBACK_RATE,
-                        help="exit 3 when more than this share of the steps in the output fell back to 'continue' "
+                        help="exit 1 when more than this share of the steps in the output fell back to 'continue' "
                              "because no judge answer was valid (a judge that fails that often is not structuring "
                              "anything); 1 accepts any")
     add_judge_arguments(parser)
@@ -86,23 +88,15 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 def main(argv: list[str], prog: str = "trm dag build") -> int:
     args = build_parser(prog).parse_args(argv)
-    try:
-        keywords = resolve_keywords(args.keywords)
-        records = read_records(args.input)
-        for number, record in enumerate(records):
-            if not isinstance(record.get("prompt"), str):
-                raise ValueError(f"{args.input}: record {number} has no 'prompt' string")
-            steps_of(record, keywords)  # fail before any judge call, not halfway through
-    except (OSError, ValueError) as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
+    keywords = resolve_keywords(args.keywords)
+    records = read_records(args.input)
+    for number, record in enumerate(records):
+        if not isinstance(record.get("prompt"), str):
+            raise BadInput(f"{args.input}: record {number} has no 'prompt' string")
+        steps_of(record, keywords)  # fail before any judge call, not halfway through
     config = dag_config_from_args(args)
-    try:
-        output = ResumableOutput(args.output, [(i, r["prompt"]) for i, r in enumerate(records)],
-                                 key_of=lambda out: (out["index"], out["prompt"]), check=_check_dag_record).open()
-    except (OSError, ValueError) as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
+    output = ResumableOutput(args.output, [(i, r["prompt"]) for i, r in enumerate(records)],
+                             key_of=lambda out: (out["index"], out["prompt"]), check=_check_dag_record).open()
     judge = client_from_args(args)
     from tqdm import tqdm
 
@@ -128,22 +122,8 @@ def main(argv: list[str], prog: str = "trm dag build") -> int:
         finally:
             await judge.aclose()
 
-    try:
-        with step_bar:
-            written = asyncio.run(run())
-    except RecordFailed as exc:
-        if not isinstance(exc.cause, BackendError):
-            raise
-        print(
-            f"{prog}: judge failed at record {exc.index} (0-based): {exc.cause}\n"
-            f"Finished records are kept in {args.output}; rerun to resume.",
-            file=sys.stderr,
-        )
-        return 1
-    except BackendError as exc:
-        print(f"{prog}: judge failed at start: {exc}\nFinished records are kept in {args.output}; rerun to resume.",
-              file=sys.stderr)
-        return 1
+    with step_bar, judge_failures("record", f"Finished records are kept in {args.output}"):
+        written = asyncio.run(run())
     print(
         f"wrote {written} DAG records to {args.output} (judge: {judge.usage.requests} requests, "
         f"{judge.usage.total_tokens} tokens this run)",
@@ -154,11 +134,23 @@ def main(argv: list[str], prog: str = "trm dag build") -> int:
     print(f"{prog}: {fallbacks} of {decided} steps fell back to 'continue' (no valid judge answer): {rate:.1%} "
           f"(limit --max-fallback-rate {args.max_fallback_rate:g})", file=sys.stderr)
     if rate > args.max_fallback_rate:
-        print(f"{prog}: error: fallback rate {rate:.1%} is above {args.max_fallback_rate:.1%}: the judge's answers "
-              f"were rejected (see 'errors' in {args.output}); use a stronger judge, a larger --dag-max-tokens, or "
-              "--max-fallback-rate 1 to accept the output", file=sys.stderr)
-        return 3
+        raise RunFailed(f"fallback rate {rate:.1%} is above {args.max_fallback_rate:.1%}: the judge's answers were "
+                        f"rejected (see 'errors' in {args.output}); use a stronger judge, a larger --dag-max-tokens, or "
+                        "--max-fallback-rate 1 to accept the output")
     return 0
+
+
+@contextlib.contextmanager
+def judge_failures(item: str, kept: str):
+    """A judge that fails (BackendError, also inside RecordFailed) ends the run as RunFailed naming the item."""
+    try:
+        yield
+    except (RecordFailed, BackendError) as exc:
+        cause = exc.cause if isinstance(exc, RecordFailed) else exc
+        if not isinstance(cause, BackendError):
+            raise
+        where = f"at {item} {exc.index} (0-based)" if isinstance(exc, RecordFailed) else "at start"
+        raise RunFailed(f"judge failed {where}: {cause}\n{kept}; rerun to resume.") from exc
 
 
 def _check_dag_record(record: dict, index: int) -> str | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from trm.errors import BadInput
+
 # Words that typically open a new move in a reasoning trace, by model family. The paper chose its lists from
 # the most frequent block-leading words of each family without publishing them; these defaults were picked the
 # same way by eye and can be replaced with --keywords (a family name, or a comma-separated word list).
@@ -80,12 +82,12 @@ def resolve_keywords(spec: str | None) -> frozenset[str]:
     if spec in KEYWORD_SETS:
         return KEYWORD_SETS[spec]
     if "," not in spec:
-        raise ValueError(
+        raise BadInput(
             f"unknown keyword family {spec!r}; known: {', '.join(KEYWORD_SETS)}, or give a comma-separated word list"
         )
     words = frozenset(word.strip().lower() for word in spec.split(",") if word.strip())
     if not words:
-        raise ValueError("empty keyword list")
+        raise BadInput("empty keyword list")
     return words
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from trm.cli import HelpFormatter
 from trm.dag.graph import Dag, merged_view, validate_dag
+from trm.errors import BadInput
 from trm.jsonio import read_records
 
 ROW, COL, NODE_W, NODE_H, MARGIN = 34, 150, 118, 22, 24
@@ -121,32 +122,30 @@ def main(argv: list[str], prog: str = "trm dag render") -> int:
     )
     parser.add_argument("--title", default=None, help="title drawn above the graph (default: the record id/index)")
     args = parser.parse_args(argv)
+    records = read_records(args.input)
+    if args.id is not None:
+        record = next((r for r in records if str(r.get("id")) == args.id), None)
+        if record is None:
+            raise BadInput(f"no record with id {args.id!r} in {args.input}")
+    elif not 0 <= args.index < len(records):
+        raise BadInput(f"--index {args.index} out of range: {args.input} has {len(records)} records")
+    else:
+        record = records[args.index]
     try:
-        records = read_records(args.input)
-        if args.id is not None:
-            matches = [r for r in records if str(r.get("id")) == args.id]
-            if not matches:
-                raise ValueError(f"no record with id {args.id!r} in {args.input}")
-            record = matches[0]
-        else:
-            if not 0 <= args.index < len(records):
-                raise ValueError(f"--index {args.index} out of range: {args.input} has {len(records)} records")
-            record = records[args.index]
         if "dag" in record:
             dag = Dag.from_dict(record["dag"])
         elif "views" in record and record["views"]:  # a `trm preference build` audit line
             views = record["views"][args.trace]
             if "dag" not in views:
-                raise ValueError("this audit line was written with --no-audit-views: it holds no DAG")
+                raise BadInput("this audit line was written with --no-audit-views: it holds no DAG")
             dag = Dag.from_dict(views["dag"])
         else:
-            raise ValueError("record has no 'dag' field: give a `trm dag build` output or a preference audit file")
-        problems = validate_dag(dag)
-        if problems:
-            raise ValueError("invalid DAG: " + "; ".join(problems[:3]))
-    except (OSError, ValueError, KeyError, IndexError) as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
+            raise BadInput("record has no 'dag' field: give a `trm dag build` output or a preference audit file")
+    except (KeyError, IndexError) as exc:
+        raise BadInput(f"not a DAG record: {type(exc).__name__}: {exc}") from None
+    problems = validate_dag(dag)
+    if problems:
+        raise BadInput("invalid DAG: " + "; ".join(problems[:3]))
     title = args.title if args.title is not None else f"DAG of {record.get('id', f'record {args.index}')}"
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(render_svg(dag, title), encoding="utf-8")

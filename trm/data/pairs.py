@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from trm.errors import BadInput
 from trm.traces import reasoning, trm_input
 
 
-class RecordError(ValueError):
+class RecordError(BadInput):
     """A preference record that cannot be turned into text; the message names the field."""
 
     def __init__(self, field: str, problem: str):

@@ -18,11 +18,12 @@ from typing import Any, Iterable
 from trm.cli import HelpFormatter
 from trm.jsonio import read_rows
 from trm.data.pairs import RecordError, preference_parts
+from trm.errors import BadInput
 
 FORMATS = ("json", "jsonl", "parquet")
 
 
-class PreferenceDataError(ValueError):
+class PreferenceDataError(BadInput):
     """A preference file that cannot be used; the message lists the problems (row and field)."""
 
 
@@ -226,8 +227,4 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 def main(argv: list[str], prog: str = "trm data trm-preference") -> int:
     args = build_parser(prog).parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except PreferenceDataError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
+    return int(args.func(args) or 0)

@@ -1,6 +1,6 @@
 """Named prompt templates for RL data and for evaluating RL checkpoints, so both use one prompt by name.
 
-`trm data webinstruct convert --template`, `trm generate --template` and `trm eval --template` accept these names.
+`trm data webinstruct convert --template`, `trm generate --template` and `trm eval accuracy --template` accept these names.
 The paper's prompts (``luffy``, ``llama-boxed``) come from `trm.protocol` and are the whole user turn, without a
 system turn; the ``own-*`` templates are this project's earlier wording, kept for comparison runs.
 """

@@ -18,6 +18,7 @@ from typing import Iterable
 
 from trm.cli import HelpFormatter
 from trm.data.prompts import FAMILIES, TEMPLATES, get_template, template_for, template_help
+from trm.errors import BadInput
 from trm.jsonio import iter_rows
 
 WEBINSTRUCT_SOURCE = "TIGER-Lab/WebInstruct-verified"
@@ -37,7 +38,7 @@ def convert_row(row: dict, *, index: int, split: str, template: str, data_source
     for field in ("question", "answer"):
         value = row.get(field)
         if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"row {index}: field {field!r} is missing or empty")
+            raise BadInput(f"row {index}: field {field!r} is missing or empty")
     messages, user_prompt = build_messages(row["question"], template)
     extra = {"user_prompt": user_prompt, "question": row["question"].strip(), "index": index, "split": split}
     extra.update({name: str(row[name]) for name in CARRIED_COLUMNS if row.get(name) is not None})
@@ -150,8 +151,4 @@ def main(argv: list[str], prog: str = "trm data webinstruct") -> int:
                               help="check a processed parquet; names each missing field and row", formatter_class=HelpFormatter)
     validate.add_argument("input", help="processed parquet, e.g. WebInstruct-Verified-Processed/train.parquet")
     args = parser.parse_args(argv)
-    try:
-        return _convert(args) if args.action == "convert" else _validate(args)
-    except (ValueError, OSError) as error:
-        print(f"{prog}: {error}", file=sys.stderr)
-        return 1
+    return _convert(args) if args.action == "convert" else _validate(args)

@@ -11,6 +11,8 @@ import asyncio
 from dataclasses import dataclass, asdict
 from typing import Callable, Protocol
 
+from trm.errors import BadInput
+
 
 @dataclass(frozen=True)
 class SamplingConfig:
@@ -58,7 +60,7 @@ class TransformersBackend:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
         if self.tokenizer.chat_template is None:
-            raise ValueError(f"{model}: the tokenizer has no chat template; generation needs one to build prompts")
+            raise BadInput(f"{model}: the tokenizer has no chat template; generation needs one to build prompts")
         self.model = AutoModelForCausalLM.from_pretrained(model, trust_remote_code=trust_remote_code).to(self.device)
         self.model.eval()
         self.system = system
@@ -110,9 +112,9 @@ class OpenAIBackend:
         from trm.llm.client import ChatClient
 
         if mode not in ("chat", "completions"):
-            raise ValueError(f"mode must be 'chat' or 'completions', got {mode!r}")
+            raise BadInput(f"mode must be 'chat' or 'completions', got {mode!r}")
         if "{prompt}" not in completion_template:
-            raise ValueError("--completion-template must contain {prompt}")
+            raise BadInput("--completion-template must contain {prompt}")
         self.client = ChatClient(base_url, model, api_key=api_key, config=config, role="generation")
         self.mode, self.system, self.completion_template = mode, system, completion_template
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trm.errors import BadInput
 from trm.jsonio import read_rows
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -99,7 +100,7 @@ MATH = [b.name for b in BENCHMARKS.values() if b.group == "math"]
 def get_benchmark(name: str) -> Benchmark:
     key = name.lower().replace("_", "-")
     if key not in BENCHMARKS:
-        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
+        raise BadInput(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
     return BENCHMARKS[key]
 
 
@@ -152,7 +153,7 @@ def _first(row: dict, names: tuple[str, ...], what: str, where: str) -> Any:
     for name in names:
         if name in row and row[name] not in (None, ""):
             return row[name]
-    raise ValueError(f"{where}: no {what} field; looked for {', '.join(names)}; the row has {', '.join(row)}")
+    raise BadInput(f"{where}: no {what} field; looked for {', '.join(names)}; the row has {', '.join(row)}")
 
 
 def _answer_text(value: Any) -> str:
@@ -184,7 +185,7 @@ def _choice_answer(answer: Any, choices: list[str], where: str) -> str:
     for i, choice in enumerate(choices):
         if text == str(choice).strip():
             return LETTERS[i]
-    raise ValueError(f"{where}: answer {text!r} is neither an option letter nor one of the options")
+    raise BadInput(f"{where}: answer {text!r} is neither an option letter nor one of the options")
 
 
 def row_to_item(bench: Benchmark, row: dict, index: int, *, where: str, overrides: dict | None = None) -> Item:
@@ -205,7 +206,7 @@ def row_to_item(bench: Benchmark, row: dict, index: int, *, where: str, override
         else:
             raw_choices = _first(row, c_fields, "choices", where)
             if isinstance(raw_choices, str):
-                raise ValueError(f"{where}: choices field must be a list of options")
+                raise BadInput(f"{where}: choices field must be a list of options")
             choices = [str(c).strip() for c in raw_choices]
         answer = _choice_answer(raw_answer, choices, where)
     return Item(item_id, bench.name, question, answer, bench.answer_type, choices, format_prompt(question, choices))
@@ -228,6 +229,6 @@ def load_items(
     seen = set()
     for item in items:
         if item.id in seen:
-            raise ValueError(f"{path}: duplicate id {item.id!r}; ids must be unique for resume and pairing")
+            raise BadInput(f"{path}: duplicate id {item.id!r}; ids must be unique for resume and pairing")
         seen.add(item.id)
     return items

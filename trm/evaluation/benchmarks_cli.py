@@ -1,4 +1,4 @@
-"""`trm eval`: per-benchmark accuracy, avg@k and unbiased pass@k, and a Table-2-shaped table over checkpoints.
+"""`trm eval accuracy`: per-benchmark accuracy, avg@k and unbiased pass@k, and a Table-2-shaped table over checkpoints.
 
 Each `--run LABEL=FILE[,FILE...]` is one checkpoint; LABEL is "policy/reward" (e.g. "Qwen2.5-Math-7B/TRM") to
 fill Table 2's two first columns. Files are `trm generate` outputs, any benchmarks mixed. The Table 2 cell of a
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from trm.cli import HelpFormatter, add_alias
 from trm.data.prompts import TEMPLATES
+from trm.errors import BadInput
 from trm.evaluation import tables
 from trm.evaluation.generate import BENCHMARK_TEMPLATE
 from trm.evaluation.grading import correctness_matrix, grade_records
@@ -26,7 +27,7 @@ from trm.jsonio import read_records
 
 def parse_run(spec: str) -> tuple[str, list[Path]]:
     if "=" not in spec:
-        raise SystemExit(f"--run expects LABEL=FILE[,FILE...], got {spec!r}")
+        raise BadInput(f"--run expects LABEL=FILE[,FILE...], got {spec!r}")
     label, files = spec.split("=", 1)
     paths: list[Path] = []
     for pattern in files.split(","):
@@ -34,7 +35,7 @@ def parse_run(spec: str) -> tuple[str, list[Path]]:
         paths += [Path(m) for m in matched]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        raise SystemExit(f"--run {label}: no such file(s): {', '.join(missing)}")
+        raise BadInput(f"--run {label}: no such file(s): {', '.join(missing)}")
     return label.strip(), paths
 
 
@@ -50,11 +51,11 @@ def run_template(label: str, files: dict[Path, list[dict]], wanted: str | None =
         for record in records:
             used.setdefault(record.get("template", BENCHMARK_TEMPLATE), path)
     if len(used) > 1:
-        raise ValueError(f"--run {label}: its generations use different prompts ("
+        raise BadInput(f"--run {label}: its generations use different prompts ("
                          + ", ".join(f"{name} in {path}" for name, path in used.items()) + "); one checkpoint, one prompt")
     template = next(iter(used), BENCHMARK_TEMPLATE)
     if wanted is not None and template != wanted:
-        raise ValueError(f"--run {label}: generated with --template {template} ({used.get(template)}), "
+        raise BadInput(f"--run {label}: generated with --template {template} ({used.get(template)}), "
                          f"not {wanted}; regenerate with `trm generate --template {wanted}`")
     return template
 
@@ -109,7 +110,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str], prog: str = "trm eval") -> int:
+def main(argv: list[str], prog: str = "trm eval accuracy") -> int:
     from trm.evaluation.paper import table2_rows
 
     args = build_parser(prog).parse_args(argv)
@@ -121,10 +122,7 @@ def main(argv: list[str], prog: str = "trm eval") -> int:
     for spec in args.run:
         label, paths = parse_run(spec)
         files = {path: read_records(path) for path in paths}
-        try:
-            templates[label] = run_template(label, files, args.template)
-        except ValueError as exc:
-            raise SystemExit(f"{prog}: {exc}") from None
+        templates[label] = run_template(label, files, args.template)
         graded_dir = out_dir / "graded" / label.replace("/", "_") if args.save_graded else None
         results[label] = evaluate_run(paths, args.ks, graded_dir, files)
         policy, reward = split_label(label)

@@ -1,4 +1,4 @@
-"""`trm bon`: best-of-N accuracy against N for several selectors, averaged over repeated random subsets.
+"""`trm eval bon`: best-of-N accuracy against N for several selectors, averaged over repeated random subsets.
 
 For each N and repetition, every question gets a random subset of N of its candidates (the same subsets for
 every selector, so selectors are compared on identical draws); each selector picks one and the accuracy of
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from trm.cli import HelpFormatter, add_alias, dataclass_from_args
+from trm.errors import BadInput
 from trm.evaluation.grading import correctness_matrix, grade_records
 from trm.evaluation.metrics import mean, pass_at_k
 from trm.evaluation.selectors import SELECTORS, Scorer as ScoreFunction, ScoreSelector, Selector
@@ -173,11 +174,11 @@ def _scorer(args, name: str) -> Scorer:
         config = replace(config, trm_endpoint=args.reward_endpoint, trm_model=args.reward_model,
                          served_model_name=args.reward_name)
     if bool(config.trm_endpoint) == bool(config.trm_model):
-        raise SystemExit(f"selector {name!r} needs exactly one of --{name}-endpoint or --{name}-model")
+        raise BadInput(f"selector {name!r} needs exactly one of --{name}-endpoint or --{name}-model")
     return Scorer(config)
 
 
-def main(argv: list[str], prog: str = "trm bon") -> int:
+def main(argv: list[str], prog: str = "trm eval bon") -> int:
     from trm.jsonio import read_records
 
     args = build_parser(prog).parse_args(argv)
@@ -185,7 +186,7 @@ def main(argv: list[str], prog: str = "trm bon") -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     records = read_records(args.generations)
     if not records:
-        raise SystemExit(f"{args.generations}: no records")
+        raise BadInput(f"{args.generations}: no records")
     grade_records(records)
     if args.save_graded:
         Path(args.save_graded).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))

@@ -1,9 +1,9 @@
-"""`trm figures`: regenerate every table and figure under assets/ from result files and the paper's numbers.
+"""`trm eval figures`: regenerate every table and figure under assets/ from result files and the paper's numbers.
 
 Looks under each --results directory (recursively) for the files the other commands write:
-  bon.json      (`trm bon`)      -> <out>/bon_<dirs>.png and .md    (runs/toy/bon/bon.json -> bon_toy.png)
-  eval.json     (`trm eval`)     -> <out>/table2_<dirs>.md, .csv and .png (STEM / Math averages)
-  winrate.json  (`trm winrate`)  -> <out>/winrate_<results dir>.png and .md (all comparisons in one chart)
+  bon.json      (`trm eval bon`)       -> <out>/bon_<dirs>.png and .md    (runs/toy/bon/bon.json -> bon_toy.png)
+  eval.json     (`trm eval accuracy`)  -> <out>/table2_<dirs>.md, .csv and .png (STEM / Math averages)
+  winrate.json  (`trm eval winrate`)   -> <out>/winrate_<results dir>.png and .md (all comparisons in one chart)
 and, unless --no-paper, draws the paper's published numbers: paper_table2.{md,csv,png}, paper_bon.png,
 paper_winrate.png. Nothing is hand-drawn; re-running overwrites the same files.
 """
@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from trm.cli import HelpFormatter, add_alias
+from trm.errors import BadInput
 from trm.evaluation import bon, paper, tables, winrate
 from trm.evaluation.plotting import plot_bar_panels, plot_lines
 
@@ -101,7 +102,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str], prog: str = "trm figures") -> int:
+def main(argv: list[str], prog: str = "trm eval figures") -> int:
     args = build_parser(prog).parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -109,7 +110,7 @@ def main(argv: list[str], prog: str = "trm figures") -> int:
     for results in args.results:
         root = Path(results)
         if not root.is_dir():
-            raise SystemExit(f"{prog}: --results {root} is not a directory")
+            raise BadInput(f"--results {root} is not a directory")
         found = result_figures(root, out)
         if not found:
             print(f"{prog}: nothing found under {root} (expected bon.json, eval.json or winrate.json)", file=sys.stderr)

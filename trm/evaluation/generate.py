@@ -20,6 +20,7 @@ from pathlib import Path
 from trm.cli import HelpFormatter, add_alias, add_dataclass_arguments, dataclass_from_args
 from trm.client import API_KEY_ENV
 from trm.data.prompts import TEMPLATES, get_template, template_help
+from trm.errors import BadInput
 from trm.evaluation.backends import BACKENDS, SamplingConfig, vllm_usable
 from trm.evaluation.benchmarks import BENCHMARKS, LETTERS, Item, load_items
 from trm.llm.client import ChatConfig
@@ -81,7 +82,7 @@ def choose_backend(args) -> str:
 def make_backend(name: str, args):
     if name == "openai":
         if not args.endpoint:
-            raise SystemExit("--backend openai needs --endpoint URL")
+            raise BadInput("--backend openai needs --endpoint URL")
         return BACKENDS["openai"](args.endpoint, args.model, api_key=args.api_key, mode=args.api, system=args.system,
                                   completion_template=args.completion_template,
                                   config=dataclass_from_args(ChatConfig, args))
@@ -98,7 +99,7 @@ def prompt_of(item: Item, template: str, system: str | None = None) -> tuple[str
         return system, item.prompt
     chosen = get_template(template)
     if chosen.system and system:
-        raise ValueError(f"--template {template} has its own system turn; drop --system")
+        raise BadInput(f"--template {template} has its own system turn; drop --system")
     problem = item.question.strip()
     if item.choices:  # the options belong to the problem; the template says how to answer
         problem += "\n\n" + "\n".join(f"{LETTERS[i]}) {c}" for i, c in enumerate(item.choices))
@@ -124,7 +125,7 @@ def prompt_lengths(model: str, system: str | None, prompts: list[str], api: str,
     if api == "completions":
         return [len(tokenizer(completion_template.format(prompt=p))["input_ids"]) for p in prompts]
     if tokenizer.chat_template is None:
-        raise ValueError(f"{model}: the tokenizer has no chat template; generation needs one to build prompts")
+        raise BadInput(f"{model}: the tokenizer has no chat template; generation needs one to build prompts")
     turns = [{"role": "system", "content": system}] if system else []
     return [len(tokenizer.apply_chat_template(turns + [{"role": "user", "content": p}], tokenize=True,
                                               add_generation_prompt=True)) for p in prompts]
@@ -140,12 +141,12 @@ def resolve_max_tokens(requested: int | None, context: int | None, longest_promp
         return SamplingConfig.max_tokens if requested is None else requested
     room = context - longest_prompt
     if room < 1:
-        raise ValueError(f"the longest prompt has {longest_prompt} tokens but the model's context is {context} "
+        raise BadInput(f"the longest prompt has {longest_prompt} tokens but the model's context is {context} "
                          "positions: no room for a response")
     if requested is None:
         return room
     if requested > room:
-        raise ValueError(f"--max-tokens {requested} does not fit: the longest prompt has {longest_prompt} tokens and "
+        raise BadInput(f"--max-tokens {requested} does not fit: the longest prompt has {longest_prompt} tokens and "
                          f"the model's context is {context} positions (prompt + max_tokens = "
                          f"{longest_prompt + requested}); pass --max-tokens {room} or less")
     return requested
@@ -209,33 +210,24 @@ def generate(items: list[Item], backend, output: ResumableOutput, cfg: SamplingC
 def main(argv: list[str], prog: str = "trm generate") -> int:
     args = build_parser(prog).parse_args(argv)
     if args.n < 1:
-        raise SystemExit("--n must be at least 1")
+        raise BadInput("--n must be at least 1")
     overrides = {"question": args.question_field, "answer": args.answer_field, "choices": args.choices_field}
-    try:
-        items = load_items(args.benchmark, args.data, args.data_dir, args.limit, overrides)
-    except (FileNotFoundError, KeyError, ValueError) as exc:
-        raise SystemExit(f"{prog}: {exc}") from None
-    try:
-        prompts = [prompt_of(item, args.template, args.system) for item in items]
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        output = open_output(out, items, args.n, prompts, args.template)
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f"{prog}: {exc}") from None
+    items = load_items(args.benchmark, args.data, args.data_dir, args.limit, overrides)
+    prompts = [prompt_of(item, args.template, args.system) for item in items]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    output = open_output(out, items, args.n, prompts, args.template)
     if not output.todo:
         output.finish()
         print(f"{out}: all {len(items)} prompts already done", file=sys.stderr)
         return 0
     system = prompts[0][0] if prompts else None
     context = model_context(args.model)
-    try:
-        longest = 0
-        if context is not None:
-            longest = max(prompt_lengths(args.model, system, [p for _, p in prompts], args.api,
-                                         args.completion_template, args.trust_remote_code))
-        max_tokens = resolve_max_tokens(args.max_tokens, context, longest)
-    except ValueError as exc:
-        raise SystemExit(f"{prog}: {args.model}: {exc}") from None
+    longest = 0
+    if context is not None:
+        longest = max(prompt_lengths(args.model, system, [p for _, p in prompts], args.api,
+                                     args.completion_template, args.trust_remote_code))
+    max_tokens = resolve_max_tokens(args.max_tokens, context, longest)
     if context is None and args.max_tokens is None:
         print(f"{prog}: the context of {args.model!r} is unknown here (not a local model folder): assumed "
               f"--max-tokens {max_tokens} fits", file=sys.stderr)

@@ -1,7 +1,7 @@
 """Correctness of generations: the reward path's rule verifier for maths and short text, letters for options.
 
 Grades are stored in the records themselves (`correct`: one bool per response, `verdicts`: the verdict source),
-so `trm eval`, `trm bon` and `trm figures` grade a file once and reuse it.
+so `trm eval accuracy`, `trm eval bon` and `trm eval figures` grade a file once and reuse it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Accuracy, avg@k and the unbiased pass@k estimator.
 
-All functions are pure and take per-sample correctness flags, so the same arithmetic serves `trm eval`,
-`trm bon` (the oracle reference line) and the tests.
+All functions are pure and take per-sample correctness flags, so the same arithmetic serves `trm eval accuracy`,
+`trm eval bon` (the oracle reference line) and the tests.
 """
 
 from __future__ import annotations

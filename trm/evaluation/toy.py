@@ -1,7 +1,7 @@
 """A synthetic candidate pool in `trm generate`'s format, for the CPU walk-through and figure tests.
 
-Tiny CPU models cannot solve anything, so to show what `trm bon`, `trm eval` and `trm figures` produce, this
-writes N scripted responses per question of a bundled fixture: each question gets a difficulty, correct
+Tiny CPU models cannot solve anything, so to show what `trm eval bon`, `trm eval accuracy` and `trm eval figures`
+produce, this writes N scripted responses per question of a bundled fixture: each question gets a difficulty, correct
 responses box the reference answer, wrong ones box one of a few distractors (so majority voting has something
 to work with). Records say `"model": "synthetic"`; nothing here is a model's output.
 

@@ -1,4 +1,4 @@
-"""`trm winrate`: how often model A's reasoning beats model B's on the same questions, by the ME² pairwise judge.
+"""`trm eval winrate`: how often model A's reasoning beats model B's on the same questions, by the ME² pairwise judge.
 
 Pairs: for every question present in both generation files (matched by benchmark and id), the i-th response of A
 against the i-th response of B, for i < --samples-per-question. Each pair goes through
@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from trm.cli import HelpFormatter, add_alias
+from trm.errors import BadInput
 from trm.evaluation.metrics import wilson_interval
 from trm.jsonio import read_records
 from trm.llm.client import add_judge_arguments, client_from_args
@@ -29,7 +30,7 @@ def load_generations(paths: list[str]) -> dict[tuple[str, str], dict]:
     for path in paths:
         for record in read_records(path):
             if "responses" not in record or "id" not in record:
-                raise SystemExit(f"{path}: records need 'id' and 'responses' (a `trm generate` file)")
+                raise BadInput(f"{path}: records need 'id' and 'responses' (a `trm generate` file)")
             out[(str(record.get("benchmark", "")), str(record["id"]))] = record
     return out
 
@@ -156,13 +157,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str], prog: str = "trm winrate") -> int:
+def main(argv: list[str], prog: str = "trm eval winrate") -> int:
     args = build_parser(prog).parse_args(argv)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pairs = make_pairs(load_generations(args.a), load_generations(args.b), args.samples_per_question, args.limit)
     if not pairs:
-        raise SystemExit(f"{prog}: no question is present in both --a and --b (matched by benchmark and id)")
+        raise BadInput(f"no question is present in both --a and --b (matched by benchmark and id)")
 
     async def run() -> list[dict]:
         judge = client_from_args(args)

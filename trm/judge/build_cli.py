@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 
 from trm.cli import HelpFormatter
-from trm.client import BackendError
-from trm.dag.build_cli import add_dag_arguments, dag_config_from_args
+from trm.dag.build_cli import add_dag_arguments, dag_config_from_args, judge_failures
 from trm.dag.partition import resolve_keywords
 from trm.llm.batch import run_ordered
 from trm.llm.client import add_judge_arguments, client_from_args
@@ -28,8 +27,9 @@ from trm.judge.preference import (
     load_traces,
     summarise_audit,
 )
+from trm.errors import BadInput
 from trm.judge.views import ViewConfig
-from trm.resumable import RecordFailed, ResumableOutput
+from trm.resumable import ResumableOutput
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -86,20 +86,13 @@ def main(argv: list[str], prog: str = "trm preference build") -> int:
     audit_path = Path(args.audit) if args.audit else _sibling(output, ".audit.jsonl")
     stats_path = Path(args.stats) if args.stats else _sibling(output, ".stats.json")
     if args.repetitions < 1 or args.max_pairs_per_prompt < 1 or not 0.5 < args.min_agreement <= 1.0:
-        print(
-            f"{prog}: need --repetitions >= 1, --max-pairs-per-prompt >= 1, 0.5 < --min-agreement <= 1", file=sys.stderr
-        )
-        return 2
-    try:
-        keywords = resolve_keywords(args.keywords)
-        records = load_traces(args.input)
-        tasks, pairing = form_pairs(records, args.max_pairs_per_prompt, args.seed, args.cross_model_only)
-        audit_out = ResumableOutput(audit_path, [task.ident for task in tasks], key_of=lambda line: line["pair_id"],
-                                    check=_check_audit_line).open()
-        dags = load_dags(args.dags, records) if args.dags else None
-    except (OSError, ValueError) as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
+        raise BadInput("need --repetitions >= 1, --max-pairs-per-prompt >= 1, 0.5 < --min-agreement <= 1")
+    keywords = resolve_keywords(args.keywords)
+    records = load_traces(args.input)
+    tasks, pairing = form_pairs(records, args.max_pairs_per_prompt, args.seed, args.cross_model_only)
+    audit_out = ResumableOutput(audit_path, [task.ident for task in tasks], key_of=lambda line: line["pair_id"],
+                                check=_check_audit_line).open()
+    dags = load_dags(args.dags, records) if args.dags else None
     config = PipelineConfig(
         dag=dag_config_from_args(args),
         views=ViewConfig(max_tokens=args.summary_max_tokens),
@@ -133,21 +126,8 @@ def main(argv: list[str], prog: str = "trm preference build") -> int:
         finally:
             await judge.aclose()
 
-    try:
+    with judge_failures("pair", f"Judged pairs are kept in {audit_path}"):
         asyncio.run(run())
-    except RecordFailed as exc:
-        if not isinstance(exc.cause, BackendError):
-            raise
-        print(
-            f"{prog}: judge failed at pair {exc.index} (0-based): {exc.cause}\n"
-            f"Judged pairs are kept in {audit_path}; rerun to resume.",
-            file=sys.stderr,
-        )
-        return 1
-    except BackendError as exc:
-        print(f"{prog}: judge failed at start: {exc}\nJudged pairs are kept in {audit_path}; rerun to resume.",
-              file=sys.stderr)
-        return 1
     output.parent.mkdir(parents=True, exist_ok=True)
     audit = iter_jsonl(audit_path) if audit_path.exists() else iter(())
     with open(output, "w", encoding="utf-8") as handle:  # rewritten whole from the audit, so always consistent

@@ -27,10 +27,11 @@ from trm.llm.client import ChatClient, Usage
 from trm.judge.pairwise import DROP_REASONS, PairwiseConfig, judge_pair
 from trm.judge.views import ViewConfig, build_views
 from trm.traces import reasoning
+from trm.errors import BadInput
 
 
-class TraceInputError(ValueError):
-    pass
+class TraceInputError(BadInput):
+    """A trace or DAG file that the preference build cannot use."""
 
 
 def load_traces(path) -> list[dict]:

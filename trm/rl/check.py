@@ -9,12 +9,12 @@ of the library that raised it.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from trm.cli import HelpFormatter
+from trm.errors import RunFailed
 from trm.rl.config import compose_ppo_config, local_path, validate_ppo_config
 from trm.rl.context import check_batched_tokens, check_policy_context
 
@@ -171,7 +171,6 @@ def main(argv: list[str], prog: str = "trm rl check") -> int:
         if args.print_config:
             print(OmegaConf.to_yaml(compose_ppo_config(args.overrides), resolve=True))
     except Exception as error:  # the dry run's job is to report the library's message, whatever raised it
-        print(f"{prog}: config check failed: {type(error).__name__}: {error}", file=sys.stderr)
-        return 1
+        raise RunFailed(f"config check failed: {type(error).__name__}: {error}") from error
     print(text)
     return 0

@@ -21,13 +21,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from trm.errors import BadInput
 from trm.model_context import verl_positions, vllm_positions
 
 LONG_CONTEXT_POSITIONS = 16384  # the LUFFY copy of Qwen2.5-Math-7B: max_position_embeddings
 LONG_CONTEXT_ROPE_THETA = 40000  # ... and rope_theta, so that the extra positions stay usable
 
 
-class ContextError(ValueError):
+class ContextError(BadInput):
     """A length limit that the launch would hit at start-up; the message names the fix."""
 
 

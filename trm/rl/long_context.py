@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from trm.cli import HelpFormatter
+from trm.errors import BadInput
 from trm.rl.context import LONG_CONTEXT_POSITIONS, LONG_CONTEXT_ROPE_THETA, read_model_config
 
 
@@ -29,10 +29,10 @@ class LongContextSettings:
 def long_context_config(config: dict, settings: LongContextSettings) -> dict:
     """The config with the new positions and RoPE base; refuses configs whose RoPE is already scaled."""
     if config.get("rope_scaling"):
-        raise ValueError(f"config.json already has rope_scaling {config['rope_scaling']}: its context is extended "
+        raise BadInput(f"config.json already has rope_scaling {config['rope_scaling']}: its context is extended "
                          "another way; this command only raises max_position_embeddings and rope_theta")
     if "max_position_embeddings" not in config:
-        raise ValueError("config.json has no max_position_embeddings: not a model this command knows how to extend")
+        raise BadInput("config.json has no max_position_embeddings: not a model this command knows how to extend")
     theta = settings.rope_theta
     return {**config, "max_position_embeddings": settings.max_position_embeddings,
             "rope_theta": int(theta) if float(theta).is_integer() else theta}
@@ -42,11 +42,11 @@ def write_long_context_copy(src: Path, dst: Path, settings: LongContextSettings)
     """Write DST (which must not exist or be empty); returns the new config."""
     src, dst = Path(src).resolve(), Path(dst)
     if not src.is_dir():
-        raise ValueError(f"{src} is not a model folder")
+        raise BadInput(f"{src} is not a model folder")
     if dst.exists() and any(dst.iterdir()):
-        raise ValueError(f"{dst} exists and is not empty; choose a new folder")
+        raise BadInput(f"{dst} exists and is not empty; choose a new folder")
     if dst.resolve() == src:
-        raise ValueError("DST must differ from SRC")
+        raise BadInput("DST must differ from SRC")
     config = long_context_config(read_model_config(src), settings)
     dst.mkdir(parents=True, exist_ok=True)
     for item in sorted(src.iterdir()):
@@ -75,12 +75,8 @@ def main(argv: list[str], prog: str = "trm rl long-context") -> int:
     parser.add_argument("--copy", action="store_true", help="copy weights and tokenizer instead of symlinking them")
     args = parser.parse_args(argv)
     settings = LongContextSettings(args.max_position_embeddings, args.rope_theta, args.copy)
-    try:
-        before = read_model_config(Path(args.src))
-        after = write_long_context_copy(Path(args.src), Path(args.dst), settings)
-    except (ValueError, OSError) as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 1
+    before = read_model_config(Path(args.src))
+    after = write_long_context_copy(Path(args.src), Path(args.dst), settings)
     print(f"{prog}: wrote {args.dst}: max_position_embeddings {before.get('max_position_embeddings')} -> "
           f"{after['max_position_embeddings']}, rope_theta {before.get('rope_theta')} -> {after['rope_theta']}; "
           f"other files {'copied' if settings.copy else 'symlinked'} from {Path(args.src).resolve()}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from trm.cli import HelpFormatter
 
@@ -43,24 +42,20 @@ def main(argv: list[str], prog: str = "trm serve wait") -> int:
                              f"${API_KEY_ENV['reward'][0]})")
     args = parser.parse_args(argv)
 
-    from trm.client import BackendsUnavailable, parse_backends, resolve_api_key, wait_healthy
+    from trm.client import parse_backends, resolve_api_key, wait_healthy
+    from trm.errors import BadInput
 
     try:
         parse_backends(args.endpoints)
-    except ValueError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:  # trm.client's own error type for a malformed list
+        raise BadInput(str(exc)) from None
 
     def exited() -> str | None:
         dead = [pid for pid in args.pid if not _alive(pid)]
         return f"process {', '.join(map(str, dead))} exited" if dead else None
 
-    try:
-        urls = wait_healthy(args.endpoints, args.timeout, args.expect_model, resolve_api_key(args.api_key, "reward"),
-                            abort=exited)
-    except BackendsUnavailable as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 1
+    urls = wait_healthy(args.endpoints, args.timeout, args.expect_model, resolve_api_key(args.api_key, "reward"),
+                        abort=exited)
     for url in urls:
         print(f"{prog}: {url} is healthy", flush=True)
     return 0

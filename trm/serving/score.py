@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from trm.cli import HelpFormatter, dataclass_from_args
+from trm.errors import BadInput
 from trm.jsonio import read_records
 from trm.resumable import ResumableOutput, content_key
 from trm.scoring import Scorer, ScoringConfig, add_scorer_arguments
@@ -31,7 +32,7 @@ def record_texts(records: Sequence[dict], prompt_key: str = "prompt", response_k
         for key in (prompt_key, response_key):
             if not isinstance(record.get(key), str):
                 found = "missing" if key not in record else f"a {type(record[key]).__name__}"
-                raise ValueError(f"record {index}: field {key!r} is {found}; every record needs string "
+                raise BadInput(f"record {index}: field {key!r} is {found}; every record needs string "
                                  f"{prompt_key!r} and {response_key!r} fields")
         texts.append(trm_input(record[prompt_key], record[response_key]))
     return texts
@@ -59,15 +60,10 @@ def main(argv: list[str], prog: str = "trm score") -> int:
     from tqdm import tqdm
 
     path = Path(args.input)
-    try:
-        records = read_records(path)
-        texts = record_texts(records, args.prompt_key, args.response_key)
-    except (OSError, ValueError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+    records = read_records(path)
+    texts = record_texts(records, args.prompt_key, args.response_key)
     if not records:
-        print(f"{prog}: error: {path} has no records", file=sys.stderr)
-        return 2
+        raise BadInput(f"{path} has no records")
     single = args.output is None and _is_single_object(path)
 
     todo = list(range(len(records)))
@@ -75,17 +71,11 @@ def main(argv: list[str], prog: str = "trm score") -> int:
     if args.output:
         out = Path(args.output)
         if out.exists() and out.stat().st_size and not (args.resume or args.overwrite):
-            print(f"{prog}: error: {out} exists; pass --resume to continue it or --overwrite to replace it",
-                  file=sys.stderr)
-            return 2
+            raise BadInput(f"{out} exists; pass --resume to continue it or --overwrite to replace it")
         if args.overwrite and out.exists():
             out.unlink()
-        try:
-            output = ResumableOutput(out, [content_key(r, [SCORE_FIELD]) for r in records],
-                                     key_of=lambda r: content_key(r, [SCORE_FIELD]), check=_check_scored).open()
-        except (OSError, ValueError) as exc:
-            print(f"{prog}: error: {exc}", file=sys.stderr)
-            return 2
+        output = ResumableOutput(out, [content_key(r, [SCORE_FIELD]) for r in records],
+                                 key_of=lambda r: content_key(r, [SCORE_FIELD]), check=_check_scored).open()
         todo = output.todo
         write = output.append
     else:
@@ -93,11 +83,7 @@ def main(argv: list[str], prog: str = "trm score") -> int:
             for _, record in batch:
                 print(json.dumps(record, ensure_ascii=False), flush=True)
 
-    try:
-        scorer = Scorer(dataclass_from_args(ScoringConfig, args))
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+    scorer = Scorer(dataclass_from_args(ScoringConfig, args))
 
     # A window of texts is scored per call (in flight together, over the servers), written in order when done.
     window = args.batch_size * (max(1, args.concurrency) if args.trm_endpoint else 4)
@@ -115,13 +101,12 @@ def main(argv: list[str], prog: str = "trm score") -> int:
         if output is not None:
             output.finish()
     except Exception as exc:  # a failed request stops the run; what was written stays, --resume continues
-        progress.close()
-        kept = f"; {progress.n} records are in {args.output}, rerun with --resume" if args.output else ""
-        print(f"{prog}: error: {type(exc).__name__}: {exc}{kept}", file=sys.stderr)
-        return 1
+        if args.output:
+            exc.add_note(f"{progress.n} records are in {args.output}; rerun with --resume")
+        raise
     finally:
+        progress.close()
         scorer.close()
-    progress.close()
     return 0
 
 

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from trm.errors import BadInput
+
 TRUNCATION_SIDES = ("left", "right")
 
 
-class InputTooLong(ValueError):
+class InputTooLong(BadInput):
     """An input has more tokens than the limit and truncation is off."""
 
     def __init__(self, index: int, tokens: int, limit: int):
@@ -39,7 +41,7 @@ class InputTooManyChars(InputTooLong):
         self.chars, self.char_limit = chars, char_limit
 
 
-class MissingScoreHead(ValueError):
+class MissingScoreHead(BadInput):
     """The checkpoint has no weights for part of the sequence classifier (its score head, typically): a causal LM
     or base model loaded as a reward model would score with freshly initialised, random weights."""
 

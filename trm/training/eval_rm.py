@@ -1,12 +1,12 @@
-"""`trm eval-rm`: pairwise accuracy of a reward model on a TRM-Preference file, beside simple baselines.
+"""`trm eval rm`: pairwise accuracy of a reward model on a TRM-Preference file, beside simple baselines.
 
 A pair is correct when the chosen input scores strictly higher than the rejected one; equal scores are ties
 and count as wrong (as in the paper's Table 1, where a tie is not a win). The same pairs are also judged by
 two baselines that need no model: "shorter trace wins" (reasoning length in characters; equal lengths tie)
 and a seeded coin flip. Prints a JSON object on stdout and the Markdown table on stderr.
 
-    trm eval-rm --data data/toy_preferences_test.jsonl --trm-model runs/trm-toy
-    trm eval-rm --data pairs.parquet --trm-endpoint 127.0.0.1:39999 --scores scores.jsonl
+    trm eval rm --data data/toy_preferences_test.jsonl --trm-model runs/trm-toy
+    trm eval rm --data pairs.parquet --trm-endpoint 127.0.0.1:39999 --scores scores.jsonl
 """
 
 from __future__ import annotations
@@ -106,24 +106,16 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str], prog: str = "trm eval-rm") -> int:
-    from trm.data.preference import PreferenceDataError, load_valid_records
+def main(argv: list[str], prog: str = "trm eval rm") -> int:
+    from trm.data.preference import load_valid_records
 
     args = build_parser(prog).parse_args(argv)
-    try:
-        records = load_valid_records(args.data)
-    except PreferenceDataError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
+    records = load_valid_records(args.data)
     if args.limit is not None:
         records = records[: args.limit]
     texts = [text for record in records for text in preference_texts(record)]  # chosen, rejected, chosen, ...
-    try:
-        with Scorer(dataclass_from_args(ScoringConfig, args)) as scorer:
-            scores = scorer.score(texts)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:  # too-long input, bad model dir, backends down
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
+    with Scorer(dataclass_from_args(ScoringConfig, args)) as scorer:
+        scores = scorer.score(texts)
     report = evaluate_pairs(records, scores, seed=args.seed)
     report.update({"data": str(args.data), "scorer": args.trm_model or args.trm_endpoint})
     table = report.pop("table")

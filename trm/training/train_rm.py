@@ -299,10 +299,6 @@ def main(argv: list[str], prog: str = "trm train-rm") -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logger.setLevel(logging.INFO)
     script_args, config, model_args = parse_args(argv, prog)
-    try:
-        metrics = train(script_args, config, model_args)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
+    metrics = train(script_args, config, model_args)
     print(json.dumps({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}, indent=2))
     return 0

@@ -70,10 +70,7 @@ class RewardResult:
         """The per-response columns of verl's ``reward_extra_info`` and of ``compute_score``'s dict: the verdict in the
         forms verl's tools read (``verify_score``, ``verify_binary``, ``acc``: the validation's core metric), the raw
         score as ``rm_score_raw``, ``unscored`` where there is none (NaN keeps verl's column numeric; JSON wants None)."""
-        correct, verdict = self.verdict.correct, self.verdict
-        return {
-            "score": self.score, "verify_score": float(correct), "verify_binary": int(correct), "acc": float(correct),
-            "rm_score_raw": unscored if self.trm_score is None else self.trm_score,
-            "trm_scored": self.trm_score is not None, "has_answer": verdict.source != "no_answer",
-            "verdict_source": verdict.source, "answer": verdict.answer,
-        }
+        v, t = self.verdict, self.trm_score
+        return {"score": self.score, "verify_score": float(v.correct), "verify_binary": int(v.correct),
+                "acc": float(v.correct), "rm_score_raw": unscored if t is None else t, "trm_scored": t is not None,
+                "has_answer": v.source != "no_answer", "verdict_source": v.source, "answer": v.answer}

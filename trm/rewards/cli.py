@@ -23,11 +23,6 @@ CLI_DEFAULTS = {"deadline_s": 120.0}
 FLAGS = {"rm_backends": "--trm-endpoint", "verifier_backends": "--verifier-endpoint", "deadline_s": "--deadline"}
 
 
-def load_rows(path: Path) -> list[dict]:
-    """verl RL rows (parquet from `trm data webinstruct convert`, or the same fields as JSON/JSONL)."""
-    return read_rows(path)
-
-
 def pair_responses(rows: list[dict], responses: list[dict]) -> list[tuple[dict, dict]]:
     """Each response record with its data row: by ``index`` (= extra_info.index) or ``row`` (position)."""
     by_index = {}
@@ -94,7 +89,7 @@ def main(argv: list[str], prog: str = "trm reward") -> int:
         settings = dataclass_from_args(RewardSettings, args)
         from trm.jsonio import read_records
 
-        pairs = pair_responses(load_rows(Path(args.data)), read_records(args.responses))
+        pairs = pair_responses(read_rows(Path(args.data)), read_records(args.responses))
         requests = [
             request_from_sample(row["data_source"], record["response"], row["reward_model"]["ground_truth"],
                                 row.get("extra_info"), f"response {number}")

@@ -72,31 +72,27 @@ class RewardSettings:
     alpha: float = field(default=DEFAULT_ALPHA, metadata={"help":
         "weight of the thinking reward inside a verified answer's reward (0.2 in the paper); 0: verifier only"})
     parallelism: int = field(default=1024, metadata={"help":
-        "most verifier + TRM requests in flight at once for one batch (each backend still gets at most "
-        "max_concurrency_per_backend)"})
-    score_all: bool = field(default=False, metadata={"help":
-        "also score the reasoning of unverified answers (analysis; their reward stays 0). Off: only verified answers, "
-        "the only ones the TRM can change"})
+        "most verifier + TRM requests in flight at once for one batch (at most max_concurrency_per_backend each)"})
+    score_all: bool = field(default=False, metadata={"help": "also score the reasoning of unverified answers "
+        "(analysis; their reward stays 0); off: only verified answers, the only ones the TRM can change"})
     rm_model: str = field(default="RewardModel", metadata={"help": "served model name of the TRM"})
     reward_scorer: str = field(default="trm", metadata={"help":
         "what scores the reasoning (a name in trm.rewards.scorers.SCORERS): trm (the paper's TRM) or reasonflux (the "
         "ReasonFlux-PRM baseline of Table 2, a vLLM pooling server at the TRM endpoint)"})
-    rm_api_key: str | None = field(default=None, metadata={"help":
-        "Bearer key of the TRM servers; unset: $TRM_API_KEY (trm.client.resolve_api_key)"})
-    verifier_api_key: str | None = field(default=None, metadata={"help":
-        "Bearer key of the verifier servers; unset: $TRM_VERIFIER_API_KEY (trm.client.resolve_api_key)"})
-    max_concurrency_per_backend: int = field(default=256, metadata={"help":
-        "requests one backend gets at a time; the rest wait for the least-loaded healthy backend. More than a server "
-        "works on at once is good: its queue hides the client's turnaround (bench/bench_reward_path.py "
-        "--client-concurrency)"})
-    request_timeout_s: float = field(default=300.0, metadata={"help":
-        "seconds one HTTP request may take before it is retried elsewhere"})
+    rm_api_key: str | None = field(default=None, metadata={"help": "Bearer key of the TRM servers; unset: "
+        "$TRM_API_KEY (trm.client.resolve_api_key)"})
+    verifier_api_key: str | None = field(default=None, metadata={"help": "Bearer key of the verifier servers; "
+        "unset: $TRM_VERIFIER_API_KEY"})
+    max_concurrency_per_backend: int = field(default=256, metadata={"help": "requests one backend gets at a time, "
+        "the rest wait for the least-loaded healthy one; more than a server works on at once is good: its queue hides "
+        "the client's turnaround (bench/bench_reward_path.py --client-concurrency)"})
+    request_timeout_s: float = field(default=300.0, metadata={"help": "seconds one HTTP attempt may take before it "
+        "is retried elsewhere"})
     rule_chunk: int = field(default=256, metadata={"help":
         "answers per rule-check round in the worker pool; finished rounds go on to the network while the next runs"})
-    deadline_s: float = field(default=900.0, metadata={"help":
-        "seconds one request may take across retries; then it raises naming the backends"})
-    verify: VerifyConfig = field(default_factory=VerifyConfig, metadata={"help":
-        "correctness settings (rule timeout, LLM-verified data sources, verifier model, ...)"})
+    deadline_s: float = field(default=900.0, metadata={"help": "seconds one request may take across retries; then "
+        "it raises naming the backends"})
+    verify: VerifyConfig = field(default_factory=VerifyConfig)  # correctness (rule timeout, LLM-verified sources, ...)
 
     def __post_init__(self):
         from trm.rewards.scorers import scorer_class
@@ -198,13 +194,9 @@ def backend_pool(backends: str, api_key: str | None, role: str, settings: Reward
     """A :class:`trm.client.BackendPool` with the settings' limits; the key is ``api_key`` or the ``role``'s."""
     from trm.client import BackendPool, resolve_api_key
 
-    return BackendPool(
-        backends,
-        max_concurrency_per_backend=settings.max_concurrency_per_backend,
-        request_timeout=settings.request_timeout_s,
-        deadline=settings.deadline_s,
-        api_key=resolve_api_key(api_key, role),
-    )
+    return BackendPool(backends, max_concurrency_per_backend=settings.max_concurrency_per_backend,
+                       request_timeout=settings.request_timeout_s, deadline=settings.deadline_s,
+                       api_key=resolve_api_key(api_key, role))
 
 
 class _RuleVerdicts:
@@ -257,7 +249,7 @@ class Rewarder:
         self._thread.start()
 
     def submit(self, requests: Sequence[RewardRequest], **kwargs: Any) -> concurrent.futures.Future:
-        """:meth:`run` on the rewarder's loop: a future of the results."""
+        """:meth:`run` on the rewarder's loop: a future of the results (``asyncio.wrap_future`` it on another loop)."""
         if self._loop.is_closed():
             raise RuntimeError("this Rewarder is closed")
         return asyncio.run_coroutine_threadsafe(self.run(requests, **kwargs), self._loop)
@@ -265,10 +257,6 @@ class Rewarder:
     def reward(self, requests: Sequence[RewardRequest], **kwargs: Any) -> list[RewardResult]:
         """:meth:`run` from sync code (also from a thread that runs an event loop: a Ray actor, a notebook)."""
         return self.submit(requests, **kwargs).result()
-
-    async def areward(self, requests: Sequence[RewardRequest], **kwargs: Any) -> list[RewardResult]:
-        """:meth:`run` for a caller on another event loop, which keeps running meanwhile."""
-        return await asyncio.wrap_future(self.submit(requests, **kwargs))
 
     async def run(
         self,
@@ -294,14 +282,9 @@ class Rewarder:
             if not verdict.correct:
                 async with limit:
                     verdict = await verify_response(
-                        request.response,
-                        request.ground_truth,
-                        data_source=request.data_source,
-                        question=request.question,
-                        verifier_pool=self.verifier_pool,
-                        config=settings.verify,
-                        rule_verdict=verdict,
-                    )
+                        request.response, request.ground_truth, data_source=request.data_source,
+                        question=request.question, verifier_pool=self.verifier_pool, config=settings.verify,
+                        rule_verdict=verdict)
             trm_score = None
             if scorer is not None and (verdict.correct or score_all):
                 async with limit:
@@ -357,14 +340,8 @@ def close_rewarders() -> None:
         each.close()
 
 
-def _forget_rewarders_in_child() -> None:  # their loop threads did not survive the fork
-    global _rewarders_lock
-    _rewarders.clear()
-    _rewarders_lock = threading.Lock()
-
-
 atexit.register(close_rewarders)
-os.register_at_fork(after_in_child=_forget_rewarders_in_child)
+os.register_at_fork(after_in_child=_rewarders.clear)  # their loop threads do not survive a fork
 
 
 def reward_batch_sync(
@@ -385,4 +362,5 @@ async def compute_score_async(data_source: str, solution_str: str, ground_truth:
                               **overrides: Any) -> dict:
     """:func:`compute_score` for a caller that runs an event loop."""
     request = request_from_sample(data_source, solution_str, ground_truth, extra_info)
-    return (await rewarder(RewardSettings.resolve(**overrides)).areward([request]))[0].columns()
+    future = rewarder(RewardSettings.resolve(**overrides)).submit([request])
+    return (await asyncio.wrap_future(future))[0].columns()

@@ -317,13 +317,6 @@ def rule_check(answer: str | None, ground_truth: str, timeout_s: float = DEFAULT
     return rule_check_batch([answer], [ground_truth], timeout_s=timeout_s)[0]
 
 
-def shutdown_rule_check_pool() -> None:
-    """Stop the rule-check workers of this process (they also stop at interpreter exit)."""
-    from trm.rewards.worker_pool import shutdown_pools
-
-    shutdown_pools()
-
-
 def _after_length_rule(rule_verdict: Verdict, answer: str, gold: str) -> Verdict:
     """The verdict when the length rule applies: it settles a plain "not equal", never a fault or the guard."""
     why = f"length rule: answer has {len(answer)} characters, ground truth {len(gold)}"

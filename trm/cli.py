@@ -6,13 +6,10 @@ exposes ``main(argv: list[str]) -> int | None`` with its own argparse parser, so
 Groups with their own subcommands (``trm serve reward``) reuse :func:`dispatch` with a table of their own, kept in
 their package's ``cli.py``; an :class:`Alias` entry keeps an old spelling working, hidden, for one release.
 
-Exit codes, the same for every command (commands raise; only :func:`dispatch` turns errors into codes):
-  0  success;
-  2  bad input: argparse's errors, :class:`trm.errors.BadInput` (a ValueError; the library's input errors such as
-     PreferenceDataError derive from it) and a missing path (FileNotFoundError, IsADirectoryError);
-  1  the run failed: :class:`trm.errors.RunFailed`, :class:`trm.client.BackendError` (backends down or refusing).
-These print ``prog: error: message`` (and the notes a command added, e.g. where its output is kept) without a
-traceback; any other exception keeps its traceback.
+Exit codes, one convention: commands raise, and only :func:`dispatch` turns errors into codes and one line
+``prog: error: message`` (plus the notes a command added) without traceback: 0 success; 2 bad input (argparse,
+:class:`trm.errors.BadInput`, the base of the library's input errors, FileNotFoundError, IsADirectoryError); 1 a
+failed run (:class:`trm.errors.RunFailed`, :class:`trm.client.BackendError`). Other exceptions keep their traceback.
 """
 
 from __future__ import annotations

@@ -108,8 +108,3 @@ def connection_limits(args: argparse.Namespace):
 
     return ConnectionLimits(max_connections=args.max_connections, request_read_timeout_s=args.request_read_timeout,
                             http_parser=args.http_parser, log_interval_s=args.log_interval)
-
-
-def fail(prog: str, message: str) -> int:
-    print(f"{prog}: error: {message}", file=sys.stderr)
-    return 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trm.serving.cli import common_parser, connection_limits, fail, parse_server_args, shared_config
+from trm.serving.cli import common_parser, connection_limits, parse_server_args, shared_config
 
 
 def main(argv: list[str], prog: str = "trm serve chat") -> int:
@@ -21,16 +21,10 @@ def main(argv: list[str], prog: str = "trm serve chat") -> int:
     from trm.serving.http import run_app
     from trm.serving.scorer import check_model_dir
 
-    try:
-        check_model_dir(args.model)
-        template = Path(args.chat_template).read_text(encoding="utf-8") if args.chat_template else None
-    except (FileNotFoundError, IsADirectoryError) as exc:
-        return fail(prog, str(exc))
-    try:
-        generator = ChatGenerator(args.model, device=args.device, dtype=args.dtype, chat_template=template,
-                                  trust_remote_code=args.trust_remote_code)
-    except ValueError as exc:
-        return fail(prog, str(exc))
+    check_model_dir(args.model)  # this, a missing template file or a model without chat template: exit 2 (trm.cli)
+    template = Path(args.chat_template).read_text(encoding="utf-8") if args.chat_template else None
+    generator = ChatGenerator(args.model, device=args.device, dtype=args.dtype, chat_template=template,
+                              trust_remote_code=args.trust_remote_code)
     names = args.served_model_names or [Path(args.model).resolve().name]
     config = ChatServerConfig(served_model_names=names, max_length=args.max_length,
                               default_max_tokens=args.default_max_tokens, **shared_config(args))

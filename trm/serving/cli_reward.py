@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trm.serving.cli import common_parser, connection_limits, fail, parse_server_args, shared_config
+from trm.serving.cli import common_parser, connection_limits, parse_server_args, shared_config
 
 
 def main(argv: list[str], prog: str = "trm serve reward") -> int:
@@ -16,18 +16,12 @@ def main(argv: list[str], prog: str = "trm serve reward") -> int:
 
     from trm.serving.http import run_app
     from trm.serving.reward_server import RewardServerConfig, build_app
-    from trm.serving.scorer import MissingScoreHead, RewardScorer, check_model_dir
+    from trm.serving.scorer import RewardScorer, check_model_dir
 
-    try:
-        check_model_dir(args.model)
-    except FileNotFoundError as exc:
-        return fail(prog, str(exc))
-    try:
-        scorer = RewardScorer(args.model, device=args.device, max_length=args.max_length, truncation=args.truncation,
-                              dtype=args.dtype, trust_remote_code=args.trust_remote_code,
-                              allow_random_head=args.allow_random_head)
-    except MissingScoreHead as exc:
-        return fail(prog, str(exc))
+    check_model_dir(args.model)  # a missing folder or a checkpoint without score head: exit 2 (trm.cli)
+    scorer = RewardScorer(args.model, device=args.device, max_length=args.max_length, truncation=args.truncation,
+                          dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+                          allow_random_head=args.allow_random_head)
     config = RewardServerConfig(served_model_names=args.served_model_names or ["RewardModel"],
                                 **shared_config(args))
     print(f"{prog}: {args.model} on {scorer.device} as {', '.join(config.served_model_names)} at "

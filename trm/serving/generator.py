@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from trm.errors import BadInput
 from trm.serving.scorer import check_model_dir, longest_token_chars, resolve_device, resolve_dtype
 
 
@@ -87,7 +88,7 @@ class ChatGenerator:
         if chat_template is not None:
             self.tokenizer.chat_template = chat_template
         if not self.tokenizer.chat_template:
-            raise ValueError(f"{self.model_path} has no chat template; pass --chat-template FILE")
+            raise BadInput(f"{self.model_path} has no chat template; pass --chat-template FILE")
         self.model = AutoModelForCausalLM.from_pretrained(
             self.model_path, dtype=resolve_dtype(dtype), trust_remote_code=trust_remote_code
         ).to(self.device).eval()

@@ -8,8 +8,9 @@ import time
 
 import pytest
 from trm_testing.fault_server import FaultServer, dead_backend
-from trm_testing.serving import spawn, stop, trm_command
+from trm_testing.serving import spawn, stop
 from trm_testing.serving import free_port
+from trm_testing.slow_model import slow_reward_command
 
 from trm.client import BackendPool, BackendRequestError, BackendsUnavailable, parse_backends
 from trm.rewards.thinking import score_reasoning, score_responses
@@ -100,8 +101,8 @@ def test_real_server_stopped_mid_batch_every_text_still_scored(tiny_models, rewa
     # The doomed server is slowed down (fault injection) so the batch is surely still running when it is killed;
     # SIGKILL, not SIGTERM, since a graceful stop would drain its in-flight requests and nothing would fail.
     port = free_port()
-    server = spawn(trm_command("serve", "reward", "--model", str(tiny_models["reward"]), "--port", str(port)), port,
-                   tmp_path, env={"TRM_FAULT_BATCH_DELAY_S": "0.2"})
+    server = spawn(slow_reward_command(0.2, "--model", str(tiny_models["reward"]), "--port", str(port)), port,
+                   tmp_path)
     doomed = server.url
     try:
         pool = BackendPool([doomed, reward_server], max_concurrency_per_backend=4, unhealthy_cooldown=30)

@@ -296,12 +296,17 @@ def test_completions_share_auth_and_body_limit_with_chat(generator):
 
 def test_chat_and_completion_requests_share_batches(generator, reference, monkeypatch):
     """A chat request and a completions request that queue while the model is busy run as rows of one batch."""
-    from trm.serving.batching import FAULT_DELAY_ENV
+    import time
 
-    monkeypatch.setenv(FAULT_DELAY_ENV, "0.5")  # every batch holds the worker this long: the next one gathers
     batches = []
     original = generator.generate
-    monkeypatch.setattr(generator, "generate", lambda items: batches.append(list(items)) or original(items))
+
+    def slow_generate(items):  # every batch holds the worker 0.5 s longer (injected): the next one gathers
+        batches.append(list(items))
+        time.sleep(0.5)
+        return original(items)
+
+    monkeypatch.setattr(generator, "generate", slow_generate)
     chat = {"model": NAME, "messages": MESSAGES, "max_tokens": 5, "temperature": 0}
     plain = {"model": NAME, "prompt": PROMPT, "max_tokens": 5, "temperature": 0}
 

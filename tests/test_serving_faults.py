@@ -16,6 +16,7 @@ import pytest
 
 from trm_testing.serving import ReferenceRewardModel, asgi_client, spawn, stop, trm_command
 from trm_testing.serving import free_port
+from trm_testing.slow_model import slow_reward_command
 
 
 @pytest.fixture(scope="module")
@@ -309,10 +310,10 @@ def guarded_server(request, tiny_models, tmp_path_factory):
     """Batches of one item, each 0.3 s slower (injected), debug logs, a 3 s request-read timeout, and connection
     warnings logged once an hour (so each kind appears once here); with each HTTP parser."""
     port = free_port()
-    server = spawn(trm_command("serve", "reward", "--model", str(tiny_models["reward"]), "--port", str(port),
-                               "--max-batch-size", "1", "--log-level", "debug", "--request-read-timeout", "3",
-                               "--log-interval", "3600", "--http-parser", request.param),
-                   port, tmp_path_factory.mktemp("guarded"), env={"TRM_FAULT_BATCH_DELAY_S": "0.3"})
+    server = spawn(slow_reward_command(0.3, "--model", str(tiny_models["reward"]), "--port", str(port),
+                                       "--max-batch-size", "1", "--log-level", "debug", "--request-read-timeout", "3",
+                                       "--log-interval", "3600", "--http-parser", request.param),
+                   port, tmp_path_factory.mktemp("guarded"))
     server.port = port
     server.parser = request.param
     yield server

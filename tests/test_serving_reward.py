@@ -15,6 +15,7 @@ import pytest
 
 from trm_testing.serving import ReferenceRewardModel, spawn, stop, trm_command
 from trm_testing.serving import free_port
+from trm_testing.slow_model import slow_reward_command
 
 TEXTS = [
     "What is 2+2?\nWe add two and two, so the answer is 4.",
@@ -47,8 +48,8 @@ def strict_server(tiny_models, tmp_path_factory):
 def slow_server(tiny_models, tmp_path_factory):
     """Every batch takes 0.4 s longer (injected latency), so coalescing and draining are observable."""
     port = free_port()
-    server = spawn(trm_command("serve", "reward", "--model", str(tiny_models["reward"]), "--port", str(port)),
-                   port, tmp_path_factory.mktemp("slow"), env={"TRM_FAULT_BATCH_DELAY_S": "0.4"})
+    server = spawn(slow_reward_command(0.4, "--model", str(tiny_models["reward"]), "--port", str(port)),
+                   port, tmp_path_factory.mktemp("slow"))
     yield server
     stop(server.proc)
 

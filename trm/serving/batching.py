@@ -12,17 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Hashable, Sequence
 
 log = logging.getLogger("trm.serving")
-
-# Fault injection for tests and benchmarks: seconds of extra latency per batch, in the worker thread.
-FAULT_DELAY_ENV = "TRM_FAULT_BATCH_DELAY_S"
-
 
 # Padded tokens per forward pass when none is configured. A GPU wants big batches; one CPU core scores fastest in
 # batches of about a thousand tokens, which fit its caches and waste little on padding (small tiny model, texts of
@@ -194,7 +189,6 @@ class DynamicBatcher:
         self.running = 0  # items in the forward pass now (it finishes even if their requests went away)
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
-        self._fault_delay = float(os.environ.get(FAULT_DELAY_ENV, "0") or 0)
 
     @property
     def queued(self) -> int:
@@ -284,7 +278,9 @@ class DynamicBatcher:
             started = time.perf_counter()
             self.running = len(batch)
             try:
-                results = await loop.run_in_executor(self._executor, self._run, [p.item for p in batch])
+                results = await loop.run_in_executor(self._executor, self.run_batch, [p.item for p in batch])
+                if len(results) != len(batch):
+                    raise RuntimeError(f"run_batch returned {len(results)} results for {len(batch)} items")
             except Exception as exc:  # the whole batch fails; each request reports it, the server goes on
                 log.exception("batch of %d failed", len(batch))
                 for pending in batch:
@@ -298,11 +294,3 @@ class DynamicBatcher:
             for pending, result in zip(batch, results):
                 if not pending.future.done():
                     pending.answers.deliver(pending.index, result)
-
-    def _run(self, items: list[Any]) -> list[Any]:
-        if self._fault_delay:
-            time.sleep(self._fault_delay)  # injected latency (tests/benchmarks only)
-        results = self.run_batch(items)
-        if len(results) != len(items):
-            raise RuntimeError(f"run_batch returned {len(results)} results for {len(items)} items")
-        return results

@@ -238,11 +238,27 @@ class BearerAuthMiddleware:
 _LARGE_BODY = "trm_large_body"
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
+def _glibc(function: str) -> Callable[..., int] | None:
     try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return getattr(ctypes.CDLL("libc.so.6"), function)
+    except (OSError, AttributeError):  # not glibc: nothing to tune or trim
         return None
+
+
+# glibc hands a thread's freed heap top back to the OS at once and maps large blocks afresh per allocation (under a
+# moving threshold), so the model thread's activations, allocated and freed every forward pass, page-faulted anew
+# each time: a quarter more CPU per score than the same forward on the main thread (10x the page faults). Fixed
+# thresholds keep them in the heap; MemoryReleaseMiddleware still trims explicitly after huge bodies.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+KEEP_FREED_BYTES, MMAP_ABOVE_BYTES = 256 << 20, 32 << 20
+
+
+def keep_freed_memory() -> None:
+    """Let this process reuse freed memory instead of unmapping and faulting it in again (see above)."""
+    mallopt = _glibc("mallopt")
+    if mallopt is not None:
+        mallopt(M_MMAP_THRESHOLD, MMAP_ABOVE_BYTES)
+        mallopt(M_TRIM_THRESHOLD, KEEP_FREED_BYTES)
 
 
 class MemoryReleaseMiddleware:
@@ -251,7 +267,7 @@ class MemoryReleaseMiddleware:
 
     def __init__(self, app):
         self.app = app
-        self.trim = _malloc_trim()
+        self.trim = _glibc("malloc_trim")
 
     async def __call__(self, scope, receive, send):
         await self.app(scope, receive, send)
@@ -506,4 +522,5 @@ def run_app(app, host: str, port: int, log_level: str = "info", graceful_timeout
                             timeout_keep_alive=limits.keep_alive_timeout_s,
                             h11_max_incomplete_event_size=limits.max_header_bytes)
     install_log_filters(limits)  # after uvicorn.Config, which (re)configures its loggers
+    keep_freed_memory()
     Server(config).run()

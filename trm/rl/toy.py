@@ -41,13 +41,16 @@ class ToyConfig:
         "Run folder: tiny models, toy rows, server logs, steps.jsonl, reward_curve.png.")})
     seed: int = field(default=0, metadata={"help": "Seed of the toy rows, the tiny models, SFT and GRPO sampling."})
     max_operand: int = field(default=4, metadata={"help": (
-        "Operands run 0..max_operand: 25 sums by default, so each is drawn about ten times in 30 steps; 9 gives all "
-        "100 single-digit sums, each drawn about twice, too rarely for GRPO to move it.")})
+        "Operands run 0..max_operand: 25 sums by default, all of them in every step; 9 gives all 100 single-digit "
+        "sums, each drawn about twice in 30 steps of 8 prompts, too rarely for GRPO to move it.")})
     sft_steps: int = field(default=160, metadata={"help": (
-        "Optimizer steps of the SFT warm-up (batch 32, lr 1e-3): the format and some of the sums.")})
+        "Optimizer steps of the SFT warm-up (batch 32, lr 1e-3): the format and most sums. A weaker warm-up leaves "
+        "more room that GRPO does not use here: after 120 (accuracy 0.39) the reward stayed flat, after 80 (a "
+        "quarter of the answers missing) near 0.1.")})
     steps: int = field(default=30, metadata={"help": "GRPO steps (one generation batch each)."})
-    prompts_per_step: int = field(default=8, metadata={"help": (
-        "Prompts per GRPO step; each is sampled ``num_generations`` times.")})
+    prompts_per_step: int = field(default=25, metadata={"help": (
+        "Prompts per GRPO step; each is sampled ``num_generations`` times. 25: every sum in every step, so a step's "
+        "reward measures the policy on the whole set; with 8 it swung by about 0.1 with the draw and hid the rise.")})
     num_generations: int = field(default=8, metadata={"help": "Completions per prompt (GRPO's group)."})
     learning_rate: float = field(default=5e-4, metadata={"help": (
         "GRPO learning rate, after warm-up (1e-3 can halve the accuracy in one step, 2e-3 collapses the tiny "

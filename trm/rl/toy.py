@@ -23,6 +23,7 @@ import json
 import os
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -232,9 +233,7 @@ def reward_trend(rewards: list[float]) -> dict:
     """Whether the curve rises, as numbers: the mean reward of the first and the last fifth of the steps, and the
     least-squares slope per step (times the steps: the fitted rise over the run)."""
     n, k = len(rewards), max(1, len(rewards) // 5)
-    x_mean, y_mean = (n - 1) / 2, sum(rewards) / n
-    spread = sum((x - x_mean) ** 2 for x in range(n))
-    slope = sum((x - x_mean) * (y - y_mean) for x, y in enumerate(rewards)) / spread if spread else 0.0
+    slope = statistics.linear_regression(range(n), rewards).slope if n > 1 else 0.0
     return {"steps_per_fifth": k, "first_fifth": sum(rewards[:k]) / k, "last_fifth": sum(rewards[-k:]) / k,
             "slope_per_step": slope, "fitted_rise": slope * (n - 1)}
 
@@ -309,14 +308,13 @@ def run(config: ToyConfig) -> list[dict]:
         trainer = GRPOTrainer(model=policy, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
                               processing_class=tokenizer)
         reward.attach(trainer)
-        accuracy = {}
         measure = lambda: sampled_accuracy(policy, tokenizer, rows, reward, 8, config.temperature,  # noqa: E731
                                            config.max_completion_length, config.seed)
-        accuracy["before"] = measure()
+        before = measure()
         started = time.monotonic()
         trainer.train()
         elapsed = time.monotonic() - started
-        accuracy["after"] = measure()
+        after = measure()
 
     records = step_records(trainer.state.log_history, reward.__name__)
     smoothed = moving_average([r["reward"] for r in records], config.smoothing_window)
@@ -330,11 +328,11 @@ def run(config: ToyConfig) -> list[dict]:
     trend = reward_trend([r["reward"] for r in records])
     k = trend["steps_per_fifth"]
     print(f"GRPO: {len(records)} steps in {elapsed:.0f}s; mean reward of the first {k} steps "
-          f"{trend['first_fifth']:.3f}, of the last {k} {trend['last_fifth']:.3f}; fitted slope {trend['slope_per_step']:+.4f} per step "
-          f"({trend['fitted_rise']:+.3f} over the run)")
+          f"{trend['first_fifth']:.3f}, of the last {k} {trend['last_fifth']:.3f}; "
+          f"fitted slope {trend['slope_per_step']:+.4f} per step ({trend['fitted_rise']:+.3f} over the run)")
     print(f"accuracy on all {len(rows)} sums (8 samples each, temperature {config.temperature:g}): "
-          f"{accuracy['before']:.3f} before GRPO, {accuracy['after']:.3f} after")
-    summary = {"accuracy_before": accuracy["before"], "accuracy_after": accuracy["after"], "reward_trend": trend,
+          f"{before:.3f} before GRPO, {after:.3f} after")
+    summary = {"accuracy_before": before, "accuracy_after": after, "reward_trend": trend,
                "grpo_seconds": elapsed, "config": vars(config)}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     (out / "steps.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from trm.cli import HelpFormatter, add_alias, add_dataclass_arguments, dataclass_from_args
+from trm.errors import BadInput
 from trm.jsonio import read_rows
 from trm.rewards.blend import RewardResult
 from trm.rewards.compute import RewardSettings, environment_backends, request_from_sample, reward_batch_sync, verdict_counts
@@ -95,16 +96,11 @@ def main(argv: list[str], prog: str = "trm reward") -> int:
                                 row.get("extra_info"), f"response {number}")
             for number, (row, record) in enumerate(pairs)
         ]
-    except (ValueError, TypeError, OSError, KeyError) as error:
-        print(f"{prog}: {error}", file=sys.stderr)
-        return 2
+    except (TypeError, KeyError, ValueError) as error:  # a setting out of range, a row without the verl fields
+        raise error if isinstance(error, BadInput) else BadInput(f"{type(error).__name__}: {error}") from None
     for line in settings.describe():
         print(line, file=sys.stderr)
-    try:
-        results = reward_batch_sync(requests, settings)
-    except Exception as error:  # a dead backend or a rejected request: report it, never print a reward for it
-        print(f"{prog}: {type(error).__name__}: {error}", file=sys.stderr)
-        return 1
+    results = reward_batch_sync(requests, settings)  # a dead backend raises (exit 1), never a reward
     print(table(pairs, results))
     print(f"verdicts: {verdict_counts(results)}")
     verified = sum(r.verdict.correct for r in results)

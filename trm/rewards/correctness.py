@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from trm.errors import RunFailed
 from trm.protocol import GENERAL_VERIFIER_ANSWER_TAIL_CHARS, GENERAL_VERIFIER_MAX_TOKENS
 from trm.rewards.math_rules import LENGTH_GUARD_CHARS, SETTLED_SOURCES
 from trm.rewards.verdict import Verdict
@@ -53,7 +54,7 @@ _KEPT_BEFORE_LENGTH_RULE = frozenset({"timeout", "worker_error", "length_guard"}
 log = logging.getLogger(__name__)
 
 
-class VerificationUnavailable(RuntimeError):
+class VerificationUnavailable(RunFailed):
     """Too many answers of one batch got no real verdict (their checker failed): raised instead of verdicts."""
 
 

@@ -354,11 +354,7 @@ def main(argv: list[str], prog: str = "trm rl toy") -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so the servers started here are stopped
-    try:
-        run(dataclass_from_args(ToyConfig, args))
-    except Exception as error:  # a dead server or a failed reward: say so, never print a curve for it
-        print(f"{prog}: {type(error).__name__}: {error}", file=sys.stderr)
-        return 1
+    run(dataclass_from_args(ToyConfig, args))  # a dead server or a failed reward raises: never a curve for it
     return 0
 
 

@@ -132,7 +132,7 @@ def test_rows_come_from_parquet_and_json_alike(tmp_path):
 
 
 def test_every_jsonl_reader_splits_on_newline_only(tmp_path):
-    from trm.judge.preference import iter_jsonl
+    from trm.preference.pipeline import iter_jsonl
 
     path = tmp_path / "r.jsonl"
     path.write_bytes('{"a":\r 1, "t": "x\u2028y\x85z"}\n{"b": 2}\r\n'.encode())  # "\r" is JSON whitespace

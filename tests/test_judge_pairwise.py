@@ -5,9 +5,9 @@ import asyncio
 from trm_testing.judge import ScriptedJudge, decision, demo_policy
 from trm.dag.graph import Dag, merged_view
 from trm.llm.client import ChatClient, ChatConfig
-from trm.judge.pairwise import PairwiseConfig, compare_responses, consistency_label
-from trm.judge.prompts import DIMENSIONS, parse_decision
-from trm.judge.views import dominant_leaves, dominant_path, macro_view_text, structural_header
+from trm.preference.pairwise import PairwiseConfig, compare_responses, consistency_label
+from trm.preference.prompts import DIMENSIONS, parse_decision
+from trm.preference.views import dominant_leaves, dominant_path, macro_view_text, structural_header
 
 SHORT = "<think>Let x be the number.\n\nSo 2x = 6 and x = 3.</think>\nThe answer is \\boxed{3}."
 LONG = (
@@ -138,7 +138,7 @@ def test_ties_and_unparsable_answers_are_dropped_with_their_reason():
 
 
 def test_empty_summaries_fall_back_to_the_segment_text_and_are_recorded():
-    from trm.judge.views import build_views
+    from trm.preference.views import build_views
 
     def policy(req):
         return "" if req.kind == "summary" else demo_policy(req)

@@ -13,7 +13,7 @@ from trm.data.pairs import preference_texts
 from trm.traces import trm_input
 from trm.jsonio import read_records
 from trm.cli import main as trm
-from trm.judge.preference import form_pairs
+from trm.preference.pipeline import form_pairs
 
 
 def build_main(argv: list[str]) -> int:

@@ -46,7 +46,7 @@ COMMANDS: dict[str, tuple[str, str] | Alias] = {
     "reward": ("trm.rewards.cli", "compute blended rewards for responses through the verifier and the TRM"),
     "rl": ("trm.rl.cli", "check and summarise the verl GRPO configuration (train.sh --dry-run)"),
     "dag": ("trm.dag.cli", "turn reasoning traces into DAGs with an LLM judge"),
-    "preference": ("trm.judge.cli", "build TRM-Preference data with ME2 pairwise judgements"),
+    "preference": ("trm.preference.cli", "build TRM-Preference data with ME2 pairwise judgements"),
     "generate": ("trm.evaluation.generate", "sample N responses per benchmark prompt"),
     "eval": ("trm.evaluation.cli", "evaluate: benchmark accuracy, best-of-N, win rate, reward models, figures"),
     "eval-rm": Alias("eval rm"),

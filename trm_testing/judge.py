@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from trm.dag.prompts import SYSTEM_PROMPT as STRUCTURE_SYSTEM
-from trm.judge.prompts import AGGREGATE_SYSTEM, PAIRWISE_SYSTEM, SUMMARY_SYSTEM
+from trm.preference.prompts import AGGREGATE_SYSTEM, PAIRWISE_SYSTEM, SUMMARY_SYSTEM
 from trm_testing.serving import free_port
 
 

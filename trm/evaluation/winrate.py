@@ -2,7 +2,7 @@
 
 Pairs: for every question present in both generation files (matched by benchmark and id), the i-th response of A
 against the i-th response of B, for i < --samples-per-question. Each pair goes through
-`trm.judge.pairwise.compare_responses` (both orders, repeated judgements, consistency rule); a pair whose
+`trm.preference.pairwise.compare_responses` (both orders, repeated judgements, consistency rule); a pair whose
 outcome has no label (tie, inconsistent, position bias) is excluded from the rate and counted as a tie.
 Win rate = wins / (wins + losses), with a Wilson 95% interval. Every outcome is appended to an audit JSONL
 (resumable: pairs already there are matched by pair id and not judged again; unusable lines are set aside).
@@ -73,7 +73,7 @@ async def judge_pairs(judge, pairs: list[dict], audit: Path, repetitions: int = 
     """Judge the pairs not yet in `audit`; returns every outcome (old and new) in pair order."""
     from tqdm import tqdm
 
-    from trm.judge.pairwise import compare_responses
+    from trm.preference.pairwise import compare_responses
 
     # pairs of other runs into the same audit (another --limit) are kept: the audit is a cache of judgements
     output = ResumableOutput(audit, [p["pair_id"] for p in pairs], key_of=lambda row: row["pair_id"],
@@ -146,7 +146,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--b", nargs="+", required=True, help="generation files of model B (the baseline)")
     p.add_argument("--a-label", default="A"), p.add_argument("--b-label", default="B")
     p.add_argument("--group", help="bar group in the figure (e.g. the policy name); default: --a-label")
-    p.add_argument("--repetitions", type=int, default=3, help="judgements per order (see trm.judge.pairwise)")
+    p.add_argument("--repetitions", type=int, default=3, help="judgements per order (see trm.preference.pairwise)")
     p.add_argument("--samples-per-question", type=int, default=1)
     p.add_argument("--limit", type=int, help="at most this many pairs")
     p.add_argument("--concurrency", type=int, default=4, help="pairs judged at once")

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 from trm.dag.build import DagConfig
 from trm.llm.client import ChatClient, Usage
-from trm.judge.prompts import DIMENSIONS, aggregation_messages, decision_words, pairwise_messages, parse_decision
-from trm.judge.views import TraceViews, ViewConfig, build_views
+from trm.preference.prompts import DIMENSIONS, aggregation_messages, decision_words, pairwise_messages, parse_decision
+from trm.preference.views import TraceViews, ViewConfig, build_views
 
 DROP_REASONS = ("unparsable", "position_bias", "tie", "inconsistent")
 

@@ -24,8 +24,8 @@ from trm.dag.build import DagConfig
 from trm.dag.graph import Dag, validate_dag
 from trm.jsonio import read_records
 from trm.llm.client import ChatClient, Usage
-from trm.judge.pairwise import DROP_REASONS, PairwiseConfig, judge_pair
-from trm.judge.views import ViewConfig, build_views
+from trm.preference.pairwise import DROP_REASONS, PairwiseConfig, judge_pair
+from trm.preference.views import ViewConfig, build_views
 from trm.traces import reasoning
 from trm.errors import BadInput
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from trm.dag.build import DagConfig, build_dag, steps_of
 from trm.dag.graph import Dag, SuperNode, merged_view
 from trm.llm.client import ChatClient, Usage
-from trm.judge.prompts import summary_messages
+from trm.preference.prompts import summary_messages
 from trm.traces import extract_answer, reasoning
 
 

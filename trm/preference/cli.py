@@ -5,7 +5,7 @@ from __future__ import annotations
 from trm.cli import dispatch
 
 PREFERENCE_COMMANDS = {
-    "build": ("trm.judge.build_cli", "verified traces -> pairs -> DAGs, views, ME2 judging -> TRM-Preference JSONL"),
+    "build": ("trm.preference.build_cli", "verified traces -> pairs -> DAGs, views, ME2 judging -> TRM-Preference JSONL"),
 }
 
 

@@ -16,8 +16,8 @@ from trm.dag.build_cli import add_dag_arguments, dag_config_from_args, judge_fai
 from trm.dag.partition import resolve_keywords
 from trm.llm.batch import run_ordered
 from trm.llm.client import add_judge_arguments, client_from_args
-from trm.judge.pairwise import PairwiseConfig
-from trm.judge.preference import (
+from trm.preference.pairwise import PairwiseConfig
+from trm.preference.pipeline import (
     PipelineConfig,
     ViewCache,
     form_pairs,
@@ -28,7 +28,7 @@ from trm.judge.preference import (
     summarise_audit,
 )
 from trm.errors import BadInput
-from trm.judge.views import ViewConfig
+from trm.preference.views import ViewConfig
 from trm.resumable import ResumableOutput
 
 

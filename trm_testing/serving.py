@@ -5,23 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import httpx
 
+from trm.serving import process
+from trm.serving.process import ServerProcess, free_port, stop, trm_command  # noqa: F401  (names the tests import)
+
 REPO = Path(__file__).resolve().parents[1]
 PROMPT_PROBE = Path(__file__).resolve().parent / "prompt_probe"  # on a server's PYTHONPATH: logs its prompt ids
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ReferenceRewardModel:
@@ -96,69 +89,18 @@ async def asgi_client(app, base_url: str = "http://trm"):
             yield client
 
 
-@dataclass
-class ServerProcess:
-    url: str
-    proc: subprocess.Popen
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 120.0) -> None:
-    """GET /health until 200 (`trm.client.wait_healthy`); a server that exits or stays unhealthy raises with its
-    log's tail."""
-    from trm.client import BackendsUnavailable
-    from trm.client import wait_healthy as wait
-
-    try:
-        wait(url, timeout, abort=lambda: None if proc.poll() is None else f"server exited with {proc.returncode}")
-    except BackendsUnavailable as exc:
-        raise RuntimeError(f"{exc}:\n{log_path.read_text()[-3000:]}") from None
-
-
 def spawn(command: list[str], port: int, log_dir: Path, env: dict | None = None, timeout: float = 120.0,
           log_name: str | None = None) -> ServerProcess:
-    """Start a server command (output to LOG_DIR/server-PORT.log) and wait for /health; the caller `stop`s it."""
-    log_path = Path(log_dir) / (log_name or f"server-{port}.log")
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                                env={**os.environ, **(env or {})})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc, log_path, timeout)
-    except BaseException:
-        stop(proc)
-        raise
-    return ServerProcess(url, proc, log_path)
-
-
-def trm_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "trm", *args]
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM (the servers drain and exit), SIGKILL after 30 s."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """:func:`trm.serving.process.spawn` with the output in LOG_DIR/server-PORT.log, run from the repo root."""
+    return process.spawn(command, port, Path(log_dir) / (log_name or f"server-{port}.log"), env=env, timeout=timeout,
+                         cwd=REPO)
 
 
 @contextlib.contextmanager
 def running_server(args: list[str], port: int | None = None, timeout: float = 180.0, env: dict | None = None) -> Iterator[str]:
-    """Start `python -m trm <args> --port P` and yield its base URL once GET /health answers 200.
-
-    The server's output goes to a log file whose tail is shown if it fails to come up.
-    """
+    """Start `python -m trm <args> --port P` and yield its base URL once GET /health answers 200 (the log, in
+    $TMPDIR, is shown if it fails to come up)."""
     port = port or free_port()
-    server = spawn(trm_command(*args, "--port", str(port)), port, Path(os.environ.get("TMPDIR", "/tmp")), env=env,
-                   timeout=timeout, log_name=f"trm-test-server-{port}.log")
-    try:
+    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"trm-test-server-{port}.log"
+    with process.running_server(args, log_path, port=port, timeout=timeout, env=env) as server:
         yield server.url
-    finally:
-        stop(server.proc)

@@ -24,12 +24,10 @@ import os
 import random
 import signal
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 TOY_DATA_SOURCE = "toy_arithmetic"
 
@@ -181,33 +179,6 @@ def sampled_accuracy(model, tokenizer, rows: list[dict], reward, samples: int, t
     return sum(r.verdict.correct for r in results) / len(results)
 
 
-@contextlib.contextmanager
-def embedded_server(args: list[str], log_path: Path, timeout_s: float = 300.0) -> Iterator[str]:
-    """`python -m trm <args>` on a free loopback port; yields host:port once GET /health answers, stops it after."""
-    import socket
-
-    from trm.serving import cli_wait
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "trm", *args, "--port", str(port)], stdout=log,
-                                stderr=subprocess.STDOUT)
-    try:
-        # the one health wait of the project (`trm serve wait`): stops at once if the server process exits
-        if cli_wait.main([f"127.0.0.1:{port}", "--timeout", str(timeout_s), "--pid", str(proc.pid)]) != 0:
-            raise RuntimeError(f"`trm {' '.join(args)}` did not become healthy; see {log_path}")
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def step_records(log_history: list[dict], name: str) -> list[dict]:
     """Per GRPO step: reward, accuracy and mean TRM score as TRL logged them (logging_steps=1)."""
     records = []
@@ -261,6 +232,7 @@ def run(config: ToyConfig) -> list[dict]:
     from trl import GRPOConfig, GRPOTrainer
 
     from trm.integrations.trl import ThinkingReward
+    from trm.serving.process import running_server
     from trm.tiny import build_tiny_models
 
     out = Path(config.output_dir)
@@ -281,13 +253,13 @@ def run(config: ToyConfig) -> list[dict]:
     with contextlib.ExitStack() as stack:
         rm = config.trm_endpoint
         if rm is None and config.alpha > 0:
-            rm = stack.enter_context(embedded_server(
+            rm = stack.enter_context(running_server(
                 ["serve", "reward", "--model", str(config.trm_model or models["reward"]), *threads],
-                out / "trm-server.log"))
-        verifier = config.verifier_endpoint or stack.enter_context(embedded_server(
+                out / "trm-server.log", timeout=300.0)).url
+        verifier = config.verifier_endpoint or stack.enter_context(running_server(
             ["serve", "chat", "--model", str(models["chat"]), "--served-model-name", "TIGER-Lab/general-verifier",
              *threads],
-            out / "verifier-server.log"))
+            out / "verifier-server.log", timeout=300.0)).url
         reward = ThinkingReward(rm_backends=rm, verifier_backends=verifier, alpha=config.alpha, deadline_s=120.0,
                                 tokenizer=tokenizer)
         for line in reward.settings.describe():

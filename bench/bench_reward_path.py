@@ -1,17 +1,25 @@
-"""Reward-path throughput: one GRPO step's batch through the verl `verify` manager against loopback fake backends.
+"""Reward-path throughput: one GRPO step's batch against loopback fake backends, and the client over a grid.
 
-A batch of N responses (default 4096 = 512 prompts x 8 rollouts, half of them right) goes through
-``VerifyRewardManager.__call__`` exactly as in training: decode, rule check (math-verify worker pool), LLM
-verifier for the wrong WebInstruct answers, TRM for the verified ones. The backends are fault-injection fakes in a
-separate process: every request is answered after a fixed latency, each backend serves at most ``capacity``
-requests at once. With W requests to one service of B backends, no client can finish before
-ceil(W / (B * capacity)) * latency; the verifier and the TRM are separate services working in parallel, so the
-lower bound of the step is the larger of the two. We report bound / wall time (target >= 0.85), side by side for
-the default (TRM on verified answers only) and `score_all`, plus the TRM calls the default saves. The client
-keeps the reward settings' requests per backend in flight (256 by default, more than the capacity: the queue
-at the server hides the client's turnaround, as with real servers); --client-concurrency changes that.
+Fake backends (fault-injection servers from trm_testing, in a separate process) model a server of fixed capacity:
+each *text* (an embeddings input, a chat request) takes ``latency`` seconds in one of ``capacity`` slots, so a
+request of 32 texts costs the server what 32 single requests cost. With T texts to one service of B backends no
+client can finish before ceil(T / (B * capacity)) * latency; the verifier and the TRM are separate services working
+in parallel, so the network bound of a batch is the larger of the two. Coalescing texts into one request saves the
+client's (and the server's) per-request overhead, never server work.
 
-    .venv/bin/python bench/bench_reward_path.py [--responses 4096] [--latency 1.0] [--capacity 32] [--backends 2] [--client-concurrency N]
+1. The step: N responses (default 4096 = 512 prompts x 8 rollouts, half right) through the verl ``verify`` manager
+   exactly as in training (decode, rule check in the math-verify worker pool, LLM verifier for the wrong WebInstruct
+   answers, TRM for the verified ones). Its bound is the network bound or the rule check alone, whichever is larger:
+   the rule check is CPU work in the worker pool (seconds per thousand wrong answers here, on 2 shared cores), no
+   client can beat it, and the network calls overlap it chunk by chunk.
+2. The grid: the network path alone (the same rewarder with the step's rule verdicts given) for each latency x
+   capacity, verified-only and score_all, for this client (one pool per service kept across batches, least-loaded,
+   TRM texts coalesced) and for a baseline modelled on the original release's client design (a new HTTP client per
+   request, one text per request, round-robin over backends; by default only at the step's latency and capacity: its
+   new SSL context per request costs tens of ms of CPU). The ratio is bound / wall (1.0: the backends, not the
+   client, set the pace). ``--full-grid`` runs 4096 responses, capacities 32, 64, 256, the baseline everywhere.
+
+    .venv/bin/python bench/bench_reward_path.py [--latency 0.05] [--capacity 64] [--backends 2] [--full-grid]
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import heapq
+import itertools
 import math
 import multiprocessing
 import sys
@@ -34,45 +44,68 @@ def _fake_score(text: str) -> float:
     return int(hashlib.sha1(text.encode()).hexdigest()[:6], 16) / 0xFFFFFF * 4.0 - 2.0
 
 
-async def _serve(ports: dict[str, list[int]], latency: float, capacity: int, ready) -> None:
-    """Fault-injection backends (trm_testing.fault_server): a fixed latency inside a fixed capacity."""
+async def _serve(ports: dict[str, list[int]], ready) -> None:
+    """Fault-injection backends (trm_testing.fault_server) answering after a per-text slot schedule (module doc)."""
     from trm_testing.fault_server import FaultServer, chat_completion
 
-    counts: dict[int, int] = {}
+    config = {"latency": 1.0, "capacity": 32}
+    counts = {port: [0, 0] for port in itertools.chain(*ports.values())}  # requests, texts
+    slots = {port: [0.0] * config["capacity"] for port in counts}  # per backend: when its slots free up (a heap)
+    servers: list[FaultServer] = []
     verdict = chat_completion("They differ.\nFinal Decision: No")
+
+    def finish(port: int, texts: int) -> float:
+        """Seconds until a request of ``texts`` texts arriving now is done: each text takes the earliest free slot."""
+        now, done, heap = time.monotonic(), 0.0, slots[port]
+        for _ in range(texts):
+            start = max(now, heapq.heappop(heap))
+            done = max(done, start + config["latency"])
+            heapq.heappush(heap, start + config["latency"])
+        return done - now
 
     def script(port: int, kind: str):
         def answer(index, request):
             if request.path == "/stats":
                 return ("status", 200, {str(p): c for p, c in counts.items()})
-            counts[port] = counts.get(port, 0) + 1
+            if request.path == "/config":
+                config.update(request.json())
+                for p in slots:
+                    slots[p] = [0.0] * config["capacity"]
+                for server in servers:
+                    server.requests.clear()
+                    server.actions.clear()
+                return ("status", 200, config)
             if kind == "trm" and request.path == "/v1/embeddings":
                 texts = request.json()["input"]
                 texts = texts if isinstance(texts, list) else [texts]
                 reply = {"object": "list", "usage": {"prompt_tokens": 1},
                          "data": [{"object": "embedding", "index": i, "embedding": [_fake_score(t)]} for i, t in enumerate(texts)]}
-                return ("delay", latency, ("status", 200, reply))
-            if kind == "verifier" and request.path == "/v1/chat/completions":
-                return ("delay", latency, ("status", 200, verdict))
-            return ("status", 404, {"error": {"message": f"no route {request.path}"}})
+            elif kind == "verifier" and request.path == "/v1/chat/completions":
+                texts, reply = [None], verdict
+            else:
+                return ("status", 404, {"error": {"message": f"no route {request.path}"}})
+            counts[port][0] += 1
+            counts[port][1] += len(texts)
+            return ("delay", finish(port, len(texts)), ("status", 200, reply))
 
         return answer
 
     for kind, kind_ports in ports.items():
         for port in kind_ports:
-            await FaultServer(script(port, kind), capacity=capacity).start(port, backlog=4096)
+            servers.append(FaultServer(script(port, kind)))
+            await servers[-1].start(port, backlog=4096)
     ready.set()
     await asyncio.Event().wait()
 
 
-def _fake_process(ports, latency, capacity, ready) -> None:
-    asyncio.run(_serve(ports, latency, capacity, ready))
+def _fake_process(ports, ready) -> None:
+    asyncio.run(_serve(ports, ready))
 
 
-def _stats(port: int) -> dict[str, int]:
+def _control(port: int, path: str, body: dict | None = None) -> dict:
     import httpx
 
-    return {int(k): v for k, v in httpx.get(f"http://127.0.0.1:{port}/stats", timeout=10).json().items()}
+    return httpx.post(f"http://127.0.0.1:{port}{path}", json=body or {}, timeout=30).json()
 
 
 # -- the batch -----------------------------------------------------------------------------------------------------
@@ -95,79 +128,162 @@ def make_samples(n: int, group: int = 8):
     return samples
 
 
+# -- the baseline client: the original release's design, as a mode of this bench ----------------------------------
+async def baseline_run(requests, verdicts, backends: dict[str, str], settings, score_all: bool) -> list[float]:
+    """Rewards with a new HTTP client per request, one text per request, round-robin over the backends."""
+    import httpx
+
+    from trm.client import parse_backends
+    from trm.protocol import general_verifier_input
+    from trm.rewards.blend import RewardResult
+    from trm.rewards.llm_verifier import parse_decision
+    from trm.traces import trm_input
+
+    turn = {kind: itertools.cycle(parse_backends(spec)) for kind, spec in backends.items()}
+    limit = asyncio.Semaphore(settings.parallelism)
+
+    async def post(kind: str, path: str, payload: dict) -> dict:
+        async with limit, httpx.AsyncClient(timeout=settings.request_timeout_s, trust_env=False) as client:
+            response = await client.post(next(turn[kind]) + path, json=payload)
+            response.raise_for_status()
+            return response.json()
+
+    async def one(request, verdict) -> float:
+        correct = verdict.correct
+        if not correct and verdict.answer and request.data_source in settings.verify.llm_data_sources:
+            text = general_verifier_input(request.question, request.ground_truth, verdict.answer)
+            reply = await post("verifier", "/v1/chat/completions", {"model": settings.verify.verifier_model,
+                               "messages": [{"role": "user", "content": text}], "temperature": 0.0})
+            correct = bool(parse_decision(reply["choices"][0]["message"]["content"]))
+        if correct or score_all:
+            answer = await post("trm", "/v1/embeddings",
+                                {"model": settings.rm_model, "input": trm_input(request.user_prompt, request.response)})
+            t = answer["data"][0]["embedding"][0]
+            return RewardResult.blend(verdict.__class__(correct, "x", None, ""), t, settings.alpha).score
+        return 0.0
+
+    return await asyncio.gather(*(one(r, v) for r, v in zip(requests, verdicts)))
+
+
+# -- measuring ------------------------------------------------------------------------------------------------------
+class Bench:
+    def __init__(self, args):
+        from trm_testing.serving import free_port
+
+        self.args = args
+        self.ports = {"trm": [free_port() for _ in range(args.backends)],
+                      "verifier": [free_port() for _ in range(args.backends)]}
+        self.backends = {k: ",".join(f"127.0.0.1:{p}" for p in v) for k, v in self.ports.items()}
+        ctx = multiprocessing.get_context("spawn")
+        ready = ctx.Event()
+        self.fake = ctx.Process(target=_fake_process, args=(self.ports, ready), daemon=True)
+        self.fake.start()
+        if not ready.wait(60):
+            raise RuntimeError("fake backends did not start")
+
+    def configure(self, latency: float, capacity: int) -> None:
+        _control(self.ports["trm"][0], "/config", {"latency": latency, "capacity": capacity})
+
+    def measure(self, run, latency: float, capacity: int) -> tuple[int, int, int, float, float]:
+        """(TRM texts, TRM requests, verifier requests, bound, wall) of ``run()``."""
+        self.configure(latency, capacity)
+        before = _control(self.ports["trm"][0], "/stats")
+        started = time.perf_counter()
+        run()
+        wall = time.perf_counter() - started
+        after = _control(self.ports["trm"][0], "/stats")
+        delta = lambda kind, k: sum(after[str(p)][k] - before[str(p)][k] for p in self.ports[kind])  # noqa: E731
+        texts, trm_requests, verifier = delta("trm", 1), delta("trm", 0), delta("verifier", 1)
+        total = capacity * self.args.backends
+        bound = max(math.ceil(texts / total), math.ceil(verifier / total)) * latency
+        return texts, trm_requests, verifier, bound, wall
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--responses", type=int, default=4096)
-    parser.add_argument("--latency", type=float, default=1.0, help="seconds each fake request takes")
-    parser.add_argument("--capacity", type=int, default=32, help="concurrent requests one fake backend serves")
+    parser.add_argument("--responses", type=int, default=4096, help="responses of the step through the manager")
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds each fake text takes (the step)")
+    parser.add_argument("--capacity", type=int, default=64, help="texts one fake backend serves at once (the step)")
     parser.add_argument("--backends", type=int, default=2, help="fake backends per service (TRM, verifier)")
     parser.add_argument("--parallelism", type=int, default=1024)
     parser.add_argument("--client-concurrency", type=int, default=None,
-                        help="requests the client keeps in flight per backend (default: the reward settings' "
-                             "max_concurrency_per_backend, as in training)")
+                        help="requests the client keeps in flight per backend (default: the reward settings')")
+    parser.add_argument("--grid-responses", type=int, default=1024, help="responses per grid cell")
+    parser.add_argument("--full-grid", action="store_true", help="grid of 4096 responses, capacities 32, 64, 256")
+    parser.add_argument("--no-grid", action="store_true")
     args = parser.parse_args()
 
+    from transformers import AutoTokenizer
+
+    from trm.rewards.compute import request_from_sample, rule_check_requests
     from trm.rewards.verl_manager import VerifyRewardManager
     from trm.tiny import build_tiny_models
     from trm_testing.rollout import rollout_batch
-    from trm_testing.serving import free_port
 
-    ports = {"trm": [free_port() for _ in range(args.backends)], "verifier": [free_port() for _ in range(args.backends)]}
-    ctx = multiprocessing.get_context("spawn")
-    ready = ctx.Event()
-    fake = ctx.Process(target=_fake_process, args=(ports, args.latency, args.capacity, ready), daemon=True)
-    fake.start()
-    if not ready.wait(60):
-        raise RuntimeError("fake backends did not start")
-
+    bench = Bench(args)
     with tempfile.TemporaryDirectory() as tmp:
-        from transformers import AutoTokenizer
-
         tokenizer = AutoTokenizer.from_pretrained(build_tiny_models(Path(tmp), seed=0)["chat"])
     samples = make_samples(args.responses)
     batch = rollout_batch(tokenizer, samples)
-    backends = {k: ",".join(f"127.0.0.1:{p}" for p in v) for k, v in ports.items()}
-    capacity_total = args.capacity * args.backends
-
-    from trm.rewards.compute import rule_check_requests, request_from_sample
-
     requests = [request_from_sample(s.data_source, s.response, s.ground_truth, s.extra_info) for s in samples]
-    rows = []
-    for score_all in (None, False, True):  # None: an untimed warm-up (worker pool, imports, connections)
-        manager = VerifyRewardManager(tokenizer, 0, None, parallelism=args.parallelism, score_all=bool(score_all),
-                                      rm_backends=backends["trm"], verifier_backends=backends["verifier"],
-                                      **({"max_concurrency_per_backend": args.client_concurrency}
-                                         if args.client_concurrency else {}))
-        before = _stats(ports["trm"][0])
-        started = time.perf_counter()
-        result = manager(batch if score_all is not None else rollout_batch(tokenizer, samples[:256]), return_dict=True)
-        wall = time.perf_counter() - started
-        after = _stats(ports["trm"][0])
-        trm_calls = sum(after.get(p, 0) - before.get(p, 0) for p in ports["trm"])
-        verifier_calls = sum(after.get(p, 0) - before.get(p, 0) for p in ports["verifier"])
-        bound = max(math.ceil(trm_calls / capacity_total), math.ceil(verifier_calls / capacity_total)) * args.latency
-        if score_all is None:
-            continue
-        rewards = result["reward_tensor"].sum(-1)
-        assert int((rewards > 0).sum()) == args.responses // 2 + args.responses % 2, "half the answers are right"
-        rows.append((("verified only (default)" if not score_all else "score_all"), trm_calls, verifier_calls, bound, wall))
+    managers = {
+        score_all: VerifyRewardManager(tokenizer, 0, None, parallelism=args.parallelism, score_all=score_all,
+                                       rm_backends=bench.backends["trm"], verifier_backends=bench.backends["verifier"],
+                                       **({"max_concurrency_per_backend": args.client_concurrency}
+                                          if args.client_concurrency else {}))
+        for score_all in (False, True)}
+    settings = managers[False].settings
+    bench.configure(args.latency, args.capacity)
+    managers[False](rollout_batch(tokenizer, samples[:256]))  # untimed warm-up: worker pool, imports, connections
 
     started = time.perf_counter()
-    rule_check_requests(requests, manager.settings)
+    verdicts = rule_check_requests(requests, settings)
     rule_alone = time.perf_counter() - started
-    fake.terminate()
+    step_rows = []
+    for score_all, manager in managers.items():
+        holder = {}
+        row = bench.measure(lambda: holder.setdefault("out", manager(batch, return_dict=True)), args.latency, args.capacity)
+        rewards = holder["out"]["reward_tensor"].sum(-1)
+        assert int((rewards > 0).sum()) == (args.responses + 1) // 2, "half the answers are right"
+        step_rows.append(("score_all" if score_all else "verified only (default)", row))
 
-    print(f"reward path: {args.responses} responses (half right), {args.backends}+{args.backends} fake backends, "
-          f"capacity {args.capacity} each, latency {args.latency}s, parallelism {args.parallelism}, "
-          f"client concurrency {manager.settings.max_concurrency_per_backend} per backend")
-    print(f"{'mode':<26}{'TRM calls':>10}{'verifier':>10}{'bound s':>9}{'wall s':>9}{'bound/wall':>12}")
-    for mode, trm_calls, verifier_calls, bound, wall in rows:
-        print(f"{mode:<26}{trm_calls:>10}{verifier_calls:>10}{bound:>9.2f}{wall:>9.2f}{bound / wall:>12.3f}")
-    saved = rows[1][1] - rows[0][1]
-    print(f"TRM calls saved by scoring verified answers only: {saved} of {rows[1][1]} ({saved / rows[1][1]:.0%}); "
-          f"step time {rows[0][4]:.2f}s vs {rows[1][4]:.2f}s ({rows[1][4] / rows[0][4]:.2f}x)")
-    print(f"rule check alone (whole batch, this machine): {rule_alone:.2f}s (overlapped with the network in the runs "
-          f"above)")
+    print(f"reward path: {args.backends}+{args.backends} fake backends, parallelism {args.parallelism}, client "
+          f"concurrency {settings.max_concurrency_per_backend} per backend, TRM batch {settings.rm_batch_size} texts; "
+          "2 shared CPU cores (noisy)")
+    print(f"\n1. one GRPO step through the verl manager: {args.responses} responses (half right), latency "
+          f"{args.latency}s, capacity {args.capacity}; rule check alone {rule_alone:.2f}s")
+    print(f"{'mode':<26}{'TRM texts':>10}{'TRM reqs':>9}{'verifier':>9}{'net bound':>10}{'bound s':>9}{'wall s':>8}"
+          f"{'bound/wall':>11}")
+    for mode, (texts, trm_requests, verifier, net_bound, wall) in step_rows:
+        bound = max(net_bound, rule_alone)
+        print(f"{mode:<26}{texts:>10}{trm_requests:>9}{verifier:>9}{net_bound:>10.2f}{bound:>9.2f}{wall:>8.2f}"
+              f"{bound / wall:>11.3f}")
+    if args.no_grid:
+        bench.fake.terminate()
+        return 0
+
+    n = args.responses if args.full_grid else min(args.grid_responses, args.responses)
+    capacities = sorted({32, 64, 256} if args.full_grid else {32, args.capacity})
+    grid_requests, grid_verdicts = requests[:n], verdicts[:n]
+    print(f"\n2. network path alone (rule verdicts given), {n} responses; ratio bound/wall")
+    print(f"{'latency s':>10}{'capacity':>9}{'client':>10}{'verified only':>15}{'score_all':>11}")
+    worst = 1.0
+    for latency, capacity in itertools.product((1.0, 0.2, 0.05), capacities):
+        baseline = args.full_grid or (latency, capacity) == (args.latency, args.capacity)
+        for client in ("pool", "baseline") if baseline else ("pool",):
+            ratios = []
+            for score_all, manager in managers.items():
+                if client == "pool":
+                    run = lambda: manager.rewarder.reward(grid_requests, rule_verdicts=grid_verdicts)  # noqa: E731
+                else:
+                    run = lambda: asyncio.run(baseline_run(grid_requests, grid_verdicts, bench.backends,  # noqa: E731
+                                                           manager.settings, score_all))
+                *_, bound, wall = bench.measure(run, latency, capacity)
+                ratios.append(bound / wall)
+            worst = min(worst, *ratios) if client == "pool" else worst
+            print(f"{latency:>10g}{capacity:>9}{client:>10}{ratios[0]:>15.3f}{ratios[1]:>11.3f}")
+    print(f"worst ratio of this client over the grid: {worst:.3f}")
+    bench.fake.terminate()
     return 0
 
 

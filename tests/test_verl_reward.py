@@ -119,7 +119,8 @@ def test_the_manager_keeps_its_backend_pools_across_batches(manager, tokenizer, 
         check_result(batch, *manager(batch, return_dict=True).values(), rollouts, scorer)
     assert manager.rewarder is first and (manager.rewarder.verifier_pool, manager.rewarder.scorer.pool) == pools
     after = first.scorer.pool.stats()[first.scorer.pool.backends[0]]["requests"]
-    assert after - before == 3 * sum(EXPECT_CORRECT)  # every TRM call of the three batches went through that pool
+    # every TRM call of the three batches went through that pool (a batch's texts coalesced into 1 or more requests)
+    assert 3 <= after - before <= 3 * sum(EXPECT_CORRECT)
 
 
 def test_the_manager_reads_the_reward_files_constants(tokenizer, tmp_path, monkeypatch):

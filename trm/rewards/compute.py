@@ -76,6 +76,9 @@ class RewardSettings:
     score_all: bool = field(default=False, metadata={"help": "also score the reasoning of unverified answers "
         "(analysis; their reward stays 0); off: only verified answers, the only ones the TRM can change"})
     rm_model: str = field(default="RewardModel", metadata={"help": "served model name of the TRM"})
+    rm_batch_size: int = field(default=32, metadata={"help": "most TRM texts one embeddings request carries: texts "
+        "of concurrent responses are coalesced (a few ms) and fail over together. sglang --is-embedding and vLLM "
+        "take a list input of any length (each text within the context); 1: one text per request"})
     reward_scorer: str = field(default="trm", metadata={"help":
         "what scores the reasoning (a name in trm.rewards.scorers.SCORERS): trm (the paper's TRM) or reasonflux (the "
         "ReasonFlux-PRM baseline of Table 2, a vLLM pooling server at the TRM endpoint)"})
@@ -99,9 +102,10 @@ class RewardSettings:
 
         validate_alpha(self.alpha)
         scorer_class(self.reward_scorer)  # an unknown name fails here, at configuration time
-        if int(self.parallelism) < 1:
-            raise ValueError(f"parallelism must be >= 1, got {self.parallelism}")
-        for name, kind in (("alpha", float), ("parallelism", int), ("score_all", bool)):  # Hydra may give 1 for 1.0
+        for name in ("parallelism", "rm_batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name, kind in (("alpha", float), ("parallelism", int), ("rm_batch_size", int), ("score_all", bool)):
             object.__setattr__(self, name, kind(getattr(self, name)))
 
     @classmethod

@@ -271,3 +271,41 @@ def test_reuses_dags_from_trm_dag_build(tmp_path):
     (tmp_path / "short.jsonl").write_text("".join(r + "\n" for r in dags.read_text().splitlines()[:3]))
     code, _ = run_build(judge, tmp_path, "bad", "--dags", str(tmp_path / "short.jsonl"))
     assert code == 2
+
+
+def test_help_shows_every_config_field_and_flags_parse_to_the_dataclass_defaults(capsys):
+    """Each setting is declared once (a dataclass field with its help): both commands' --help show every field's
+    help, the parsed defaults are the dataclasses' (no command overrides one), and the same-named fields of the
+    three configs (temperature, top_p, max_tokens) land each in their own config."""
+    from dataclasses import fields
+
+    from trm.dag.build import DagConfig
+    from trm.dag.build_cli import build_parser as dag_parser, dag_config_from_args
+    from trm.preference.build_cli import build_parser as preference_parser, pipeline_config_from_args
+    from trm.preference.pairwise import PairwiseConfig
+    from trm.preference.pipeline import PipelineConfig
+    from trm.preference.views import ViewConfig
+
+    def helps(*configs) -> list[str]:
+        return [" ".join(f.metadata["help"].split()) for cls in configs for f in fields(cls) if "help" in f.metadata]
+
+    for command, configs in ((["dag", "build"], [DagConfig]),
+                             (["preference", "build"], [DagConfig, PairwiseConfig, ViewConfig, PipelineConfig])):
+        with pytest.raises(SystemExit):
+            trm([*command, "--help"])
+        shown = " ".join(capsys.readouterr().out.split())
+        for text in helps(*configs):
+            assert text in shown, (command, text)
+
+    required = ["--input", "i", "--output", "o", "--judge-url", "u", "--judge-model", "m"]
+    assert dag_config_from_args(dag_parser("d").parse_args(required)) == DagConfig()
+    config = pipeline_config_from_args(preference_parser("p").parse_args(required))
+    assert (config.dag, config.pairwise, config.views, config.audit_views) == (
+        DagConfig(), PairwiseConfig(), ViewConfig(), PipelineConfig().audit_views)
+    config = pipeline_config_from_args(preference_parser("p").parse_args(required + [
+        "--dag-temperature", "0.11", "--judge-temperature", "0.22", "--summary-temperature", "0.33",
+        "--summary-max-tokens", "7", "--rounds", "1,2", "--max-steps", "5", "--repetitions", "1", "--no-audit-views"]))
+    assert (config.dag.temperature, config.pairwise.temperature, config.views.temperature) == (0.11, 0.22, 0.33)
+    assert (config.views.max_tokens, config.dag.max_tokens, config.pairwise.max_tokens) == (7, 512, 1024)
+    assert (config.dag.rounds, config.dag.max_steps, config.pairwise.repetitions, config.audit_views) == (
+        (1, 2), 5, 1, False)

@@ -115,12 +115,14 @@ def add_alias(container, old: str, action: argparse.Action | str) -> None:
 
 
 def add_dataclass_arguments(container, cls, *, defaults: Mapping[str, Any] | None = None,
-                            flags: Mapping[str, str] | None = None, exclude: Sequence[str] = ()) -> None:
+                            flags: Mapping[str, str] | None = None, exclude: Sequence[str] = (),
+                            prefix: str = "") -> None:
     """One flag per field of the dataclass ``cls``, so each setting is declared once: its type, default and help
     (``field(metadata={"help": ...})``, the HfArgumentParser convention) come from the field. ``defaults``
     overrides a field's default for this command, visibly, in one place; ``flags`` renames a flag into the
     project's vocabulary (``{"rm_backends": "--trm-endpoint"}``); ``exclude`` leaves fields out. The parsed
-    value lands in ``args.<field name>``: build the config with :func:`dataclass_from_args`."""
+    value lands in ``args.<prefix><field name>``: build the config with :func:`dataclass_from_args`. ``prefix``
+    keeps two configs with a same-named field apart in one parser (``dag_``: ``--dag-temperature``)."""
     defaults, flags = dict(defaults or {}), dict(flags or {})
     unknown = (set(defaults) | set(flags) | set(exclude)) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
@@ -142,7 +144,7 @@ def add_dataclass_arguments(container, cls, *, defaults: Mapping[str, Any] | Non
             default = f.default_factory()
         else:
             default = None
-        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": f.metadata["help"]}
+        kwargs: dict[str, Any] = {"dest": prefix + f.name, "default": default, "help": f.metadata["help"]}
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif kind in (int, float, str):
@@ -151,18 +153,19 @@ def add_dataclass_arguments(container, cls, *, defaults: Mapping[str, Any] | Non
             raise TypeError(f"{cls.__name__}.{f.name}: no flag for type {kind!r}; exclude it and add it by hand")
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
-        if "metavar" in f.metadata:
-            kwargs["metavar"] = f.metadata["metavar"]
+        if "metavar" in f.metadata or prefix and kind is not bool and "choices" not in f.metadata:
+            kwargs["metavar"] = f.metadata.get("metavar", f.name.upper())  # the field's name, not the prefixed dest
         if default is None and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING \
                 and f.name not in defaults:
             kwargs["required"] = True
-        container.add_argument(flags.get(f.name, "--" + f.name.replace("_", "-")), **kwargs)
+        container.add_argument(flags.get(f.name, "--" + kwargs["dest"].replace("_", "-")), **kwargs)
 
 
-def dataclass_from_args(cls, args: argparse.Namespace, **overrides: Any):
+def dataclass_from_args(cls, args: argparse.Namespace, *, prefix: str = "", **overrides: Any):
     """The ``cls`` instance of the flags :func:`add_dataclass_arguments` added (fields without a flag keep their
     defaults unless given in ``overrides``)."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.init and hasattr(args, f.name)}
+    values = {f.name: getattr(args, prefix + f.name) for f in dataclasses.fields(cls)
+              if f.init and hasattr(args, prefix + f.name)}
     return cls(**{**values, **overrides})
 
 

@@ -11,7 +11,7 @@ problem is recorded in ``Dag.errors`` with the answers that were rejected.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from trm.dag.graph import ROOT, Dag, DagState, Decision, apply_decision, check_decision
@@ -25,17 +25,22 @@ TIE_ORDER = ("continue", "backtrack", "merge")  # earlier wins a tie
 
 @dataclass
 class DagConfig:
-    """How steps are structured (defaults follow the paper's release)."""
+    """How steps are structured (defaults follow the paper's release); the one declaration of these settings, whose
+    flags `trm dag build` and `trm preference build` derive (trm.dag.build_cli.add_dag_arguments)."""
 
-    rounds: tuple[int, ...] = (1, 3, 4, 4, 4)  # samples per re-sampling round
-    main_path_window: int = 8  # main-path ids shown besides the root
-    max_open_leaves: int = 5  # open branch leaves offered for merges
-    temperature: float = 0.3
-    top_p: float = 0.9
-    max_tokens: int = 512
-    step_chars: int = 600  # each shown step is clipped to about this many characters (head and tail kept)
-    max_steps: int = 0  # 0 = no limit; otherwise later blocks join the last step (bounds judge calls per trace)
-    error_answer_chars: int = 300  # rejected answers are kept in errors, clipped to this length
+    rounds: tuple[int, ...] = field(default=(1, 3, 4, 4, 4), metadata={
+        "help": "samples per re-sampling round, until a unique majority (a CPU judge: 1)"})
+    main_path_window: int = field(default=8, metadata={"help": "main-path ids shown to the judge besides the root"})
+    max_open_leaves: int = field(default=5, metadata={"help": "open branch leaves offered to the judge for merges"})
+    temperature: float = field(default=0.3, metadata={"help": "judge sampling temperature"})
+    top_p: float = field(default=0.9, metadata={"help": "judge nucleus sampling"})
+    max_tokens: int = field(default=512, metadata={
+        "help": "judge answer budget per sample (on a CPU judge, 16-64 keeps a step to seconds)"})
+    step_chars: int = field(default=600, metadata={"help": "clip each shown step to this length (head and tail kept)"})
+    max_steps: int = field(default=0, metadata={
+        "help": "cap steps per trace, later blocks joining the last one (bounds judge calls per trace; 0 = no cap)"})
+    error_answer_chars: int = field(default=300, metadata={
+        "help": "rejected judge answers are kept in the DAG's errors, clipped to this many characters"})
 
 
 def vote(decisions: list[Decision]) -> Decision | None:

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import sys
 
-from trm.cli import HelpFormatter
+from trm.cli import HelpFormatter, add_dataclass_arguments, dataclass_from_args
 from trm.client import BackendError
 from trm.dag.build import DagConfig, build_dag, cap_steps, fallback_counts, steps_of
 from trm.dag.graph import merged_view
@@ -26,24 +26,20 @@ MAX_FALLBACK_RATE = 0.1
 _TEXT_FIELDS = ("trace", "steps", "response")
 
 
+# DagConfig's flags are --dag-*, but for the names they had before the judge's sampling got its --dag- prefix
+DAG_FLAGS = {"main_path_window": "--main-path-window", "max_open_leaves": "--max-open-leaves",
+             "step_chars": "--step-chars", "max_steps": "--max-steps"}
+
+
 def add_dag_arguments(parser: argparse.ArgumentParser) -> None:
-    """Structuring options shared by `trm dag build` and `trm preference build`."""
+    """Structuring options shared by `trm dag build` and `trm preference build`: DagConfig's fields (``args.dag_*``)."""
     group = parser.add_argument_group("DAG construction")
-    group.add_argument(
-        "--keywords",
-        default="default",
-        help=f"step keywords: a family ({', '.join(KEYWORD_SETS)}) or a comma-separated word list",
-    )
-    group.add_argument("--rounds", default="1,3,4,4,4",
-                       help="samples per re-sampling round, until a unique majority (a CPU judge: 1)")
-    group.add_argument("--main-path-window", type=int, default=8, help="main-path ids shown to the judge")
-    group.add_argument("--max-open-leaves", type=int, default=5, help="open branch leaves shown to the judge")
-    group.add_argument("--dag-temperature", type=float, default=0.3, help="judge sampling temperature")
-    group.add_argument("--dag-top-p", type=float, default=0.9, help="judge nucleus sampling")
-    group.add_argument("--dag-max-tokens", type=int, default=512,
-                       help="judge answer budget per sample (on a CPU judge, 16-64 keeps a step to seconds)")
-    group.add_argument("--step-chars", type=int, default=600, help="clip each shown step to this many characters")
-    group.add_argument("--max-steps", type=int, default=0, help="cap steps per trace (0 = no cap)")
+    group.add_argument("--keywords", default="default",
+                       help=f"step keywords: a family ({', '.join(KEYWORD_SETS)}) or a comma-separated word list")
+    # a tuple has no derived flag: comma-separated here, parsed by dag_config_from_args
+    group.add_argument("--rounds", default=",".join(map(str, DagConfig.rounds)),
+                       help=DagConfig.__dataclass_fields__["rounds"].metadata["help"])
+    add_dataclass_arguments(group, DagConfig, prefix="dag_", flags=DAG_FLAGS, exclude=("rounds",))
 
 
 def dag_config_from_args(args) -> DagConfig:
@@ -53,16 +49,7 @@ def dag_config_from_args(args) -> DagConfig:
         raise BadInput(f"--rounds must be comma-separated integers, got {args.rounds!r}") from None
     if not rounds or min(rounds) < 1:
         raise BadInput("--rounds needs at least one round of at least one sample")
-    return DagConfig(
-        rounds=rounds,
-        main_path_window=args.main_path_window,
-        max_open_leaves=args.max_open_leaves,
-        temperature=args.dag_temperature,
-        top_p=args.dag_top_p,
-        max_tokens=args.dag_max_tokens,
-        step_chars=args.step_chars,
-        max_steps=args.max_steps,
-    )
+    return dataclass_from_args(DagConfig, args, prefix="dag_", rounds=rounds)
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:

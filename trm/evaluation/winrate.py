@@ -17,11 +17,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from trm.cli import HelpFormatter, add_alias
+from trm.cli import HelpFormatter, add_alias, dataclass_from_args
 from trm.errors import BadInput
 from trm.evaluation.metrics import wilson_interval
 from trm.jsonio import read_records
 from trm.llm.client import add_judge_arguments, client_from_args
+from trm.preference.build_cli import add_pairwise_arguments
+from trm.preference.pairwise import PairwiseConfig, compare_responses
 from trm.resumable import ResumableOutput
 
 
@@ -68,12 +70,10 @@ def summarise(outcomes: list[dict], label_a: str = "A", label_b: str = "B") -> d
     }
 
 
-async def judge_pairs(judge, pairs: list[dict], audit: Path, repetitions: int = 3, concurrency: int = 4,
-                      keep_views: bool = False, progress: bool = True) -> list[dict]:
+async def judge_pairs(judge, pairs: list[dict], audit: Path, config: PairwiseConfig | None = None,
+                      concurrency: int = 4, keep_views: bool = False, progress: bool = True) -> list[dict]:
     """Judge the pairs not yet in `audit`; returns every outcome (old and new) in pair order."""
     from tqdm import tqdm
-
-    from trm.preference.pairwise import compare_responses
 
     # pairs of other runs into the same audit (another --limit) are kept: the audit is a cache of judgements
     output = ResumableOutput(audit, [p["pair_id"] for p in pairs], key_of=lambda row: row["pair_id"],
@@ -87,7 +87,7 @@ async def judge_pairs(judge, pairs: list[dict], audit: Path, repetitions: int = 
         pair = pairs[index]
         async with gate:
             outcome = await compare_responses(judge, pair["question"], pair["response_a"], pair["response_b"],
-                                              repetitions=repetitions)
+                                              config=config)
         row = {k: pair[k] for k in ("pair_id", "benchmark", "id", "sample")}
         row.update(label=outcome.label, reason=outcome.reason, votes=outcome.votes,
                    audit=outcome.to_dict(include_views=keep_views))
@@ -146,7 +146,6 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--b", nargs="+", required=True, help="generation files of model B (the baseline)")
     p.add_argument("--a-label", default="A"), p.add_argument("--b-label", default="B")
     p.add_argument("--group", help="bar group in the figure (e.g. the policy name); default: --a-label")
-    p.add_argument("--repetitions", type=int, default=3, help="judgements per order (see trm.preference.pairwise)")
     p.add_argument("--samples-per-question", type=int, default=1)
     p.add_argument("--limit", type=int, help="at most this many pairs")
     p.add_argument("--concurrency", type=int, default=4, help="pairs judged at once")
@@ -154,12 +153,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--output-dir", dest="out_dir", required=True, help="writes pairs.jsonl (audit), winrate.json, winrate.md, winrate.png")
     add_alias(p, "--out-dir", "--output-dir")
     add_judge_arguments(p)
+    add_pairwise_arguments(p)
     return p
 
 
 def main(argv: list[str], prog: str = "trm eval winrate") -> int:
     args = build_parser(prog).parse_args(argv)
-    out_dir = Path(args.out_dir)
+    out_dir, config = Path(args.out_dir), dataclass_from_args(PairwiseConfig, args, prefix="judge_")
     out_dir.mkdir(parents=True, exist_ok=True)
     pairs = make_pairs(load_generations(args.a), load_generations(args.b), args.samples_per_question, args.limit)
     if not pairs:
@@ -168,8 +168,7 @@ def main(argv: list[str], prog: str = "trm eval winrate") -> int:
     async def run() -> list[dict]:
         judge = client_from_args(args)
         try:
-            return await judge_pairs(judge, pairs, out_dir / "pairs.jsonl", args.repetitions, args.concurrency,
-                                     args.keep_views)
+            return await judge_pairs(judge, pairs, out_dir / "pairs.jsonl", config, args.concurrency, args.keep_views)
         finally:
             await judge.aclose()
 

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from trm.cli import HelpFormatter
+from trm.cli import HelpFormatter, add_dataclass_arguments, dataclass_from_args
 from trm.dag.build_cli import add_dag_arguments, dag_config_from_args, judge_failures
 from trm.dag.partition import resolve_keywords
 from trm.llm.batch import run_ordered
@@ -30,6 +30,17 @@ from trm.preference.pipeline import (
 from trm.errors import BadInput
 from trm.preference.views import ViewConfig
 from trm.resumable import ResumableOutput
+
+
+# PairwiseConfig's flags are --judge-*, but for these names, which say what they are without it
+PAIRWISE_FLAGS = {"repetitions": "--repetitions", "min_agreement": "--min-agreement",
+                  "parse_retries": "--parse-retries"}
+
+
+def add_pairwise_arguments(parser: argparse.ArgumentParser) -> None:
+    """PairwiseConfig's fields as flags (``args.judge_*``), shared by `trm preference build` and `trm eval winrate`."""
+    add_dataclass_arguments(parser.add_argument_group("pairwise judging"), PairwiseConfig, prefix="judge_",
+                            flags=PAIRWISE_FLAGS)
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -55,23 +66,23 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the per-prompt pair sample")
     parser.add_argument("--cross-model-only", action="store_true", help="only pair responses of different models")
     parser.add_argument("--concurrency", type=int, default=4, help="pairs in flight at once")
-    parser.add_argument("--no-audit-views", action="store_true", help="leave DAGs and views out of the audit file")
-    group = parser.add_argument_group("pairwise judging")
-    group.add_argument("--repetitions", type=int, default=3, help="judgements per order (both orders are judged)")
-    group.add_argument(
-        "--min-agreement", type=float, default=1.0, help="share of all verdicts the winner needs (1.0 = unanimous)"
-    )
-    group.add_argument("--judge-temperature", type=float, default=0.7)
-    group.add_argument("--judge-top-p", type=float, default=0.95)
-    group.add_argument("--judge-max-tokens", type=int, default=1024)
-    group.add_argument("--summary-max-tokens", type=int, default=128)
-    group.add_argument("--parse-retries", type=int, default=2, help="re-asks when a verdict has no <|decision|>")
+    # the nested configs get their own flags below; keywords come from --keywords (a family name or a word list)
+    add_dataclass_arguments(parser, PipelineConfig, exclude=("dag", "views", "pairwise", "keywords"))
+    add_pairwise_arguments(parser)
+    add_dataclass_arguments(parser.add_argument_group("super-node summaries"), ViewConfig, prefix="summary_")
     group = parser.add_argument_group("cost estimate")
     group.add_argument("--price-input-per-mtok", type=float, default=None, help="USD per million prompt tokens")
     group.add_argument("--price-output-per-mtok", type=float, default=None, help="USD per million completion tokens")
     add_judge_arguments(parser)
     add_dag_arguments(parser)
     return parser
+
+
+def pipeline_config_from_args(args) -> PipelineConfig:
+    return dataclass_from_args(PipelineConfig, args, dag=dag_config_from_args(args),
+                               keywords=resolve_keywords(args.keywords),
+                               views=dataclass_from_args(ViewConfig, args, prefix="summary_"),
+                               pairwise=dataclass_from_args(PairwiseConfig, args, prefix="judge_"))
 
 
 def _sibling(output: Path, suffix: str) -> Path:
@@ -85,28 +96,14 @@ def main(argv: list[str], prog: str = "trm preference build") -> int:
     output = Path(args.output)
     audit_path = Path(args.audit) if args.audit else _sibling(output, ".audit.jsonl")
     stats_path = Path(args.stats) if args.stats else _sibling(output, ".stats.json")
-    if args.repetitions < 1 or args.max_pairs_per_prompt < 1 or not 0.5 < args.min_agreement <= 1.0:
+    if args.judge_repetitions < 1 or args.max_pairs_per_prompt < 1 or not 0.5 < args.judge_min_agreement <= 1.0:
         raise BadInput("need --repetitions >= 1, --max-pairs-per-prompt >= 1, 0.5 < --min-agreement <= 1")
-    keywords = resolve_keywords(args.keywords)
+    config = pipeline_config_from_args(args)
     records = load_traces(args.input)
     tasks, pairing = form_pairs(records, args.max_pairs_per_prompt, args.seed, args.cross_model_only)
     audit_out = ResumableOutput(audit_path, [task.ident for task in tasks], key_of=lambda line: line["pair_id"],
                                 check=_check_audit_line).open()
     dags = load_dags(args.dags, records) if args.dags else None
-    config = PipelineConfig(
-        dag=dag_config_from_args(args),
-        views=ViewConfig(max_tokens=args.summary_max_tokens),
-        pairwise=PairwiseConfig(
-            repetitions=args.repetitions,
-            min_agreement=args.min_agreement,
-            temperature=args.judge_temperature,
-            top_p=args.judge_top_p,
-            max_tokens=args.judge_max_tokens,
-            parse_retries=args.parse_retries,
-        ),
-        keywords=keywords,
-        audit_views=not args.no_audit_views,
-    )
     judge = client_from_args(args)
     print(
         f"{pairing.prompts} prompts, {pairing.correct} correct responses, {len(tasks)} pairs to judge",

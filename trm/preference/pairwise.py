@@ -30,15 +30,18 @@ DROP_REASONS = ("unparsable", "position_bias", "tie", "inconsistent")
 
 @dataclass
 class PairwiseConfig:
-    """How a pair is judged."""
+    """How a pair is judged; the one declaration of these settings, whose flags `trm preference build` and
+    `trm eval winrate` derive (trm.preference.build_cli.add_pairwise_arguments)."""
 
-    repetitions: int = 3  # judgements per order
-    min_agreement: float = 1.0  # share of the 2R verdicts the winner needs (1.0 = unanimous)
-    temperature: float = 0.7  # > 0 so that repetitions are real re-samples
-    top_p: float = 0.95
-    max_tokens: int = 1024
-    view_chars: int = 12000  # each view shown to a dimension judge is clipped to this many characters
-    parse_retries: int = 2  # extra requests when an answer lacks a decision marker
+    repetitions: int = field(default=3, metadata={"help": "judgements per order (both orders are judged)"})
+    min_agreement: float = field(default=1.0, metadata={
+        "help": "share of all verdicts the winner needs (1.0 = unanimous)"})
+    temperature: float = field(default=0.7, metadata={
+        "help": "judge sampling temperature (> 0 so that repetitions are real re-samples)"})
+    top_p: float = field(default=0.95, metadata={"help": "judge nucleus sampling"})
+    max_tokens: int = field(default=1024, metadata={"help": "judge answer budget per verdict"})
+    view_chars: int = field(default=12000, metadata={"help": "clip each view a dimension judge reads to this length"})
+    parse_retries: int = field(default=2, metadata={"help": "re-asks when a verdict has no <|decision|>"})
 
 
 @dataclass
@@ -219,7 +222,7 @@ async def compare_responses(
     response_1: str | TraceViews,
     response_2: str | TraceViews,
     *,
-    repetitions: int = 3,
+    repetitions: int = PairwiseConfig.repetitions,
     config: PairwiseConfig | None = None,
     dag_config: DagConfig | None = None,
     view_config: ViewConfig | None = None,

@@ -154,7 +154,7 @@ class PipelineConfig:
     views: ViewConfig = field(default_factory=ViewConfig)
     pairwise: PairwiseConfig = field(default_factory=PairwiseConfig)
     keywords: frozenset[str] | None = None
-    audit_views: bool = True  # keep DAGs and views of both traces in each audit line
+    audit_views: bool = field(default=True, metadata={"help": "keep DAGs and views of both traces in each audit line"})
 
 
 class ViewCache:

@@ -27,13 +27,14 @@ from trm.traces import extract_answer, reasoning
 
 @dataclass
 class ViewConfig:
-    """How super-nodes are summarised."""
+    """How super-nodes are summarised; `trm preference build` derives its --summary-* flags from these fields."""
 
-    temperature: float = 0.3
-    top_p: float = 0.9
-    max_tokens: int = 128
-    segment_chars: int = 4000  # super-node text shown to the summariser (head and tail kept)
-    fallback_chars: int = 200  # when a summary comes back empty, the segment's opening is used instead
+    temperature: float = field(default=0.3, metadata={"help": "summariser sampling temperature"})
+    top_p: float = field(default=0.9, metadata={"help": "summariser nucleus sampling"})
+    max_tokens: int = field(default=128, metadata={"help": "summary budget per super-node"})
+    segment_chars: int = field(default=4000, metadata={
+        "help": "super-node text shown to the summariser, clipped to this many characters (head and tail kept)"})
+    fallback_chars: int = field(default=200, metadata={"help": "an empty summary becomes this much of its segment"})
 
 
 @dataclass

@@ -249,16 +249,11 @@ def _glibc(function: str) -> Callable[..., int] | None:
 # moving threshold), so the model thread's activations, allocated and freed every forward pass, page-faulted anew
 # each time: a quarter more CPU per score than the same forward on the main thread (10x the page faults). Fixed
 # thresholds keep them in the heap; MemoryReleaseMiddleware still trims explicitly after huge bodies.
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-KEEP_FREED_BYTES, MMAP_ABOVE_BYTES = 256 << 20, 32 << 20
-
-
-def keep_freed_memory() -> None:
-    """Let this process reuse freed memory instead of unmapping and faulting it in again (see above)."""
+def keep_freed_memory(mmap_above: int = 32 << 20, keep_freed: int = 256 << 20) -> None:
     mallopt = _glibc("mallopt")
-    if mallopt is not None:
-        mallopt(M_MMAP_THRESHOLD, MMAP_ABOVE_BYTES)
-        mallopt(M_TRIM_THRESHOLD, KEEP_FREED_BYTES)
+    if mallopt is not None:  # mallopt(3): M_MMAP_THRESHOLD = -3, M_TRIM_THRESHOLD = -1
+        mallopt(-3, mmap_above)
+        mallopt(-1, keep_freed)
 
 
 class MemoryReleaseMiddleware:

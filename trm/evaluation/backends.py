@@ -8,7 +8,7 @@ would have sampled, whatever the batch boundaries.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, asdict
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Protocol
 
 from trm.errors import BadInput
@@ -18,16 +18,13 @@ from trm.errors import BadInput
 class SamplingConfig:
     """Sampling settings, recorded in every output record."""
 
-    n: int = 1
-    """Responses per prompt."""
-    temperature: float = 0.6
-    """The paper samples best-of-N candidates at 0.6 (RL rollouts use 1.0)."""
-    top_p: float = 0.95
-    """Nucleus sampling mass (the paper: 0.95)."""
-    max_tokens: int = 32768
-    """Most new tokens per response."""
-    seed: int | None = 0
-    """Base seed; prompt i uses seed + i. None leaves sampling unseeded."""
+    n: int = field(default=1, metadata={"help": "responses per prompt"})
+    temperature: float = field(default=0.6, metadata={
+        "help": "sampling temperature; the paper samples best-of-N candidates at 0.6 (RL rollouts use 1.0)"})
+    top_p: float = field(default=0.95, metadata={"help": "nucleus sampling mass (the paper: 0.95)"})
+    max_tokens: int = field(default=32768, metadata={"help": "most new tokens per response"})
+    seed: int | None = field(default=0, metadata={
+        "help": "base seed; prompt i uses seed+i (unseeded: None, on the command line -1)"})
 
     def to_dict(self) -> dict:
         return asdict(self)

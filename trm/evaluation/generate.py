@@ -7,7 +7,9 @@ Output: one JSON line per prompt, in benchmark order:
 evaluated with the prompt it was trained with (`--template luffy` / `llama-boxed` / ..., see `trm.data.prompts`).
 Re-running the same command resumes: records already written are matched by benchmark and id
 (`trm.resumable`); one written with another prompt or n, or torn, is set aside into `<out>.set-aside`.
---max-tokens is kept inside the model's context when the model is a local folder (see `resolve_max_tokens`).
+--max-tokens is kept inside the model's context when the model is a local folder (see `resolve_max_tokens`): its
+default is what that context leaves after the longest prompt, and a value that does not fit is an error; for a
+served model name the default is SamplingConfig's, assumed to fit (the server refuses what does not).
 """
 
 from __future__ import annotations
@@ -50,14 +52,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="prompt: 'benchmark' (its own instruction) or the template an RL checkpoint was trained "
                         f"with ({template_help()})")
     p.add_argument("--system", help="optional system message (not with a template that has its own)")
-    p.add_argument("--n", type=int, default=1, help="responses per prompt")
-    p.add_argument("--temperature", type=float, default=0.6)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--max-tokens", type=int, default=None,
-                   help="most new tokens per response. Local model folder: default what its context leaves after "
-                        "the longest prompt, and a value that does not fit is an error. Otherwise (a served model "
-                        f"name) default {SamplingConfig.max_tokens}, assumed to fit; the server refuses what does not")
-    p.add_argument("--seed", type=int, default=0, help="base seed; prompt i uses seed+i (-1: unseeded)")
+    # --max-tokens None: fitted to a local model's context (resolve_max_tokens); --seed -1: None (unseeded)
+    add_dataclass_arguments(p, SamplingConfig, defaults={"max_tokens": None})
     p.add_argument("--batch-size", type=int, default=8, help="prompts per backend call (and per write)")
     endpoint = p.add_argument_group("endpoint client (openai backend)")
     add_dataclass_arguments(endpoint, ChatConfig, defaults={"max_concurrency": 8, "request_timeout": 3600.0,
@@ -231,7 +227,7 @@ def main(argv: list[str], prog: str = "trm generate") -> int:
     if context is None and args.max_tokens is None:
         print(f"{prog}: the context of {args.model!r} is unknown here (not a local model folder): assumed "
               f"--max-tokens {max_tokens} fits", file=sys.stderr)
-    cfg = SamplingConfig(args.n, args.temperature, args.top_p, max_tokens, None if args.seed < 0 else args.seed)
+    cfg = dataclass_from_args(SamplingConfig, args, max_tokens=max_tokens, seed=None if args.seed < 0 else args.seed)
     name = choose_backend(args)
     args.system = system  # the template's system turn, if it has one
     backend = make_backend(name, args)

@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Hashable, Sequence
 
 log = logging.getLogger("trm.serving")
@@ -35,19 +35,19 @@ def default_batch_tokens(device: str) -> int:
 class BatcherConfig:
     """Limits of one shared forward pass."""
 
-    max_batch_tokens: int | None = None
-    """Padded tokens per batch (rows x longest row). An item longer than this still runs, alone. None: the server
-    picks by device (default_batch_tokens for the reward server; GPU_BATCH_TOKENS otherwise)."""
-    max_batch_size: int = 64
-    """Rows per batch; 1 turns batching off."""
-    max_wait_ms: float = 0.0
-    """Wait this long for more requests when a batch is not full (adds latency at low load; 0 = never wait)."""
-    gather_yields: int = 3
-    """Event-loop turns given to already-arrived requests before a batch is cut after an idle spell (costs
-    microseconds); under load, items that queued during the previous forward pass are cut at once."""
-    max_queue: int = 8192
-    """Items waiting for a forward pass, over all requests. A request that would overfill the queue is refused
-    (QueueFull: HTTP 429 with Retry-After) instead of growing the backlog without bound."""
+    max_batch_tokens: int | None = field(default=None, metadata={"help": (
+        "padded tokens per shared forward pass (rows x longest row); an item longer than this still runs, alone "
+        f"(default: by device, {GPU_BATCH_TOKENS} on a GPU; the reward server uses {CPU_BATCH_TOKENS} on a CPU, "
+        "whose caches favour small batches)")})
+    max_batch_size: int = field(default=64, metadata={"help": "rows per shared forward pass; 1 turns batching off"})
+    max_wait_ms: float = field(default=0.0, metadata={
+        "help": "wait this long for more requests when a batch is not full (adds latency at low load; 0: never)"})
+    gather_yields: int = field(default=3, metadata={
+        "help": "event-loop turns given to already-arrived requests before a batch is cut after an idle spell (costs "
+                "microseconds); under load, items that queued during the previous forward pass are cut at once"})
+    max_queue: int = field(default=8192, metadata={
+        "help": "items waiting for a forward pass, over all requests; a request that would overfill the queue gets "
+                "429 with Retry-After (QueueFull) instead of growing the backlog without bound"})
 
 
 class QueueFull(Exception):

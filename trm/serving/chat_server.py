@@ -36,23 +36,22 @@ from trm.serving.scorer import char_limit
 class ChatServerConfig:
     """What the chat server exposes and its limits."""
 
-    served_model_names: list[str] = field(default_factory=lambda: ["chat"])
-    """Names clients may put in "model"; others get 404. The first is the default."""
-    api_key: str | None = None
-    """When set, every route but /health needs `Authorization: Bearer <key>`."""
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    max_length: int | None = None
-    """Prompt + max_tokens limit; None uses the model's max_position_embeddings."""
-    default_max_tokens: int = 1024
-    """Chat max_tokens when a request does not say (capped by the room left in the context)."""
-    default_completion_max_tokens: int = 16
-    """/v1/completions max_tokens when a request does not say: OpenAI's default (capped like the chat one)."""
-    max_n: int = 16
-    """Most samples per request."""
-    max_rows_per_request: int = 256
-    """Most prompts x n per /v1/completions request: each is a row of generation, so a small request cannot ask
-    for thousands of them."""
-    batcher: BatcherConfig = field(default_factory=lambda: BatcherConfig(max_batch_tokens=32768, max_batch_size=32))
+    served_model_names: list[str] = field(default_factory=lambda: ["chat"], metadata={
+        "help": "names clients may put in 'model'; others get 404. The first is the default"})
+    api_key: str | None = field(default=None, metadata={
+        "help": "require 'Authorization: Bearer KEY' on every route but /health"})
+    max_body_bytes: int = field(default=DEFAULT_MAX_BODY_BYTES, metadata={"help": "larger request bodies get 413"})
+    max_length: int | None = field(default=None, metadata={
+        "help": "token limit of prompt + max_tokens (default: the model's max_position_embeddings)"})
+    default_max_tokens: int = field(default=1024, metadata={
+        "help": "chat max_tokens for requests that do not set it (capped by the room left in the context)"})
+    default_completion_max_tokens: int = field(default=16, metadata={
+        "help": "/v1/completions max_tokens for requests that do not set it: OpenAI's (capped like the chat one)"})
+    max_n: int = field(default=16, metadata={"help": "most samples per request"})
+    max_rows_per_request: int = field(default=256, metadata={
+        "help": "most prompts x n per /v1/completions request: each is a row of generation, so a small request "
+                "cannot ask for thousands of them"})
+    batcher: BatcherConfig = field(default_factory=BatcherConfig)  # what `trm serve chat` always used
 
 
 def _number(body: dict, name: str, default: float, low: float, high: float) -> float:

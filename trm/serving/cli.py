@@ -19,48 +19,39 @@ def main(argv: list[str], prog: str = "trm serve") -> int:
     return dispatch(prog, SERVE_COMMANDS, argv, "Embedded OpenAI-compatible servers (CPU or one GPU).")
 
 
-def common_parser(prog: str, description: str, default_port: int, default_name: str) -> argparse.ArgumentParser:
-    """Flags both servers share."""
-    from trm.cli import HelpFormatter
+def common_parser(prog: str, description: str, default_port: int, default_name: str,
+                  config: type) -> argparse.ArgumentParser:
+    """Flags both servers share, with those of the server's ``config`` dataclass and of its batcher."""
+    from trm.cli import HelpFormatter, add_dataclass_arguments
     from trm.client import API_KEY_ENV
+    from trm.serving.batching import BatcherConfig
+    from trm.serving.http import DEFAULT_MAX_BODY_BYTES, HTTP_PARSERS, ConnectionLimits
 
-    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter,
+                                     epilog=f"The API key may also come from ${API_KEY_ENV['reward'][0]}.")
     parser.add_argument("--model", required=True, help="Hugging Face model folder (config.json, weights, tokenizer)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=default_port, help=f"port (default {default_port})")
-    parser.add_argument("--served-model-name", action="append", dest="served_model_names", metavar="NAME",
+    # Config fields without a flag of their own: the names are repeatable (a list) with a default per command, the
+    # body limit is given in MiB, and the batcher gets its own flags (less its two tuning knobs, for benches).
+    parser.add_argument("--served-model-name", action="append", dest="names", metavar="NAME",
                         help=f"name clients send as 'model' (repeatable; default {default_name})")
-    parser.add_argument("--api-key", default=None,
-                        help="require 'Authorization: Bearer KEY' on every route but /health "
-                             f"(or set {API_KEY_ENV['reward'][0]})")
-    parser.add_argument("--max-length", type=int, default=None,
-                        help="token limit per input (default: the model's max_position_embeddings)")
+    parser.add_argument("--max-body-mb", type=float, default=DEFAULT_MAX_BODY_BYTES / 2**20,
+                        help="largest request body in MiB; larger ones get 413")
+    add_dataclass_arguments(parser, config, exclude=("served_model_names", "max_body_bytes", "batcher"))
+    add_dataclass_arguments(parser, BatcherConfig, exclude=("max_wait_ms", "gather_yields"))
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--dtype", default="auto", help="auto (checkpoint dtype), float32, bfloat16, float16")
-    from trm.serving.batching import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, BatcherConfig
-
-    parser.add_argument("--max-batch-tokens", type=int, default=None,
-                        help=f"padded tokens per shared forward pass (default {GPU_BATCH_TOKENS} on a GPU; the reward "
-                             f"server uses {CPU_BATCH_TOKENS} on a CPU, whose caches favour small batches)")
-    parser.add_argument("--max-batch-size", type=int, default=64,
-                        help="rows per shared forward pass; 1 turns batching off (default 64)")
-    parser.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body in MiB (default 32)")
-    from trm.serving.http import HTTP_PARSERS, ConnectionLimits
-
-    parser.add_argument("--max-queue", type=int, default=BatcherConfig.max_queue,
-                        help="items waiting for a forward pass; beyond, requests get 429 with Retry-After "
-                             f"(default {BatcherConfig.max_queue})")
+    # ConnectionLimits (trm/serving/http.py) declares no field help yet: its flags are written here.
     parser.add_argument("--max-connections", type=int, default=ConnectionLimits.max_connections,
-                        help=f"open connections; more are closed at once (default {ConnectionLimits.max_connections})")
+                        help="open connections; more are closed at once")
     parser.add_argument("--request-read-timeout", type=float, default=ConnectionLimits.request_read_timeout_s,
-                        help="seconds a client has to send a whole request before its connection is closed "
-                             f"(default {ConnectionLimits.request_read_timeout_s:g})")
+                        help="seconds a client has to send a whole request before its connection is closed")
     parser.add_argument("--http-parser", choices=HTTP_PARSERS, default=ConnectionLimits.http_parser,
                         help="HTTP/1.1 parser: httptools (C, much less CPU per request), h11 (pure Python) or auto "
-                             f"(httptools when installed; default {ConnectionLimits.http_parser})")
+                             "(httptools when installed)")
     parser.add_argument("--log-interval", type=float, default=ConnectionLimits.log_interval_s,
-                        help="log each kind of connection warning at most once per this many seconds "
-                             f"(default {ConnectionLimits.log_interval_s:g})")
+                        help="log each kind of connection warning at most once per this many seconds")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="run Python code shipped with the checkpoint (off by default)")
     parser.add_argument("--torch-threads", type=int, default=None,
@@ -89,17 +80,17 @@ def parse_server_args(parser: argparse.ArgumentParser, argv: list[str]) -> argpa
     return args
 
 
-def shared_config(args: argparse.Namespace) -> dict:
-    """Config fields both servers take from the shared flags (API key, body limit, batching)."""
+def server_config(config: type, args: argparse.Namespace, **fields):
+    """The server's ``config`` from the flags (no --served-model-name: ``fields``' names, else the config's), with
+    the API key resolved as everywhere (the flag, then the environment)."""
+    from trm.cli import dataclass_from_args
     from trm.client import resolve_api_key
     from trm.serving.batching import BatcherConfig
 
-    return dict(
-        api_key=resolve_api_key(args.api_key, "reward"),
-        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
-        batcher=BatcherConfig(max_batch_tokens=args.max_batch_tokens, max_batch_size=args.max_batch_size,
-                              max_queue=args.max_queue),
-    )
+    given = {"served_model_names": args.names} if args.names else {}
+    return dataclass_from_args(config, args, **{
+        "api_key": resolve_api_key(args.api_key, "reward"), "max_body_bytes": int(args.max_body_mb * 2**20),
+        "batcher": dataclass_from_args(BatcherConfig, args), **fields, **given})
 
 
 def connection_limits(args: argparse.Namespace):

@@ -42,14 +42,13 @@ INLINE_TOKENIZE_TEXTS = 16
 class RewardServerConfig:
     """What the reward server exposes and how it batches."""
 
-    served_model_names: list[str] = field(default_factory=lambda: ["RewardModel"])
-    """Names clients may put in "model"; others get 404. The first is the default."""
-    api_key: str | None = None
-    """When set, every route but /health needs `Authorization: Bearer <key>`."""
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    """Larger request bodies get 413."""
-    max_inputs_per_request: int = 4096
-    """More inputs in one request get 400 (split the request)."""
+    served_model_names: list[str] = field(default_factory=lambda: ["RewardModel"], metadata={
+        "help": "names clients may put in 'model'; others get 404. The first is the default"})
+    api_key: str | None = field(default=None, metadata={
+        "help": "require 'Authorization: Bearer KEY' on every route but /health"})
+    max_body_bytes: int = field(default=DEFAULT_MAX_BODY_BYTES, metadata={"help": "larger request bodies get 413"})
+    max_inputs_per_request: int = field(default=4096, metadata={
+        "help": "more inputs in one request get 400 (split the request)"})
     batcher: BatcherConfig = field(default_factory=BatcherConfig)
 
 

@@ -93,6 +93,8 @@ def test_every_subcommand_help_shows_defaults(monkeypatch):
         (["dag", "build"], "--max-fallback-rate", "0.1"), (["serve", "wait"], "--timeout", "300.0"),
         (["score"], "--batch-size", "16"), (["eval", "bon"], "--seed", None), (["generate"], "--temperature", None),
         (["rl", "check"], "--print-config", None), (["data", "trm-preference", "split"], "--seed", "42"),
+        (["serve", "reward"], "--max-queue", "8192"), (["serve", "chat"], "--default-max-tokens", "1024"),
+        (["generate"], "--top-p", "0.95"),
     ]:
         text = " ".join(help_text(*command).split())
         assert flag in text, (command, flag)

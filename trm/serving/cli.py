@@ -19,13 +19,18 @@ def main(argv: list[str], prog: str = "trm serve") -> int:
     return dispatch(prog, SERVE_COMMANDS, argv, "Embedded OpenAI-compatible servers (CPU or one GPU).")
 
 
+# The connection flags keep their names without the unit suffix of the fields.
+CONNECTION_FLAGS = {"request_read_timeout_s": "--request-read-timeout", "log_interval_s": "--log-interval",
+                    "keep_alive_timeout_s": "--keep-alive-timeout"}
+
+
 def common_parser(prog: str, description: str, default_port: int, default_name: str,
                   config: type) -> argparse.ArgumentParser:
     """Flags both servers share, with those of the server's ``config`` dataclass and of its batcher."""
     from trm.cli import HelpFormatter, add_dataclass_arguments
     from trm.client import API_KEY_ENV
     from trm.serving.batching import BatcherConfig
-    from trm.serving.http import DEFAULT_MAX_BODY_BYTES, HTTP_PARSERS, ConnectionLimits
+    from trm.serving.http import DEFAULT_MAX_BODY_BYTES, ConnectionLimits
 
     parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter,
                                      epilog=f"The API key may also come from ${API_KEY_ENV['reward'][0]}.")
@@ -42,16 +47,7 @@ def common_parser(prog: str, description: str, default_port: int, default_name: 
     add_dataclass_arguments(parser, BatcherConfig, exclude=("max_wait_ms", "gather_yields"))
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--dtype", default="auto", help="auto (checkpoint dtype), float32, bfloat16, float16")
-    # ConnectionLimits (trm/serving/http.py) declares no field help yet: its flags are written here.
-    parser.add_argument("--max-connections", type=int, default=ConnectionLimits.max_connections,
-                        help="open connections; more are closed at once")
-    parser.add_argument("--request-read-timeout", type=float, default=ConnectionLimits.request_read_timeout_s,
-                        help="seconds a client has to send a whole request before its connection is closed")
-    parser.add_argument("--http-parser", choices=HTTP_PARSERS, default=ConnectionLimits.http_parser,
-                        help="HTTP/1.1 parser: httptools (C, much less CPU per request), h11 (pure Python) or auto "
-                             "(httptools when installed)")
-    parser.add_argument("--log-interval", type=float, default=ConnectionLimits.log_interval_s,
-                        help="log each kind of connection warning at most once per this many seconds")
+    add_dataclass_arguments(parser, ConnectionLimits, flags=CONNECTION_FLAGS)
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="run Python code shipped with the checkpoint (off by default)")
     parser.add_argument("--torch-threads", type=int, default=None,
@@ -95,7 +91,7 @@ def server_config(config: type, args: argparse.Namespace, **fields):
 
 def connection_limits(args: argparse.Namespace):
     """The uvicorn connection limits the shared flags ask for."""
+    from trm.cli import dataclass_from_args
     from trm.serving.http import ConnectionLimits
 
-    return ConnectionLimits(max_connections=args.max_connections, request_read_timeout_s=args.request_read_timeout,
-                            http_parser=args.http_parser, log_interval_s=args.log_interval)
+    return dataclass_from_args(ConnectionLimits, args)

@@ -18,7 +18,7 @@ import resource
 import signal
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -45,26 +45,29 @@ DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 LARGE_BODY_BYTES = 1024 * 1024
 
 
+HTTP_PARSERS = ("auto", "httptools", "h11")
+
+
 @dataclass
 class ConnectionLimits:
     """What one client (or many) may hold of the server: connections, time to send a request, header size, and
     how often connection errors are logged."""
 
-    max_connections: int = 1024
-    """Open connections; one opened beyond it is closed at once (uvicorn's own limit_concurrency, set one above,
-    would only answer 503 to a request already connected). Lowered to the file-descriptor limit minus 64."""
-    request_read_timeout_s: float = 10.0
-    """Seconds a client has to send a whole request (headers and body) once connected or after its previous
-    response; then the connection is closed. Time the server spends computing an answer is not limited."""
-    keep_alive_timeout_s: int = 5
-    """Seconds an idle keep-alive connection stays open."""
-    max_header_bytes: int = 16 * 1024
-    """Largest request head (request line and headers); more is a 400."""
-    http_parser: str = "auto"
-    """HTTP/1.1 parser: httptools (C, uvicorn's fast path), h11 (pure Python), or auto (httptools when installed)."""
-    log_interval_s: float = 10.0
-    """Connection-level warnings (invalid requests, refused or timed-out connections) are logged once per this
-    many seconds per kind, with a count of those suppressed, so a flood cannot fill the disk."""
+    max_connections: int = field(default=1024, metadata={"help": (
+        "Open connections; one opened beyond it is closed at once (uvicorn's own limit_concurrency, set one above, "
+        "would only answer 503 to a request already connected). Lowered to the file-descriptor limit minus 64.")})
+    request_read_timeout_s: float = field(default=10.0, metadata={"help": (
+        "Seconds a client has to send a whole request (headers and body) once connected or after its previous "
+        "response; then the connection is closed. Time the server spends computing an answer is not limited.")})
+    keep_alive_timeout_s: int = field(default=5, metadata={"help": "Seconds an idle keep-alive connection stays open."})
+    max_header_bytes: int = field(default=16 * 1024, metadata={"help": (
+        "Largest request head (request line and headers); more is a 400.")})
+    http_parser: str = field(default="auto", metadata={"choices": HTTP_PARSERS, "help": (
+        "HTTP/1.1 parser: httptools (C, much less CPU per request), h11 (pure Python), or auto (httptools when "
+        "installed).")})
+    log_interval_s: float = field(default=10.0, metadata={"help": (
+        "Connection-level warnings (invalid requests, refused or timed-out connections) are logged once per this "
+        "many seconds per kind, with a count of those suppressed, so a flood cannot fill the disk.")})
 
 
 class ApiError(Exception):
@@ -380,9 +383,6 @@ def effective_max_connections(limits: ConnectionLimits) -> int:
     if soft == resource.RLIM_INFINITY:
         return limits.max_connections
     return max(1, min(limits.max_connections, soft - 64))
-
-
-HTTP_PARSERS = ("auto", "httptools", "h11")
 
 
 def resolve_http_parser(name: str) -> str:

@@ -26,6 +26,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 from trm.errors import BadInput, RunFailed
 
+
 class Alias(NamedTuple):
     """A hidden old spelling in a command table: runs ``target`` (words of the same table) and names it. The key
     ``ANY_FLAG`` stands for a flag where a subcommand was expected (a command that became a group)."""

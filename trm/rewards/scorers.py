@@ -86,14 +86,19 @@ class PoolScorer:
     async def _send(self, batch: list[tuple["RewardRequest", asyncio.Future]]) -> None:
         try:
             scores = await self.score_batch([request for request, _ in batch])
+            if len(scores) != len(batch):
+                raise RuntimeError(f"{type(self).__name__} gave {len(scores)} scores for {len(batch)} texts")
+            for (_, future), score in zip(batch, scores):
+                if not future.done():
+                    future.set_result(score)
+        except asyncio.CancelledError:  # the rewarder is closing: the waiting responses are cancelled with it
+            for _, future in batch:
+                future.cancel()
+            raise
         except Exception as error:  # each waiting response raises it; nothing becomes a score
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
-            return
-        for (_, future), score in zip(batch, scores, strict=True):
-            if not future.done():
-                future.set_result(score)
 
     async def score_batch(self, requests: list["RewardRequest"]) -> list[float]:  # pragma: no cover - interface
         raise NotImplementedError

@@ -68,8 +68,8 @@ def test_rule_check_table():
     assert not wrong, wrong
     for (answer, _, _), verdict in zip(TABLE, verdicts):
         assert verdict.answer == answer
-        assert verdict.source in ("exact_match", "math_verify", "prime_math")
-    assert {v.source for v in verdicts} == {"exact_match", "math_verify", "prime_math"}
+        assert verdict.source in ("exact_match", "math_verify", "prime_math", "numeric")
+    assert {v.source for v in verdicts} == {"exact_match", "math_verify", "prime_math", "numeric"}  # ("-2", "2")
 
 
 def test_exact_match_normalisation_is_light():
@@ -90,7 +90,7 @@ def test_pathological_input_times_out_and_the_pool_recovers():
     pool = get_pool("trm.rewards.math_rules:check_item")
     replaced_before = pool.replaced
     started = time.monotonic()
-    verdicts = rule_check_batch([PATHOLOGICAL, "0.5", "7"], ["5", "\\frac{1}{2}", "8"], timeout_s=1.5)
+    verdicts = rule_check_batch([PATHOLOGICAL, "0.5", "0.7"], ["5", "\\frac{1}{2}", "0.8"], timeout_s=1.5)
     assert time.monotonic() - started < 30  # finished instead of hanging on sympy
     assert verdicts[0] == Verdict(False, "timeout", PATHOLOGICAL, verdicts[0].detail, ("prime_math",))
     assert "math_verify: no result within 1.5s" in verdicts[0].detail  # prime_math then had its own turn
@@ -210,7 +210,7 @@ def crashing_rule_check(monkeypatch):
 def test_answer_whose_worker_dies_once_is_retried_and_judged(crashing_rule_check, tmp_path, monkeypatch):
     marker = tmp_path / "m"
     monkeypatch.setenv("TRM_TEST_CRASH_DIR", str(tmp_path))  # read by the workers the call starts
-    verdicts = crashing_rule_check(["once|m|0.5", "0.25", "7"], ["\\frac{1}{2}", "\\frac{1}{4}", "8"])
+    verdicts = crashing_rule_check(["once|m|0.5", "0.25", "0.7"], ["\\frac{1}{2}", "\\frac{1}{4}", "0.8"])
     assert marker.exists()  # the first attempt did kill its worker
     assert [(v.correct, v.source) for v in verdicts] == [(True, "math_verify"), (True, "math_verify"), (False, "math_verify")]
 
@@ -287,7 +287,7 @@ def test_verify_response_rule_path_never_calls_the_verifier():
     assert right.correct and right.source == "math_verify" and right.answer == "0.5"
     assert none.source == "no_answer" and not none.correct
     assert long.source == "length_rule" and not long.correct
-    assert other.source == "math_verify" and not other.correct
+    assert other.source == "numeric" and not other.correct  # two plain integers: settled without a worker
 
 
 def test_verify_response_verifier_failure_raises_not_zero():
@@ -330,7 +330,7 @@ def start_fault(monkeypatch, tmp_path):
 
     def run(fault: str, **kwargs):
         monkeypatch.setenv("TRM_TEST_START_FAULT", fault)
-        return rule_check_batch(["0.5", "7"], ["\\frac12", "8"], workers=2, **kwargs)
+        return rule_check_batch(["0.5", "0.7"], ["\\frac12", "0.8"], workers=2, **kwargs)
 
     yield run
     get_pool("trm_testing.rule_check_start_fault:check", 2).shutdown()
@@ -397,3 +397,61 @@ def test_every_box_of_a_multi_part_ground_truth_is_compared():
     assert clean_ground_truth("(a) \\boxed{3} (b) \\boxed{12}") == "3, 12"
     verdicts = rule_check_batch(["3, 12", "12"], ["(a) \\boxed{3} (b) \\boxed{12}"] * 2)
     assert [v.correct for v in verdicts] == [True, False]  # only the last box used to count: "12" was right
+
+
+def _integer_pairs(count: int, seed: int = 13) -> list[tuple[str, str]]:
+    """Random plain-integer (answer, ground truth) pairs of the shapes a batch holds: small and 15-digit values,
+    off by one, by a sign, by a factor of 100 (prime_math's percentage reading), within its 1e-4 tolerance."""
+    import random
+
+    rng = random.Random(seed)
+    pairs = []
+    for k in range(count):
+        g = rng.choice([rng.randint(-20, 20), rng.randint(0, 10**6), rng.randint(10**13, 10**15 - 1)])
+        a = [g + rng.choice([-1, 1]), -g, g * 100, rng.randint(-10**6, 10**6), g + max(1, abs(g) // 10**5),
+             rng.randint(10**14, 10**15 - 1)][k % 6]
+        pairs.append((str(a) if k % 5 else f" {a} ", str(g)))
+    return pairs
+
+
+def test_plain_integer_fast_path_agrees_with_the_two_worker_stages(monkeypatch):
+    from trm.rewards import correctness
+
+    pairs = _integer_pairs(48) + [("007", "7"), ("-0", "0"), ("500", "5"), ("5", "500"), ("100001", "100000"),
+                                  ("0", "1"), ("3", "-3"), ("1000000000000001", "1000000000000002")]  # 16 digits
+    answers, golds = [a for a, _ in pairs], [g for _, g in pairs]
+    fast = rule_check_batch(answers, golds)
+    monkeypatch.setattr(correctness, "_integer_mismatch", lambda answer, ground_truth: None)
+    workers = rule_check_batch(answers, golds)
+    assert [v.correct for v in fast] == [v.correct for v in workers], [
+        (p, f, w) for p, f, w in zip(pairs, fast, workers) if f.correct != w.correct]
+    settled = [p for p, v in zip(pairs, fast) if v.source == "numeric"]
+    assert len(settled) >= 30  # most wrong pairs never reach a worker
+    assert ("0", "1") in settled and ("3", "-3") in settled
+    by_pair = dict(zip(pairs, fast))
+    # equal values written differently, a factor of 100 and the tolerance are the workers' to decide, as before
+    for pair in [("007", "7"), ("-0", "0"), ("500", "5"), ("5", "500"), ("100001", "100000"),
+                 ("1000000000000001", "1000000000000002")]:
+        assert by_pair[pair].source != "numeric", (pair, by_pair[pair])
+    assert by_pair[("007", "7")].correct and by_pair[("500", "5")].correct  # (math-verify; prime_math's percent)
+    assert not any(v.source == "numeric" for v in workers)
+    assert by_pair[("0", "1")].answer == "0" and "plain integers" in by_pair[("0", "1")].detail
+
+
+def test_plain_integer_mismatch_still_goes_to_the_llm_verifier_for_its_data_sources():
+    from trm_testing.fault_server import FaultServer, chat_completion
+
+    with FaultServer(lambda i, req: ("status", 200, chat_completion("Final Decision: Yes"))) as fake:
+        async def go():
+            pool = BackendPool([fake.url], deadline=10)
+            try:
+                kwargs = dict(question="How many legs has a spider?", verifier_pool=pool)
+                return (await verify_response("So \\boxed{6}", "8", data_source=WEBINSTRUCT, **kwargs),
+                        await verify_response("So \\boxed{6}", "8", data_source="numina_math", **kwargs))
+            finally:
+                await pool.aclose()
+
+        llm, rule_only = asyncio.run(go())
+        assert len(fake.requests) == 1
+    assert (llm.correct, llm.source, llm.also) == (True, "llm_verifier", ("numeric",))
+    assert (rule_only.correct, rule_only.source, rule_only.answer) == (False, "numeric", "6")

@@ -4,7 +4,8 @@ The rule check is the original release's (reference/protocol.md section 4), in i
 1. no extractable answer -> wrong ("no_answer");
 2. the length guard: an answer whose length differs from the ground truth's by more than 50 characters is not
    rule-checked ("length_guard"); this also bounds the text any later step works on;
-3. exact match after light normalisation -> right ("exact_match");
+3. exact match after light normalisation -> right ("exact_match"); two plain integers that neither worker stage
+   could call equal -> wrong here ("numeric"), the bulk of a batch's wrong answers and 12 ms of worker time each;
 4. math-verify on the ``$x$`` and bare forms of both sides, in a worker process with a hard time bound ->
    right ("math_verify"), or "timeout" if it hung;
 5. verl's ``prime_math`` scorer, in its own time-bounded worker call, for what math-verify did not accept ->
@@ -28,6 +29,7 @@ import asyncio
 import dataclasses
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -135,9 +137,9 @@ def fails_length_guard(answer: str, ground_truth: str) -> bool:
 
 
 def _precheck(answer: str | None, ground_truth: str, rung: str = "") -> Verdict | None:
-    """Decisions that need no worker: no answer, the length guard, an exact match (in that order: the guard
-    bounds the text the exact match and the workers see to the ground truth's length plus 50). A response tail
-    (rung "tail") is bounded by the ladder; the worker extracts its answer and applies the guard to that."""
+    """Decisions that need no worker: no answer, the length guard, an exact match, two different plain integers (in
+    that order: the guard bounds the text the later steps and the workers see to the ground truth's length plus 50).
+    A response tail (rung "tail") is bounded by the ladder; the worker extracts its answer and applies the guard."""
     from trm.rewards.math_rules import exact_match
 
     if answer is None or not answer.strip():
@@ -149,7 +151,24 @@ def _precheck(answer: str | None, ground_truth: str, rung: str = "") -> Verdict 
                        f"{len(ground_truth)}: more than {LENGTH_GUARD_CHARS} apart, not rule-checked")
     if exact_match(answer, ground_truth):
         return Verdict(True, "exact_match", answer, "equal after normalisation")
-    return None
+    return _integer_mismatch(answer, ground_truth)
+
+
+# Plain integers exactly representable as floats (prime_math compares numbers as floats).
+_PLAIN_INTEGER_RE = re.compile(r"-?[0-9]{1,15}")
+
+
+def _integer_mismatch(answer: str, ground_truth: str) -> Verdict | None:
+    """Wrong, when both sides are plain integers outside prime_math's acceptance (relative tolerance 1e-4 of the
+    ground truth, or of it times or divided by 100); anything else ("007" for "7", "500" for "5") goes to the workers."""
+    a, g = answer.strip(), ground_truth.strip()
+    if not (_PLAIN_INTEGER_RE.fullmatch(a) and _PLAIN_INTEGER_RE.fullmatch(g)):
+        return None
+    a_value, g_value = int(a), int(g)
+    if any(math.isclose(a_value, target, rel_tol=1e-4) for target in (g_value, g_value * 100, g_value / 100)):
+        return None
+    return Verdict(False, "numeric", answer, f"plain integers: answer {a_value}, ground truth {g_value}: not equal "
+                   "(not within prime_math's tolerance of it, or of it as a percentage)")
 
 
 def worker_error_limit(batch_size: int, max_fraction: float = DEFAULT_MAX_WORKER_ERROR_FRACTION) -> int:

@@ -55,7 +55,7 @@ def test_two_grpo_steps_log_the_components_trm_reward_computes(tmp_path, policy,
     from trm.integrations.trl import ThinkingReward
 
     model, tokenizer = policy
-    rows = arithmetic_rows(["7", "8"] * 4)  # half the rows make the same answer wrong (math_verify)
+    rows = arithmetic_rows(["7", "8"] * 4)  # half the rows make the same answer wrong (numeric: two plain integers)
     verifier = f"127.0.0.1:{free_port()}"  # rule-only data source: the verifier is never asked
     reward = ThinkingReward(rm_backends=reward_server, verifier_backends=verifier, deadline_s=60)
     calls = []
@@ -82,7 +82,7 @@ def test_two_grpo_steps_log_the_components_trm_reward_computes(tmp_path, policy,
     # The tiny tokenizer marks the think tags special: TRL's text loses them, the reward decodes the ids itself.
     texts = [r.response for call in calls for r in call["requests"]]
     assert any("</think>" in t for t in texts) and not any("</think>" in t for c in calls for t in c["trl_text"])
-    assert {r["verdict_source"] for r in records} >= {"exact_match", "math_verify"}
+    assert {r["verdict_source"] for r in records} >= {"exact_match", "numeric"}
     assert any(r["verify_binary"] for r in records) and not all(r["verify_binary"] for r in records)
 
     for n, (call, entry) in enumerate(zip(calls, logged)):
@@ -115,7 +115,7 @@ def test_plain_completions_flat_columns_and_alpha_zero_without_a_trm_server():
     assert scores == [1.0, 0.0, 0.0]  # r = v: no TRM call (its backend is dead)
     assert [r.user_prompt for r in reward.last_requests] == ["What is 2 + 2?"] * 3
     assert reward.last_metrics == {f"{NAME}/accuracy": 1 / 3, f"{NAME}/has_answer": 2 / 3,
-                                   f"{NAME}/verdict/exact_match": 1 / 3, f"{NAME}/verdict/math_verify": 1 / 3,
+                                   f"{NAME}/verdict/exact_match": 1 / 3, f"{NAME}/verdict/numeric": 1 / 3,
                                    f"{NAME}/verdict/no_answer": 1 / 3}
     logged = []
     reward([[{"role": "user", "content": "What is 2 + 2?"}]],

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from trm.errors import BadInput
-from trm.rewards.thinking import _number, score_reasoning
+from trm.rewards.thinking import finite_score, score_reasoning
 
 SOURCE_FIELDS = ("trm_endpoint", "trm_model")
 
@@ -100,7 +100,7 @@ class Scorer:
             return self._runner.run(score_reasoning(self.pool, texts, model=self.config.served_model_name,
                                                     chunk_size=self.config.batch_size))
         scores = self._local.score(texts, batch_size=self.config.batch_size)
-        return [_number(score, f"score of text {i}") for i, score in enumerate(scores)]
+        return [finite_score(score, f"score of text {i}") for i, score in enumerate(scores)]
 
     __call__ = score
 

@@ -23,7 +23,7 @@ import re
 
 from trm.protocol import REASONFLUX_STEP_TAG
 from trm.rewards.scorers import PoolScorer, register_scorer
-from trm.rewards.thinking import _number, pooled_items
+from trm.rewards.thinking import finite_score, pooled_items
 from trm.traces import reasoning
 
 POOLING_PATH = "/pooling"
@@ -55,7 +55,7 @@ def step_probabilities(pooled) -> list[float]:
             if len(step) != 2:
                 raise ValueError(f"step {k} has {len(step)} values, expected [p_bad, p_good]")
             step = step[1]
-        p = _number(step, f"step {k} probability")
+        p = finite_score(step, f"step {k} probability")
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"step {k} probability {p} is outside [0, 1]")
         probs.append(p)

@@ -46,7 +46,7 @@ async def score_responses(pool, prompts: list[str], responses: list[str], model:
     return await score_reasoning(pool, [trm_input(p, r) for p, r in zip(prompts, responses)], model=model, **kwargs)
 
 
-def _number(value, what: str) -> float:
+def finite_score(value, what: str) -> float:
     """A JSON number as a finite float of plausible size; anything else is a malformed answer (ValueError)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{what} is {type(value).__name__} {str(value)[:40]!r}, expected a number")
@@ -86,5 +86,5 @@ def _scores_from_answer(answer, expected: int) -> list[float]:
     for i, embedding in enumerate(pooled_items(answer, expected, "embedding")):
         if not isinstance(embedding, list) or len(embedding) != 1:
             raise ValueError(f"embeddings item {i} is {str(embedding)[:200]}, expected [score]: without a score")
-        scores.append(_number(embedding[0], f"score of item {i}"))
+        scores.append(finite_score(embedding[0], f"score of item {i}"))
     return scores

@@ -21,6 +21,7 @@ from trm.rewards.correctness import (
     too_long,
     verify_response,
 )
+from trm.rewards.llm_verifier import GeneralVerifier
 from trm.rewards.math_rules import normalise_answer
 from trm.rewards.worker_pool import WorkerPool, get_pool, shutdown_pools
 
@@ -274,12 +275,12 @@ def test_verify_response_rule_path_never_calls_the_verifier():
     # The verifier backend is dead: touching it would raise BackendsUnavailable.
     async def go():
         pool = dead_pool()
-        right = await verify_response("so \\boxed{0.5}", "\\frac12", data_source=WEBINSTRUCT, question="q", verifier_pool=pool)
-        none = await verify_response("no idea", "3", data_source=WEBINSTRUCT, question="q", verifier_pool=pool)
-        long = await verify_response(
-            "\\boxed{3 apples and 4 pears, all in one basket}", "7", data_source=WEBINSTRUCT, question="q", verifier_pool=pool
-        )
-        other = await verify_response("\\boxed{8}", "7", data_source="math", question="q", verifier_pool=pool)
+        kwargs = dict(question="q", verifier=GeneralVerifier(pool))
+        right = await verify_response("so \\boxed{0.5}", "\\frac12", data_source=WEBINSTRUCT, **kwargs)
+        none = await verify_response("no idea", "3", data_source=WEBINSTRUCT, **kwargs)
+        long = await verify_response("\\boxed{3 apples and 4 pears, all in one basket}", "7", data_source=WEBINSTRUCT,
+                                     **kwargs)
+        other = await verify_response("\\boxed{8}", "7", data_source="math", **kwargs)
         await pool.aclose()
         return right, none, long, other
 
@@ -294,7 +295,8 @@ def test_verify_response_verifier_failure_raises_not_zero():
     async def go():
         pool = dead_pool()
         try:
-            return await verify_response("\\boxed{8}", "7", data_source=WEBINSTRUCT, question="q", verifier_pool=pool)
+            return await verify_response("\\boxed{8}", "7", data_source=WEBINSTRUCT, question="q",
+                                         verifier=GeneralVerifier(pool))
         finally:
             await pool.aclose()
 
@@ -306,7 +308,7 @@ def test_verify_response_uses_a_given_rule_verdict_and_config():
     given = Verdict(False, "math_verify", "8", "from a batch")
     config = VerifyConfig(llm_data_sources={"my-source"})
     verdict = asyncio.run(
-        verify_response("ignored", "7", data_source=WEBINSTRUCT, question="q", verifier_pool=None, config=config, rule_verdict=given)
+        verify_response("ignored", "7", data_source=WEBINSTRUCT, question="q", verifier=None, config=config, rule_verdict=given)
     )
     assert verdict is given
     with pytest.raises(ValueError, match="rule_timeout_s"):
@@ -439,13 +441,13 @@ def test_plain_integer_fast_path_agrees_with_the_two_worker_stages(monkeypatch):
 
 
 def test_plain_integer_mismatch_still_goes_to_the_llm_verifier_for_its_data_sources():
-    from trm_testing.fault_server import FaultServer, chat_completion
+    from trm_testing.fault_server import FaultServer, verifier_reply
 
-    with FaultServer(lambda i, req: ("status", 200, chat_completion("Final Decision: Yes"))) as fake:
+    with FaultServer(lambda i, req: verifier_reply(req, lambda prompt: "Final Decision: Yes")) as fake:
         async def go():
             pool = BackendPool([fake.url], deadline=10)
             try:
-                kwargs = dict(question="How many legs has a spider?", verifier_pool=pool)
+                kwargs = dict(question="How many legs has a spider?", verifier=GeneralVerifier(pool))
                 return (await verify_response("So \\boxed{6}", "8", data_source=WEBINSTRUCT, **kwargs),
                         await verify_response("So \\boxed{6}", "8", data_source="numina_math", **kwargs))
             finally:

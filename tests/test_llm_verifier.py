@@ -8,14 +8,14 @@ import json
 from pathlib import Path
 
 import pytest
-from trm_testing.fault_server import FaultServer, chat_completion, dead_backend
+from trm_testing.fault_server import FaultServer, chat_completion, dead_backend, verifier_prompts, verifier_reply
 from trm_testing.serving import PROMPT_PROBE, running_server
 from test_protocol import VERIFIER_EXPECTED
 
 from trm.client import BackendPool, BackendRequestError, BackendsUnavailable
 from trm.protocol import GENERAL_VERIFIER_MAX_TOKENS, general_verifier_input
 from trm.rewards.correctness import VerifierUnusable, VerifyConfig, verify_response
-from trm.rewards.llm_verifier import llm_verify, parse_decision
+from trm.rewards.llm_verifier import GeneralVerifier, parse_decision
 
 REPO = Path(__file__).resolve().parents[1]
 VERIFIER_NAME = "TIGER-Lab/general-verifier"
@@ -48,10 +48,9 @@ def test_parse_decision(text, expected):
     assert parse_decision(text) is expected
 
 
-def reply(content, finish_reason="stop") -> dict:
-    completion = chat_completion("")
-    completion["choices"][0].update(message={"role": "assistant", "content": content}, finish_reason=finish_reason)
-    return completion
+def answering(text, finish_reason="stop"):
+    """A scripted verifier replying ``text`` to every prompt, on whichever API it is asked."""
+    return lambda i, request: verifier_reply(request, lambda prompt: text, finish_reason)
 
 
 def verify_with(script, question="What is 2+2?", truth="4", answer="four", **kwargs):
@@ -59,20 +58,23 @@ def verify_with(script, question="What is 2+2?", truth="4", answer="four", **kwa
         async def go():
             pool = BackendPool([fake.url], deadline=10)
             try:
-                return await llm_verify(pool, question, truth, answer, **kwargs)
+                return await GeneralVerifier(pool, **kwargs).verify(question, truth, answer)
             finally:
                 await pool.aclose()
 
         return asyncio.run(go()), fake.requests
 
 
-def test_the_request_is_the_protocol_input_byte_for_byte_greedy_with_512_tokens():
-    verdict, requests = verify_with(lambda i, req: ("status", 200, chat_completion("Same value.\nFinal Decision: Yes")),
-                                    QUESTION, TRUTH, STUDENT)
+@pytest.mark.parametrize("api", ["completions", "chat"])
+def test_the_request_is_the_protocol_input_byte_for_byte_greedy_with_512_tokens(api):
+    verdict, requests = verify_with(answering("Same value.\nFinal Decision: Yes"), QUESTION, TRUTH, STUDENT, api=api)
     assert verdict.correct and verdict.source == "llm_verifier" and verdict.answer == STUDENT
     sent = json.loads(requests[0].body)
-    assert requests[0].path == "/v1/chat/completions"
-    assert sent["messages"] == [{"role": "user", "content": VERIFIER_EXPECTED}]  # one user message, nothing else
+    if api == "completions":  # the default: the text is the prompt (a list request, here of one)
+        assert requests[0].path == "/v1/completions" and sent["prompt"] == [VERIFIER_EXPECTED]
+    else:  # the release's route: one user message, nothing else
+        assert requests[0].path == "/v1/chat/completions"
+        assert sent["messages"] == [{"role": "user", "content": VERIFIER_EXPECTED}]
     assert sent["model"] == VERIFIER_NAME and sent["temperature"] == 0
     assert sent["max_tokens"] == GENERAL_VERIFIER_MAX_TOKENS == 512
     config = VerifyConfig()
@@ -81,8 +83,8 @@ def test_the_request_is_the_protocol_input_byte_for_byte_greedy_with_512_tokens(
 
 def test_the_student_answer_is_cut_to_its_last_2000_characters():
     answer = "y" + "x" * 2500 + "THE END"
-    _, requests = verify_with(lambda i, req: ("status", 200, chat_completion("Final Decision: No")), answer=answer)
-    content = json.loads(requests[0].body)["messages"][0]["content"]
+    _, requests = verify_with(answering("Final Decision: No"), answer=answer)
+    (content,) = verifier_prompts(requests[0])
     assert content == general_verifier_input("What is 2+2?", "4", answer[-2000:])
     assert f"### Student Answer: {answer[-2000:]}\n\n" in content and answer[-2001:] not in content
 
@@ -91,7 +93,7 @@ def test_an_empty_answer_is_not_verified_and_nothing_is_called():
     async def go():
         pool = BackendPool(dead_backend(), deadline=1)  # any call would raise BackendsUnavailable
         try:
-            return [await llm_verify(pool, "q", "4", answer) for answer in ("", "  \n")]
+            return [await GeneralVerifier(pool).verify("q", "4", answer) for answer in ("", "  \n")]
         finally:
             await pool.aclose()
 
@@ -100,12 +102,12 @@ def test_an_empty_answer_is_not_verified_and_nothing_is_called():
 
 
 def test_scripted_no_is_not_verified():
-    verdict, _ = verify_with(lambda i, req: ("status", 200, chat_completion("Final Decision: No")))
+    verdict, _ = verify_with(answering("Final Decision: No"))
     assert not verdict.correct and "No" in verdict.detail
 
 
 def test_a_complete_reply_without_a_tag_is_the_models_answer_not_verified():
-    verdict, _ = verify_with(lambda i, req: ("status", 200, chat_completion("lorem ipsum <|im_end|> 42")))
+    verdict, _ = verify_with(answering("lorem ipsum <|im_end|> 42"))
     assert not verdict.correct and verdict.source == "llm_verifier"
     assert "unparsable" in verdict.detail and "42" in verdict.detail
 
@@ -121,15 +123,15 @@ def test_a_complete_reply_without_a_tag_is_the_models_answer_not_verified():
     ],
 )
 def test_empty_or_cut_off_replies_are_unusable_not_wrong(content, finish, source, correct):
-    verdict, _ = verify_with(lambda i, req: ("status", 200, reply(content, finish)))
+    verdict, _ = verify_with(answering(content, finish))
     assert (verdict.source, verdict.correct) == (source, correct)
     if source == "verifier_unusable":
         assert ("no content" in verdict.detail) if content is None else ("cut off at max_tokens 512" in verdict.detail)
 
 
-def test_a_reply_that_is_not_a_chat_completion_is_retried_then_raises():
+def test_a_reply_that_is_not_a_completion_is_retried_then_raises():
     def script(i, req):
-        return ("status", 200, {"unexpected": True}) if i < 2 else ("status", 200, chat_completion("Final Decision: No"))
+        return ("status", 200, {"unexpected": True}) if i < 2 else verifier_reply(req, lambda p: "Final Decision: No")
 
     verdict, requests = verify_with(script)  # a malformed answer is a backend fault: retried, never a verdict
     assert len(requests) == 3 and verdict.source == "llm_verifier" and not verdict.correct
@@ -137,21 +139,18 @@ def test_a_reply_that_is_not_a_chat_completion_is_retried_then_raises():
         async def go():
             pool = BackendPool([fake.url], deadline=0.5, backoff_base=0.01)
             try:
-                return await llm_verify(pool, "q", "4", "four")
+                return await GeneralVerifier(pool).verify("q", "4", "four")
             finally:
                 await pool.aclose()
 
-        with pytest.raises(BackendsUnavailable, match="malformed answer to /v1/chat/completions: answer is not a "
-                                                      "chat completion"):
+        with pytest.raises(BackendsUnavailable, match="malformed answer to /v1/completions: answer is not a "
+                                                      "completion"):
             asyncio.run(go())
 
 
 def unusable_for(marker: str):
     """A verifier whose reply to questions containing ``marker`` has no content; every other answer is "No"."""
-    def script(i, request):
-        text = json.loads(request.body)["messages"][0]["content"]
-        return "status", 200, reply(None) if marker in text else chat_completion("Final Decision: No")
-    return script
+    return lambda i, request: verifier_reply(request, lambda prompt: None if marker in prompt else "Final Decision: No")
 
 
 def reward_requests(n: int):
@@ -181,11 +180,11 @@ def test_unusable_replies_count_toward_the_batch_limit_and_the_verdict_line(capl
 
 
 def test_gate_calls_the_verifier_only_for_configured_sources_after_rule_failure():
-    with FaultServer(lambda i, req: ("status", 200, chat_completion("Final Decision: Yes"))) as fake:
+    with FaultServer(answering("Final Decision: Yes")) as fake:
         async def go():
             pool = BackendPool([fake.url], deadline=10)
             try:
-                kwargs = dict(question="How many legs has a spider?", verifier_pool=pool)
+                kwargs = dict(question="How many legs has a spider?", verifier=GeneralVerifier(pool))
                 llm = await verify_response("So \\boxed{eight}", "8", data_source=WEBINSTRUCT, **kwargs)
                 rule_only = await verify_response("So \\boxed{eight}", "8", data_source="numina_math", **kwargs)
                 by_rule = await verify_response("So \\boxed{8}", "8", data_source=WEBINSTRUCT, **kwargs)
@@ -197,7 +196,7 @@ def test_gate_calls_the_verifier_only_for_configured_sources_after_rule_failure(
                 await pool.aclose()
 
         llm, rule_only, by_rule, custom = asyncio.run(go())
-        prompts = [json.loads(r.body)["messages"][0]["content"] for r in fake.requests]
+        prompts = [prompt for r in fake.requests for prompt in verifier_prompts(r)]
     assert llm.correct and llm.source == "llm_verifier" and llm.also == ("math_verify", "prime_math")
     assert not rule_only.correct and rule_only.source == "math_verify"
     assert by_rule.correct and by_rule.source == "exact_match"
@@ -224,19 +223,26 @@ def test_the_served_verifier_model_gets_exactly_the_protocol_text(probed_chat_se
     async def go():
         pool = BackendPool([url], deadline=120, request_timeout=120)
         try:
-            verdict = await llm_verify(pool, QUESTION, TRUTH, STUDENT, max_tokens=8)
+            verdicts = [await GeneralVerifier(pool, max_tokens=8, api=api).verify(QUESTION, TRUTH, STUDENT)
+                        for api in ("completions", "chat")]
             with pytest.raises(BackendRequestError) as info:
-                await llm_verify(pool, QUESTION, TRUTH, STUDENT, model="not-served")
-            return verdict, info.value
+                await GeneralVerifier(pool, model="not-served").verify(QUESTION, TRUTH, STUDENT)
+            return verdicts, info.value
         finally:
             await pool.aclose()
 
-    verdict, error = asyncio.run(go())
+    verdicts, error = asyncio.run(go())
     tokenizer = AutoTokenizer.from_pretrained(tiny_models["chat"])
-    (ids,) = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
-    # Token ids, not a count: byte-level BPE ids decode back to the exact text, so one byte off changes them.
-    assert ids == tokenizer(VERIFIER_EXPECTED, add_special_tokens=False)["input_ids"]
-    assert tokenizer.decode(ids) == VERIFIER_EXPECTED
+    logged = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    (completion_ids,) = [entry["ids"] for entry in logged if entry["route"] == "completions"]
+    (chat_ids,) = [entry["ids"] for entry in logged if entry["route"] == "chat"]
+    # Token ids, not a count: byte-level BPE ids decode back to the exact text, so one byte off changes them. The
+    # plain template gives the text itself; a completions prompt gets the tokenizer's own special tokens, as vLLM
+    # and sglang give it (this tiny tokenizer adds a BOS; the general-verifier's Qwen2.5 tokenizer adds none).
+    assert chat_ids == tokenizer(VERIFIER_EXPECTED, add_special_tokens=False)["input_ids"]
+    assert completion_ids == tokenizer(VERIFIER_EXPECTED)["input_ids"]
+    assert tokenizer.decode(chat_ids) == tokenizer.decode(completion_ids, skip_special_tokens=True) == VERIFIER_EXPECTED
     # A random model writes no decision within 8 tokens: cut off, so unusable (a fault), not "wrong".
-    assert not verdict.correct and verdict.source == "verifier_unusable" and "max_tokens 8" in verdict.detail
+    for verdict in verdicts:
+        assert not verdict.correct and verdict.source == "verifier_unusable" and "max_tokens 8" in verdict.detail
     assert error.status_code == 404 and "not-served" in error.message

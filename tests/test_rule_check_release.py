@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 
-from trm_testing.fault_server import FaultServer, chat_completion, dead_backend
+from trm_testing.fault_server import FaultServer, dead_backend, verifier_prompts, verifier_reply
 
 from trm.client import BackendPool
 from trm.rewards.correctness import VerifyConfig, rule_check_batch, verify_response
+from trm.rewards.llm_verifier import GeneralVerifier
 
 WEBINSTRUCT = "TIGER-Lab/WebInstruct-verified"
 
@@ -79,11 +80,11 @@ def test_length_guard_comes_before_every_other_check_as_in_the_release():
 
 def test_a_guarded_answer_still_reaches_the_verifier_unless_the_length_rule_stops_it():
     gold = "The velocity doubles while the kinetic energy grows by a factor of four, since it goes with the square."
-    with FaultServer(lambda i, req: ("status", 200, chat_completion("Final Decision: Yes"))) as fake:
+    with FaultServer(lambda i, req: verifier_reply(req, lambda prompt: "Final Decision: Yes")) as fake:
         async def go():
             pool = BackendPool([fake.url], deadline=10)
             try:
-                kwargs = dict(data_source=WEBINSTRUCT, question="q", verifier_pool=pool)
+                kwargs = dict(data_source=WEBINSTRUCT, question="q", verifier=GeneralVerifier(pool))
                 short = await verify_response("\\boxed{v doubles, E x4}", gold, **kwargs)  # much shorter: the LLM decides
                 long = await verify_response("\\boxed{" + "x" * 60 + "}", "7", **kwargs)  # much longer: length rule
                 return short, long
@@ -91,7 +92,7 @@ def test_a_guarded_answer_still_reaches_the_verifier_unless_the_length_rule_stop
                 await pool.aclose()
 
         short, long = asyncio.run(go())
-        asked = [json.loads(r.body)["messages"][0]["content"] for r in fake.requests]
+        asked = [prompt for r in fake.requests for prompt in verifier_prompts(r)]
     assert (short.correct, short.source, short.also) == (True, "llm_verifier", ("length_guard",))
     assert len(asked) == 1 and "### Student Answer: v doubles, E x4\n\n" in asked[0]
     assert (long.correct, long.source, long.also) == (False, "length_guard", ("length_rule",))  # the first one stays
@@ -103,7 +104,7 @@ def test_a_timeout_is_not_overwritten_by_the_length_rule():
         pool = BackendPool(dead_backend(), deadline=1)  # a verifier call would raise: the length rule skips it
         try:
             return await verify_response("\\boxed{10^{10^{10}}}", "5", data_source=WEBINSTRUCT, question="q",
-                                         verifier_pool=pool, config=VerifyConfig(rule_timeout_s=1.0))
+                                         verifier=GeneralVerifier(pool), config=VerifyConfig(rule_timeout_s=1.0))
         finally:
             await pool.aclose()
 
@@ -116,7 +117,7 @@ def test_a_timeout_is_not_overwritten_by_the_length_rule():
 def test_a_plain_not_equal_is_settled_by_the_length_rule_and_both_are_reported():
     async def go():
         return await verify_response("\\boxed{3 apples and 4 pears, all in one basket}", "7", data_source=WEBINSTRUCT,
-                                     question="q", verifier_pool=None)
+                                     question="q", verifier=None)
 
     verdict = asyncio.run(go())
     assert (verdict.correct, verdict.source, verdict.also) == (False, "length_rule", ("math_verify", "prime_math"))

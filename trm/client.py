@@ -127,7 +127,8 @@ class _Lane:
 
 @dataclass
 class _LoopState:
-    in_flight: dict[str, int]  # requests sent to each backend and not yet answered
+    in_flight: dict[str, int]  # requests sent to each backend and not yet answered (its concurrency limit)
+    load: dict[str, int]  # items (texts, prompts) of those requests: what least-loaded balances
     lanes: dict[str, list[_Lane]]  # per backend, created on demand
     waiters: deque = field(default_factory=deque)  # futures of calls waiting for a free slot, oldest first
 
@@ -204,7 +205,8 @@ class BackendPool:
         with self._lock:
             state = self._loops.get(loop)
             if state is None:
-                state = self._loops[loop] = _LoopState({url: 0 for url in self.backends}, {url: [] for url in self.backends})
+                state = self._loops[loop] = _LoopState({url: 0 for url in self.backends}, {url: 0 for url in self.backends},
+                                                         {url: [] for url in self.backends})
             return state
 
     def _new_client(self) -> httpx.AsyncClient:
@@ -272,23 +274,24 @@ class BackendPool:
 
     def _choose(self, loop_state: _LoopState, tried: set[str]) -> str | None:
         """A backend with a free slot: healthy ones (all, when none is), untried in this call first, least
-        loaded first; None when every candidate is at its limit."""
+        loaded (fewest items in flight) first; None when every candidate is at its limit."""
         now = time.monotonic()
         usable = [url for url in self.backends if self._states[url].unhealthy_until <= now] or self.backends
         limit = self.max_concurrency_per_backend
         for candidates in ([url for url in usable if url not in tried], usable):
             free = [url for url in candidates if loop_state.in_flight[url] < limit]
             if free:
-                least = min(loop_state.in_flight[url] for url in free)
-                return random.choice([url for url in free if loop_state.in_flight[url] == least])
+                least = min(loop_state.load[url] for url in free)
+                return random.choice([url for url in free if loop_state.load[url] == least])
         return None
 
-    async def _acquire(self, loop_state: _LoopState, tried: set[str], give_up_at: float) -> str | None:
+    async def _acquire(self, loop_state: _LoopState, tried: set[str], give_up_at: float, weight: int) -> str | None:
         """Take a slot on a backend, waiting for one to free up; None at the deadline."""
         while True:
             url = self._choose(loop_state, tried)
             if url is not None:
                 loop_state.in_flight[url] += 1
+                loop_state.load[url] += weight
                 return url
             remaining = give_up_at - time.monotonic()
             if remaining <= 0:
@@ -301,8 +304,9 @@ class BackendPool:
             except TimeoutError:
                 pass
 
-    def _release(self, loop_state: _LoopState, url: str) -> None:
+    def _release(self, loop_state: _LoopState, url: str, weight: int) -> None:
         loop_state.in_flight[url] -= 1
+        loop_state.load[url] -= weight
         while loop_state.waiters:
             waiter = loop_state.waiters.popleft()
             if not waiter.done():
@@ -310,8 +314,12 @@ class BackendPool:
                 break
 
     # -- requests ------------------------------------------------------------------------------------------
-    async def post_json(self, path: str, payload: dict, parse: Callable[[Any], Any] | None = None) -> Any:
+    async def post_json(self, path: str, payload: dict, parse: Callable[[Any], Any] | None = None,
+                        weight: int = 1) -> Any:
         """POST ``payload`` to ``path`` on one backend and return its JSON answer (see class docstring).
+
+        ``weight`` is the work the request carries (the texts of a list request): backends are balanced by the
+        items in flight, so that a few large requests and many small ones load them alike.
 
         ``parse`` turns the JSON answer into the caller's value (never None). A ``ValueError`` from it means the
         backend answered 2xx with something malformed (wrong count, wrong types, impossible values): that
@@ -324,7 +332,7 @@ class BackendPool:
         attempt = 0
         connected = False  # some backend accepted a connection during this call
         while True:
-            url = await self._acquire(loop_state, tried, give_up_at)
+            url = await self._acquire(loop_state, tried, give_up_at, weight)
             if url is None:
                 raise self._unavailable(path, started)
             tried.add(url)
@@ -335,7 +343,7 @@ class BackendPool:
                 result = await self._attempt(lane.client, url, path, payload, give_up_at - time.monotonic(), parse)
             finally:
                 lane.in_flight -= 1
-                self._release(loop_state, url)
+                self._release(loop_state, url, weight)
             if result is not None:
                 return result
             connected = connected or not self._states[url].unreachable

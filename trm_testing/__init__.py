@@ -1,7 +1,7 @@
 """Test support shared by tests/ and bench/: fault-injecting servers, a scripted judge, server processes on free
 loopback ports, reference models and verl rollout batches. Never imported by `trm` (tests/test_import_graph.py).
 
-    fault_server           FaultServer (latency, 500s, dropped connections), chat_completion, dead_backend
+    fault_server           FaultServer (latency, 500s, dropped connections), chat_completion, verifier_reply, dead_backend
     judge                  ScriptedJudge, a policy-driven OpenAI-compatible judge (`python -m trm_testing.judge`)
     serving                free_port, spawn/stop/running_server, asgi_client, reference forwards
     slow_model             a real `trm serve reward` whose forward is slower (`python -m trm_testing.slow_model`)

@@ -147,6 +147,30 @@ def chat_completion(text: str) -> dict:
     }
 
 
+def verifier_prompts(request: Request) -> list[str]:
+    """The verifier inputs of one request: the prompts of a /v1/completions request (a list or one string), or the
+    message contents of a chat request joined as the plain verifier template joins them."""
+    body = request.json()
+    if request.path == "/v1/completions":
+        return body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
+    return ["".join(message["content"] for message in body["messages"])]
+
+
+def verifier_reply(request: Request, decide: Callable[[str], str | None], finish_reason: str = "stop") -> Action:
+    """A verifier's answer on either API (``/v1/completions`` with one choice per prompt, or a chat completion):
+    ``decide(prompt)`` is the reply text for each prompt (None: a reply without content)."""
+    texts = [decide(prompt) for prompt in verifier_prompts(request)]
+    if request.path != "/v1/completions":
+        completion = chat_completion("")
+        completion["choices"][0].update(message={"role": "assistant", "content": texts[0]}, finish_reason=finish_reason)
+        return "status", 200, completion
+    return "status", 200, {
+        "id": "scripted", "object": "text_completion", "model": "TIGER-Lab/general-verifier",
+        "choices": [{"index": i, "text": text, "finish_reason": finish_reason} for i, text in enumerate(texts)],
+        "usage": {"prompt_tokens": len(texts), "completion_tokens": len(texts), "total_tokens": 2 * len(texts)},
+    }
+
+
 _RESERVED: list[socket.socket] = []
 
 

@@ -247,6 +247,7 @@ class Rewarder:
 
         self.settings = settings
         self.verifier_pool = backend_pool(settings.verifier_backends, settings.verifier_api_key, "verifier", settings)
+        self.verifier = settings.verify.verifier(self.verifier_pool)
         self.scorer = scorer_class(settings.reward_scorer)(settings) if settings.uses_scorer else None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="trm-reward", daemon=True)
@@ -281,18 +282,23 @@ class Rewarder:
         limit = asyncio.Semaphore(settings.parallelism)
         results: list[RewardResult | None] = [None] * len(requests)
 
+        async def verify(request: RewardRequest, verdict: Verdict) -> Verdict:
+            if verdict.correct:
+                return verdict
+            return await verify_response(request.response, request.ground_truth, data_source=request.data_source,
+                                         question=request.question, verifier=self.verifier, config=settings.verify,
+                                         rule_verdict=verdict)
+
         async def one(i: int, request: RewardRequest) -> None:
             verdict = await rules.get(i)
-            if not verdict.correct:
-                async with limit:
-                    verdict = await verify_response(
-                        request.response, request.ground_truth, data_source=request.data_source,
-                        question=request.question, verifier_pool=self.verifier_pool, config=settings.verify,
-                        rule_verdict=verdict)
             trm_score = None
-            if scorer is not None and (verdict.correct or score_all):
-                async with limit:
-                    trm_score = await scorer.score(request)
+            async with limit:
+                if scorer is not None and score_all:  # the score does not wait for the verdict: both at once
+                    verdict, trm_score = await asyncio.gather(verify(request, verdict), scorer.score(request))
+                else:
+                    verdict = await verify(request, verdict)
+                    if scorer is not None and verdict.correct:
+                        trm_score = await scorer.score(request)
             results[i] = RewardResult.blend(verdict, trm_score, settings.alpha)
             if on_done is not None:
                 on_done()

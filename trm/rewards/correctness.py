@@ -99,6 +99,12 @@ class VerifyConfig:
     """Generation budget of the verifier (the release's 512); it writes its reasoning before the decision tag."""
     answer_tail_chars: int = GENERAL_VERIFIER_ANSWER_TAIL_CHARS
     """The student answer is cut to its last this-many characters before it goes to the verifier (the release's)."""
+    verifier_api: str = "completions"
+    """How the verifier is asked (trm.rewards.llm_verifier.VERIFIER_APIS): "completions" (the protocol text as the
+    prompt, answers coalesced into list requests) or "chat" (one user message per request, as the release)."""
+    verifier_batch_size: int = 32
+    """Most prompts one verifier completions request carries (vLLM and sglang take a list prompt of any length;
+    `trm serve chat` up to its --max-rows-per-request, 256); 1: one answer per request."""
     answer_format: str = STRICT
     """Extraction policy (trm.traces.extract): "strict" needs a box or an answer marker, as the release (RL rewards);
     "lenient" also reads answers written in free text (evaluation tables use it)."""
@@ -114,8 +120,22 @@ class VerifyConfig:
             raise ValueError(f"rule_batch_deadline_s must be > 0 or None, got {self.rule_batch_deadline_s}")
         if self.answer_format not in (STRICT, LENIENT):
             raise ValueError(f"answer_format must be {STRICT!r} or {LENIENT!r}, got {self.answer_format!r}")
+        from trm.rewards.llm_verifier import VERIFIER_APIS
+
+        if self.verifier_api not in VERIFIER_APIS:
+            raise ValueError(f"verifier_api must be one of {', '.join(VERIFIER_APIS)}, got {self.verifier_api!r}")
+        if self.verifier_batch_size < 1:
+            raise ValueError(f"verifier_batch_size must be >= 1, got {self.verifier_batch_size}")
         if not 0 <= self.max_worker_error_fraction <= 1:
             raise ValueError(f"max_worker_error_fraction must be within [0, 1], got {self.max_worker_error_fraction}")
+
+    def verifier(self, pool):
+        """The :class:`trm.rewards.llm_verifier.GeneralVerifier` behind ``pool`` with these settings."""
+        from trm.rewards.llm_verifier import GeneralVerifier
+
+        return GeneralVerifier(pool, self.verifier_model, max_tokens=self.verifier_max_tokens,
+                               answer_tail_chars=self.answer_tail_chars, api=self.verifier_api,
+                               batch_size=self.verifier_batch_size)
 
 
 def clean_ground_truth(ground_truth: str) -> str:
@@ -353,7 +373,7 @@ async def verify_response(
     *,
     data_source: str,
     question: str,
-    verifier_pool=None,
+    verifier=None,
     config: VerifyConfig | None = None,
     rule_verdict: Verdict | None = None,
 ) -> Verdict:
@@ -361,8 +381,9 @@ async def verify_response(
 
     ``rule_verdict`` lets a caller rule-check a whole batch at once with :func:`rule_check_batch` and pass
     each item's verdict here. The LLM verifier runs only when the rule check failed (a timeout counts as failed),
-    ``data_source`` is in ``config.llm_data_sources`` and a ``verifier_pool`` (a
-    :class:`trm.client.BackendPool`) is given; its backend errors propagate.
+    ``data_source`` is in ``config.llm_data_sources`` and a ``verifier`` (a
+    :class:`trm.rewards.llm_verifier.GeneralVerifier`, :meth:`VerifyConfig.verifier`) is given; its backend errors
+    propagate.
     """
     config = config or VerifyConfig()
     if rule_verdict is None:
@@ -374,17 +395,7 @@ async def verify_response(
     gold = clean_ground_truth(ground_truth)
     if config.length_rule and too_long(answer, gold):
         return _after_length_rule(rule_verdict, answer, gold)
-    if verifier_pool is None or data_source not in config.llm_data_sources:
+    if verifier is None or data_source not in config.llm_data_sources:
         return rule_verdict
-    from trm.rewards.llm_verifier import llm_verify
-
-    verdict = await llm_verify(
-        verifier_pool,
-        question,
-        gold,
-        answer,
-        model=config.verifier_model,
-        max_tokens=config.verifier_max_tokens,
-        answer_tail_chars=config.answer_tail_chars,
-    )
+    verdict = await verifier.verify(question, gold, answer)
     return dataclasses.replace(verdict, also=(rule_verdict.source, *rule_verdict.also, *verdict.also))

@@ -1,8 +1,9 @@
-"""Client for an answer-equivalence verifier model (TIGER-Lab/general-verifier) behind a chat completions API.
+"""Client for an answer-equivalence verifier model (TIGER-Lab/general-verifier) behind an OpenAI-compatible API.
 
 The verifier gets exactly the input format it was trained on (:func:`trm.protocol.general_verifier_input`, the
-model card's format as the original release sends it) as one user message. It is served with a plain template
-that concatenates message contents (``chat_templates/verifier.jinja``), so that text is the model's whole input.
+model card's format as the original release sends it) as its whole input: by default as a plain completions
+prompt, several answers' prompts in one request (:data:`VERIFIER_APIS`); or, as the release does, as one user
+message under a plain template that concatenates message contents (``chat_templates/verifier.jinja``).
 Decoding is greedy with the release's 512-token budget; the student answer is cut to its last 2000 characters.
 
 Reading the reply:
@@ -13,7 +14,7 @@ Reading the reply:
   "verifier_unusable", a fault that counts toward the batch's limit like a rule-check worker error
   (:func:`trm.rewards.correctness.check_fault_budget`), because it means the deployment is wrong (context or
   max tokens too small), not the student;
-- a backend failure, or an answer that is not a chat completion, raises (through :class:`trm.llm.client.ChatClient`,
+- a backend failure, or an answer that is not a (chat) completion, raises (through :class:`trm.llm.client.ChatClient`,
   which retries it elsewhere first); it never becomes a verdict.
 An empty student answer is not verified, without a call.
 """
@@ -66,21 +67,45 @@ def read_reply(choice: Choice, answer: str, max_tokens: int) -> Verdict:
     return Verdict(decision, "llm_verifier", answer, f"verifier decided {'Yes' if decision else 'No'}")
 
 
-async def llm_verify(
-    pool,
-    question: str,
-    ground_truth: str,
-    answer: str,
-    model: str = DEFAULT_VERIFIER_MODEL,
-    *,
-    max_tokens: int = GENERAL_VERIFIER_MAX_TOKENS,
-    answer_tail_chars: int = GENERAL_VERIFIER_ANSWER_TAIL_CHARS,
-) -> Verdict:
-    """Ask the verifier behind ``pool`` (a :class:`trm.client.BackendPool`) whether ``answer`` matches: the
-    protocol's input as one user message, greedy."""
-    if not answer or not answer.strip():
-        return Verdict(False, "no_answer", answer or None, "empty student answer: not verified, verifier not asked")
-    text = general_verifier_input(question, ground_truth, answer, answer_tail_chars)
-    (choice,) = await ChatClient(pool, model).complete([{"role": "user", "content": text}], temperature=0.0,
-                                                       max_tokens=max_tokens)
-    return read_reply(choice, answer, max_tokens)
+VERIFIER_APIS = {
+    "completions": "the protocol text as a prompt of POST /v1/completions; concurrent answers share a request (a "
+                   "list prompt of up to verifier_batch_size texts): the served model gets the text itself, whatever "
+                   "chat template the server has",
+    "chat": "one user message per answer on POST /v1/chat/completions; the server must use the plain "
+            "concatenating template chat_templates/verifier.jinja",
+}
+"""How the verifier is asked. Both give the model the same tokens for a tokenizer that adds no BOS (the
+general-verifier's Qwen2.5 tokenizer): the text itself. ``completions`` needs a request per batch, not per answer."""
+
+
+class GeneralVerifier:
+    """The answer-equivalence verifier behind ``pool`` (a :class:`trm.client.BackendPool`): the protocol's input,
+    greedy, ``max_tokens`` new tokens; one long-lived object per pool, since it coalesces concurrent questions."""
+
+    def __init__(self, pool, model: str = DEFAULT_VERIFIER_MODEL, *, max_tokens: int = GENERAL_VERIFIER_MAX_TOKENS,
+                 answer_tail_chars: int = GENERAL_VERIFIER_ANSWER_TAIL_CHARS, api: str = "completions",
+                 batch_size: int = 32):
+        from trm.coalescing import Coalescer
+
+        if api not in VERIFIER_APIS:
+            raise ValueError(f"verifier api must be one of {', '.join(VERIFIER_APIS)}, got {api!r}")
+        self.client = ChatClient(pool, model)
+        self.max_tokens = max_tokens
+        self.answer_tail_chars = answer_tail_chars
+        self.api = api
+        self._coalescer = Coalescer(self._complete_batch, batch_size)
+
+    async def verify(self, question: str, ground_truth: str, answer: str) -> Verdict:
+        """Whether the verifier calls ``answer`` equivalent to ``ground_truth`` (see the module docstring)."""
+        if not answer or not answer.strip():
+            return Verdict(False, "no_answer", answer or None, "empty student answer: not verified, verifier not asked")
+        text = general_verifier_input(question, ground_truth, answer, self.answer_tail_chars)
+        if self.api == "chat":
+            (choice,) = await self.client.complete([{"role": "user", "content": text}], temperature=0.0,
+                                                   max_tokens=self.max_tokens)
+        else:
+            choice = await self._coalescer.submit(text, len(text))
+        return read_reply(choice, answer, self.max_tokens)
+
+    async def _complete_batch(self, texts: list[str]) -> list[Choice]:
+        return await self.client.complete_batch(texts, temperature=0.0, max_tokens=self.max_tokens)

@@ -9,7 +9,6 @@ the baselines differ only in ``t``. Both talk to the servers named by ``rm_backe
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
@@ -36,69 +35,25 @@ def scorer_class(name: str) -> type:
     return SCORERS[name]
 
 
-MAX_BATCH_CHARS = 1 << 20
-"""Characters of response text one coalesced request carries at most (with ``rm_batch_size`` texts at most): a few
-hundred long traces, a body the servers parse in milliseconds."""
-FLUSH_AFTER_S = 0.002
-"""How long a text waits for companions before its micro-batch goes out (short next to any server's latency)."""
-
-
 class PoolScorer:
     """Common part: one backend pool from the settings (rm_backends, rm_api_key, timeouts), kept and closed by the
     :class:`trm.rewards.compute.Rewarder` that owns the scorer.
 
     A scorer whose wire takes a list implements :meth:`score_batch`; :meth:`score` then coalesces the texts of
-    concurrent calls (on the rewarder's loop) into micro-batches of ``rm_batch_size`` texts or
-    :data:`MAX_BATCH_CHARS`, sent when full or :data:`FLUSH_AFTER_S` after their first text. A micro-batch is one
-    pool call: it goes to the least-loaded backend and, when that fails, to another one whole, and every text gets
-    its score from the one answer that succeeded (never a mix, never twice) or the call's error."""
+    concurrent calls (on the rewarder's loop) into micro-batches of ``rm_batch_size`` texts
+    (:class:`trm.coalescing.Coalescer`): one pool call each, retried whole on another backend when it fails, and
+    every text gets its score from the one answer that succeeded (never a mix, never twice) or the call's error."""
 
     def __init__(self, settings: "RewardSettings"):
+        from trm.coalescing import Coalescer
         from trm.rewards.compute import backend_pool
 
         self.settings = settings
         self.pool = backend_pool(settings.rm_backends, settings.rm_api_key, "reward", settings)
-        self._pending: list[tuple["RewardRequest", asyncio.Future]] = []
-        self._chars = 0
-        self._timer: asyncio.TimerHandle | None = None
-        self._sending: set[asyncio.Task] = set()
+        self._coalescer = Coalescer(self.score_batch, settings.rm_batch_size)
 
     async def score(self, request: "RewardRequest") -> float:
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._pending.append((request, future))
-        self._chars += len(request.response) + len(request.user_prompt)
-        if len(self._pending) >= self.settings.rm_batch_size or self._chars >= MAX_BATCH_CHARS:
-            self._flush()
-        elif self._timer is None:
-            self._timer = loop.call_later(FLUSH_AFTER_S, self._flush)
-        return await future
-
-    def _flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        batch, self._pending, self._chars = self._pending, [], 0
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._sending.add(task)  # the loop keeps only weak references to tasks
-        task.add_done_callback(self._sending.discard)
-
-    async def _send(self, batch: list[tuple["RewardRequest", asyncio.Future]]) -> None:
-        try:
-            scores = await self.score_batch([request for request, _ in batch])
-            if len(scores) != len(batch):
-                raise RuntimeError(f"{type(self).__name__} gave {len(scores)} scores for {len(batch)} texts")
-            for (_, future), score in zip(batch, scores):
-                if not future.done():
-                    future.set_result(score)
-        except asyncio.CancelledError:  # the rewarder is closing: the waiting responses are cancelled with it
-            for _, future in batch:
-                future.cancel()
-            raise
-        except Exception as error:  # each waiting response raises it; nothing becomes a score
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
+        return await self._coalescer.submit(request, len(request.response) + len(request.user_prompt))
 
     async def score_batch(self, requests: list["RewardRequest"]) -> list[float]:  # pragma: no cover - interface
         raise NotImplementedError

@@ -1,7 +1,7 @@
 """Reward-path throughput: one GRPO step's batch against loopback fake backends, and the client over a grid.
 
 Fake backends (fault-injection servers from trm_testing, in a separate process) model a server of fixed capacity:
-each *text* (an embeddings input, a chat request) takes ``latency`` seconds in one of ``capacity`` slots, so a
+each *text* (an embeddings input, a verifier prompt) takes ``latency`` seconds in one of ``capacity`` slots, so a
 request of 32 texts costs the server what 32 single requests cost. With T texts to one service of B backends no
 client can finish before ceil(T / (B * capacity)) * latency; the verifier and the TRM are separate services working
 in parallel, so the network bound of a batch is the larger of the two. Coalescing texts into one request saves the
@@ -46,13 +46,12 @@ def _fake_score(text: str) -> float:
 
 async def _serve(ports: dict[str, list[int]], ready) -> None:
     """Fault-injection backends (trm_testing.fault_server) answering after a per-text slot schedule (module doc)."""
-    from trm_testing.fault_server import FaultServer, chat_completion
+    from trm_testing.fault_server import FaultServer, verifier_prompts, verifier_reply
 
     config = {"latency": 1.0, "capacity": 32}
     counts = {port: [0, 0] for port in itertools.chain(*ports.values())}  # requests, texts
     slots = {port: [0.0] * config["capacity"] for port in counts}  # per backend: when its slots free up (a heap)
     servers: list[FaultServer] = []
-    verdict = chat_completion("They differ.\nFinal Decision: No")
 
     def finish(port: int, texts: int) -> float:
         """Seconds until a request of ``texts`` texts arriving now is done: each text takes the earliest free slot."""
@@ -80,8 +79,9 @@ async def _serve(ports: dict[str, list[int]], ready) -> None:
                 texts = texts if isinstance(texts, list) else [texts]
                 reply = {"object": "list", "usage": {"prompt_tokens": 1},
                          "data": [{"object": "embedding", "index": i, "embedding": [_fake_score(t)]} for i, t in enumerate(texts)]}
-            elif kind == "verifier" and request.path == "/v1/chat/completions":
-                texts, reply = [None], verdict
+            elif kind == "verifier" and request.path in ("/v1/completions", "/v1/chat/completions"):
+                texts = verifier_prompts(request)
+                reply = verifier_reply(request, lambda prompt: "They differ.\nFinal Decision: No")[2]
             else:
                 return ("status", 404, {"error": {"message": f"no route {request.path}"}})
             counts[port][0] += 1
@@ -184,8 +184,8 @@ class Bench:
     def configure(self, latency: float, capacity: int) -> None:
         _control(self.ports["trm"][0], "/config", {"latency": latency, "capacity": capacity})
 
-    def measure(self, run, latency: float, capacity: int) -> tuple[int, int, int, float, float]:
-        """(TRM texts, TRM requests, verifier requests, bound, wall) of ``run()``."""
+    def measure(self, run, latency: float, capacity: int) -> tuple[int, int, int, int, float, float]:
+        """(TRM texts, TRM requests, verifier texts, verifier requests, bound, wall) of ``run()``."""
         self.configure(latency, capacity)
         before = _control(self.ports["trm"][0], "/stats")
         started = time.perf_counter()
@@ -193,10 +193,10 @@ class Bench:
         wall = time.perf_counter() - started
         after = _control(self.ports["trm"][0], "/stats")
         delta = lambda kind, k: sum(after[str(p)][k] - before[str(p)][k] for p in self.ports[kind])  # noqa: E731
-        texts, trm_requests, verifier = delta("trm", 1), delta("trm", 0), delta("verifier", 1)
+        texts, verifier = delta("trm", 1), delta("verifier", 1)
         total = capacity * self.args.backends
         bound = max(math.ceil(texts / total), math.ceil(verifier / total)) * latency
-        return texts, trm_requests, verifier, bound, wall
+        return texts, delta("trm", 0), verifier, delta("verifier", 0), bound, wall
 
 
 def main() -> int:
@@ -252,12 +252,12 @@ def main() -> int:
           "2 shared CPU cores (noisy)")
     print(f"\n1. one GRPO step through the verl manager: {args.responses} responses (half right), latency "
           f"{args.latency}s, capacity {args.capacity}; rule check alone {rule_alone:.2f}s")
-    print(f"{'mode':<26}{'TRM texts':>10}{'TRM reqs':>9}{'verifier':>9}{'net bound':>10}{'bound s':>9}{'wall s':>8}"
-          f"{'bound/wall':>11}")
-    for mode, (texts, trm_requests, verifier, net_bound, wall) in step_rows:
+    print(f"{'mode':<26}{'TRM texts':>10}{'reqs':>6}{'verifier texts':>15}{'reqs':>6}{'net bound':>10}{'bound s':>9}"
+          f"{'wall s':>8}{'bound/wall':>11}")
+    for mode, (texts, trm_requests, verifier, verifier_requests, net_bound, wall) in step_rows:
         bound = max(net_bound, rule_alone)
-        print(f"{mode:<26}{texts:>10}{trm_requests:>9}{verifier:>9}{net_bound:>10.2f}{bound:>9.2f}{wall:>8.2f}"
-              f"{bound / wall:>11.3f}")
+        print(f"{mode:<26}{texts:>10}{trm_requests:>6}{verifier:>15}{verifier_requests:>6}{net_bound:>10.2f}"
+              f"{bound:>9.2f}{wall:>8.2f}{bound / wall:>11.3f}")
     if args.no_grid:
         bench.fake.terminate()
         return 0

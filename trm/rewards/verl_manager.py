@@ -42,7 +42,7 @@ from verl.workers.reward_manager.abstract import AbstractRewardManager
 
 from trm.rewards.blend import RewardResult
 from trm.rewards.compute import RewardRequest, RewardSettings, Rewarder, request_from_sample, rewarder, verdict_counts
-from trm.rewards.decoding import decode_responses
+from trm.rewards.decoding import decode_padded
 
 
 @register("verify")
@@ -72,8 +72,7 @@ class VerifyRewardManager(AbstractRewardManager):
 
     def _decode_responses(self, data: DataProto, lengths: torch.Tensor) -> list[str]:
         """Special tokens (EOS, pad, chat markers) leave the text, the think tags stay (trm.rewards.decoding)."""
-        responses = data.batch["responses"]
-        return decode_responses(self.tokenizer, [responses[i, : int(lengths[i])].tolist() for i in range(len(responses))])
+        return decode_padded(self.tokenizer, data.batch["responses"], lengths)
 
     def _decode_prompt(self, data: DataProto, i: int) -> str:
         prompts = data.batch["prompts"]
@@ -111,8 +110,8 @@ class VerifyRewardManager(AbstractRewardManager):
         print(f"verify reward: {len(results)} responses; verdicts: {verdict_counts(results)}", file=sys.stderr)
 
         reward_tensor = torch.zeros_like(data.batch["responses"], dtype=torch.float32)
-        for i, result in enumerate(results):
-            reward_tensor[i, max(int(lengths[i]) - 1, 0)] = result.score
+        last = (lengths - 1).clamp(min=0)  # each reward sits on its response's last valid token
+        reward_tensor[torch.arange(len(results)), last] = torch.tensor([result.score for result in results])
         extra = self._extra_info(data, results)
         self._print_examples(data, requests, results)
         if return_dict:

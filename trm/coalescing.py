@@ -4,7 +4,8 @@ The embeddings API (TRM scores) and the completions API (verifier prompts) take 
 reward batch of thousands of responses asks for one score or one verdict per response; sent one by one, the
 client's per-request cost (HTTP, JSON, task switches) sets the pace as soon as the servers answer quickly. A
 :class:`Coalescer` gathers the items of concurrent :meth:`Coalescer.submit` calls into micro-batches, bounded by
-count and by characters, and sends one when it is full or a few milliseconds after its first item.
+count and by characters, and sends one when it is full or a few milliseconds after its first item. :meth:`put`
+returns the item's future at once, so a batch hands over thousands of items without a task each.
 
 A micro-batch is one call of ``send`` (in practice one :class:`trm.client.BackendPool` call: least-loaded backend,
 retried whole on another one when it fails). Every item gets its result from the one answer that succeeded, or
@@ -27,7 +28,7 @@ FLUSH_AFTER_S = 0.002
 
 
 class Coalescer(Generic[Item, Result]):
-    """``await coalescer.submit(item, chars)`` -> the item's result from ``send(list_of_items)``, which must return
+    """``await coalescer.put(item, chars)`` -> the item's result from ``send(list_of_items)``, which must return
     one result per item, in order. Bound to the event loop of its first call (futures and timers are)."""
 
     def __init__(self, send: Callable[[list[Item]], Awaitable[list[Result]]], max_items: int,
@@ -43,7 +44,8 @@ class Coalescer(Generic[Item, Result]):
         self._timer: asyncio.TimerHandle | None = None
         self._sending: set[asyncio.Task] = set()
 
-    async def submit(self, item: Item, chars: int = 0) -> Result:
+    def put(self, item: Item, chars: int = 0) -> "asyncio.Future[Result]":
+        """Queue ``item`` (``chars`` long) for the next micro-batch; its future (call from the loop's thread)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._pending.append((item, future))
@@ -52,7 +54,7 @@ class Coalescer(Generic[Item, Result]):
             self._flush()
         elif self._timer is None:
             self._timer = loop.call_later(self.flush_after_s, self._flush)
-        return await future
+        return future
 
     def _flush(self) -> None:
         if self._timer is not None:

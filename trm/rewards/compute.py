@@ -33,9 +33,10 @@ from trm.rewards.correctness import (
     FAULT_SOURCES,
     Verdict,
     VerifyConfig,
+    after_verifier,
+    before_verifier,
     check_fault_budget,
     check_responses,
-    verify_response,
 )
 
 DEFAULT_VERIFIER_BACKENDS = "127.0.0.1:23888"
@@ -234,6 +235,60 @@ class _RuleVerdicts:
         return (await self.chunks[i // self.chunk])[i % self.chunk]
 
 
+class _Batch:
+    """The results of one batch as they come in. At most ``limit`` responses wait on the backends at once (the
+    ``parallelism`` setting); ``done`` resolves with every result, or with the first error: a failure ends the batch,
+    it never becomes a result."""
+
+    def __init__(self, size: int, limit: int, on_done: Callable[[], None] | None):
+        self.results: list[RewardResult | None] = [None] * size
+        self.left, self.limit, self.waiting, self.on_done = size, limit, 0, on_done
+        self.done = asyncio.get_running_loop().create_future()
+        self._room = asyncio.Event()
+        if size == 0:
+            self.done.set_result([])
+
+    async def room(self) -> None:
+        """Wait for a free place among the ``limit`` responses in flight, and take it."""
+        while self.waiting >= self.limit and not self.done.done():
+            self._room.clear()
+            await self._room.wait()
+        if self.done.done():
+            self.done.result()  # the batch failed meanwhile: raise its error here too
+            raise RuntimeError("the batch finished while a response was still to be sent")
+        self.waiting += 1
+
+    def finish(self, i: int, result: RewardResult, waited: bool = False) -> None:
+        self.results[i] = result
+        if waited:
+            self.waiting -= 1
+            self._room.set()
+        self.left -= 1
+        if self.on_done is not None:
+            self.on_done()
+        if self.left == 0 and not self.done.done():
+            self.done.set_result(self.results)
+
+    def fail(self, error: BaseException) -> None:
+        if not self.done.done():
+            self.done.cancel() if isinstance(error, asyncio.CancelledError) else self.done.set_exception(error)
+        self._room.set()
+
+    def then(self, future: asyncio.Future, i: int, step: Callable[[Any], RewardResult | None]) -> None:
+        """When ``future`` is done, ``step(its result)`` gives response ``i``'s result (None: a further stage was
+        started, which finishes it); any error fails the batch."""
+        def callback(done: asyncio.Future) -> None:
+            try:
+                result = step(done.result())
+            except BaseException as error:  # a backend error, a cancelled request, a score that cannot be blended
+                self.fail(error)
+                return
+            if result is not None:
+                self.finish(i, result, waited=True)
+
+        future.add_done_callback(callback)
+
+
 class Rewarder:
     """The pipeline for one :class:`RewardSettings` with its backend pools, kept for the owner's lifetime.
 
@@ -274,44 +329,57 @@ class Rewarder:
         """Rewards for ``requests``, in order (the steps are in the module docstring); runs on the rewarder's loop.
 
         ``rule_verdicts`` skips step 1 when the caller already rule-checked the batch; ``score_all`` overrides the
-        setting for this batch (verl's validation batches) where a scorer is in use.
+        setting for this batch (verl's validation batches) where a scorer is in use. Each round of rule verdicts is
+        routed at once (:func:`before_verifier`); the verifier and the scorer get the batch's items as futures,
+        which they coalesce into list requests, and each finished item moves on in a callback: no task per response.
         """
-        settings, scorer = self.settings, self.scorer
-        score_all = settings.score_all if score_all is None else score_all
+        settings = self.settings
+        score_all = self.scorer is not None and (settings.score_all if score_all is None else score_all)
         rules = _RuleVerdicts(requests, settings, rule_verdicts)
-        limit = asyncio.Semaphore(settings.parallelism)
-        results: list[RewardResult | None] = [None] * len(requests)
-
-        async def verify(request: RewardRequest, verdict: Verdict) -> Verdict:
-            if verdict.correct:
-                return verdict
-            return await verify_response(request.response, request.ground_truth, data_source=request.data_source,
-                                         question=request.question, verifier=self.verifier, config=settings.verify,
-                                         rule_verdict=verdict)
-
-        async def one(i: int, request: RewardRequest) -> None:
-            verdict = await rules.get(i)
-            trm_score = None
-            async with limit:
-                if scorer is not None and score_all:  # the score does not wait for the verdict: both at once
-                    verdict, trm_score = await asyncio.gather(verify(request, verdict), scorer.score(request))
-                else:
-                    verdict = await verify(request, verdict)
-                    if scorer is not None and verdict.correct:
-                        trm_score = await scorer.score(request)
-            results[i] = RewardResult.blend(verdict, trm_score, settings.alpha)
-            if on_done is not None:
-                on_done()
-
+        batch = _Batch(len(requests), settings.parallelism, on_done)
+        producer = asyncio.ensure_future(rules.produce())
+        producer.add_done_callback(lambda task: task.cancelled() or task.exception())  # its error reaches the chunks
         try:
-            async with asyncio.TaskGroup() as group:  # the first failure cancels the rest and propagates
-                group.create_task(rules.produce())
-                for i, request in enumerate(requests):
-                    group.create_task(one(i, request))
-        except BaseExceptionGroup as failures:
-            raise failures.exceptions[0] from None
-        check_fault_budget([r.verdict for r in results], settings.verify.max_worker_error_fraction)  # type: ignore
-        return results  # type: ignore[return-value]
+            for n, chunk in enumerate(rules.chunks):
+                await asyncio.wait([chunk, batch.done], return_when=asyncio.FIRST_COMPLETED)
+                if batch.done.done():
+                    break
+                for i, rule_verdict in enumerate(chunk.result(), start=n * rules.chunk):
+                    await self._start(i, requests[i], rule_verdict, batch, score_all)
+            results = await batch.done
+        finally:
+            producer.cancel()
+            batch.done.cancel()  # no-op when done; else answers still in flight finish into nothing
+        check_fault_budget([r.verdict for r in results], settings.verify.max_worker_error_fraction)
+        return results
+
+    async def _start(self, i: int, request: RewardRequest, rule_verdict: Verdict, batch: "_Batch",
+                     score_all: bool) -> None:
+        """Route response ``i``: settled by the rules, or on to the verifier and/or the scorer."""
+        alpha, scorer = self.settings.alpha, self.scorer
+        step = before_verifier(rule_verdict, request.ground_truth, data_source=request.data_source,
+                               question=request.question, config=self.settings.verify)
+        settled = isinstance(step, Verdict)
+        if settled and not (scorer is not None and (step.correct or score_all)):
+            batch.finish(i, RewardResult.blend(step, None, alpha))
+            return
+        await batch.room()
+        asked = None if settled else self.verifier.submit(step.question, step.ground_truth, step.answer)
+        if score_all:  # the score does not wait for the verdict: both at once
+            scored = scorer.submit(request)
+            both = asyncio.gather(scored, asked) if asked is not None else scored
+            batch.then(both, i, lambda got: RewardResult.blend(
+                step if settled else after_verifier(step, got[1]), got[0] if asked is not None else got, alpha))
+        elif settled:  # a right answer: scored
+            batch.then(scorer.submit(request), i, lambda score: RewardResult.blend(step, score, alpha))
+        else:
+            batch.then(asked, i, lambda verdict: self._after_verifier(i, request, after_verifier(step, verdict), batch))
+
+    def _after_verifier(self, i: int, request: RewardRequest, verdict: Verdict, batch: "_Batch") -> RewardResult | None:
+        if self.scorer is None or not verdict.correct:
+            return RewardResult.blend(verdict, None, self.settings.alpha)
+        batch.then(self.scorer.submit(request), i, lambda score: RewardResult.blend(verdict, score, self.settings.alpha))
+        return None  # not finished yet: the score is on its way
 
     def close(self) -> None:
         """Close the pools' connections and stop the loop (idempotent)."""

@@ -367,6 +367,38 @@ def _after_length_rule(rule_verdict: Verdict, answer: str, gold: str) -> Verdict
                    (rule_verdict.source, *rule_verdict.also))
 
 
+@dataclass(frozen=True)
+class VerifierQuestion:
+    """An answer the rules did not accept and the LLM verifier is to judge (:func:`before_verifier`)."""
+
+    question: str
+    ground_truth: str  # cleaned (clean_ground_truth)
+    answer: str
+    rule_verdict: Verdict
+
+
+def before_verifier(rule_verdict: Verdict, ground_truth: str, *, data_source: str, question: str,
+                    config: VerifyConfig, verifier_available: bool = True) -> Verdict | VerifierQuestion:
+    """The verdict when the rules settle an answer (accepted, no answer, the length rule, a source the LLM verifier
+    does not judge); else the question to put to the verifier. Pure: a batch routes its answers with it at once."""
+    if rule_verdict.correct or rule_verdict.source == "no_answer":
+        return rule_verdict
+    answer = rule_verdict.answer or ""
+    gold = clean_ground_truth(ground_truth)
+    if config.length_rule and too_long(answer, gold):
+        return _after_length_rule(rule_verdict, answer, gold)
+    if not verifier_available or data_source not in config.llm_data_sources:
+        return rule_verdict
+    return VerifierQuestion(question, gold, answer, rule_verdict)
+
+
+def after_verifier(asked: VerifierQuestion, verdict: Verdict) -> Verdict:
+    """The verifier's verdict, with the rule steps that came before it recorded in ``also``."""
+    before = asked.rule_verdict
+    return Verdict(verdict.correct, verdict.source, verdict.answer, verdict.detail,
+                   (before.source, *before.also, *verdict.also), verdict.rung)
+
+
 async def verify_response(
     response: str,
     ground_truth: str,
@@ -389,13 +421,8 @@ async def verify_response(
     if rule_verdict is None:
         (rule_verdict,) = await asyncio.to_thread(check_responses, [response], [ground_truth], config.answer_format,
                                                   timeout_s=config.rule_timeout_s)
-    if rule_verdict.correct or rule_verdict.source == "no_answer":
-        return rule_verdict
-    answer = rule_verdict.answer or ""
-    gold = clean_ground_truth(ground_truth)
-    if config.length_rule and too_long(answer, gold):
-        return _after_length_rule(rule_verdict, answer, gold)
-    if verifier is None or data_source not in config.llm_data_sources:
-        return rule_verdict
-    verdict = await verifier.verify(question, gold, answer)
-    return dataclasses.replace(verdict, also=(rule_verdict.source, *rule_verdict.also, *verdict.also))
+    step = before_verifier(rule_verdict, ground_truth, data_source=data_source, question=question, config=config,
+                           verifier_available=verifier is not None)
+    if isinstance(step, Verdict):
+        return step
+    return after_verifier(step, await verifier.verify(step.question, step.ground_truth, step.answer))

@@ -21,6 +21,7 @@ An empty student answer is not verified, without a call.
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from trm.llm.client import ChatClient, Choice
@@ -93,19 +94,30 @@ class GeneralVerifier:
         self.max_tokens = max_tokens
         self.answer_tail_chars = answer_tail_chars
         self.api = api
-        self._coalescer = Coalescer(self._complete_batch, batch_size)
+        self._coalescer = Coalescer(self._ask_batch, batch_size)
 
-    async def verify(self, question: str, ground_truth: str, answer: str) -> Verdict:
-        """Whether the verifier calls ``answer`` equivalent to ``ground_truth`` (see the module docstring)."""
+    def submit(self, question: str, ground_truth: str, answer: str) -> "asyncio.Future[Verdict]":
+        """Whether the verifier calls ``answer`` equivalent to ``ground_truth`` (see the module docstring), as a
+        future on the running loop: a batch hands over all its questions at once."""
         if not answer or not answer.strip():
-            return Verdict(False, "no_answer", answer or None, "empty student answer: not verified, verifier not asked")
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(Verdict(False, "no_answer", answer or None,
+                                    "empty student answer: not verified, verifier not asked"))
+            return done
         text = general_verifier_input(question, ground_truth, answer, self.answer_tail_chars)
         if self.api == "chat":
-            (choice,) = await self.client.complete([{"role": "user", "content": text}], temperature=0.0,
-                                                   max_tokens=self.max_tokens)
-        else:
-            choice = await self._coalescer.submit(text, len(text))
+            return asyncio.ensure_future(self._ask_chat(text, answer))
+        return self._coalescer.put((text, answer), len(text))
+
+    async def verify(self, question: str, ground_truth: str, answer: str) -> Verdict:
+        return await self.submit(question, ground_truth, answer)
+
+    async def _ask_chat(self, text: str, answer: str) -> Verdict:
+        (choice,) = await self.client.complete([{"role": "user", "content": text}], temperature=0.0,
+                                               max_tokens=self.max_tokens)
         return read_reply(choice, answer, self.max_tokens)
 
-    async def _complete_batch(self, texts: list[str]) -> list[Choice]:
-        return await self.client.complete_batch(texts, temperature=0.0, max_tokens=self.max_tokens)
+    async def _ask_batch(self, items: list[tuple[str, str]]) -> list[Verdict]:
+        choices = await self.client.complete_batch([text for text, _ in items], temperature=0.0,
+                                                   max_tokens=self.max_tokens)
+        return [read_reply(choice, answer, self.max_tokens) for choice, (_, answer) in zip(choices, items)]

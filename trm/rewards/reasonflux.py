@@ -18,6 +18,7 @@ malformed and the pool retries elsewhere.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 
@@ -77,6 +78,9 @@ def _parse(answer) -> float:
 class ReasonFluxScorer(PoolScorer):
     """ReasonFlux-PRM through a vLLM pooling server at ``rm_backends`` (served name ``rm_model``)."""
 
-    async def score(self, request) -> float:
+    def submit(self, request) -> "asyncio.Future[float]":  # one pooling request per response (no list input)
+        return asyncio.ensure_future(self._score(request))
+
+    async def _score(self, request) -> float:
         payload = {"model": self.settings.rm_model, "messages": prm_messages(request.user_prompt, request.response)}
         return await self.pool.post_json(POOLING_PATH, payload, parse=_parse)

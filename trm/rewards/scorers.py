@@ -9,6 +9,7 @@ the baselines differ only in ``t``. Both talk to the servers named by ``rm_backe
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
@@ -52,8 +53,12 @@ class PoolScorer:
         self.pool = backend_pool(settings.rm_backends, settings.rm_api_key, "reward", settings)
         self._coalescer = Coalescer(self.score_batch, settings.rm_batch_size)
 
+    def submit(self, request: "RewardRequest") -> "asyncio.Future[float]":
+        """The raw score of ``request``, as a future (on the rewarder's loop): the rewarder hands over a whole batch."""
+        return self._coalescer.put(request, len(request.response) + len(request.user_prompt))
+
     async def score(self, request: "RewardRequest") -> float:
-        return await self._coalescer.submit(request, len(request.response) + len(request.user_prompt))
+        return await self.submit(request)
 
     async def score_batch(self, requests: list["RewardRequest"]) -> list[float]:  # pragma: no cover - interface
         raise NotImplementedError

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import itertools
 import os
 import threading
 from dataclasses import dataclass, field, fields
@@ -204,35 +205,39 @@ def backend_pool(backends: str, api_key: str | None, role: str, settings: Reward
                        api_key=resolve_api_key(api_key, role))
 
 
-class _RuleVerdicts:
-    """Rule verdicts of a batch, produced chunk by chunk in the worker pool while earlier chunks already go on to
-    the verifier and the TRM (math-verify is CPU-bound, the rest waits on the network: the two overlap)."""
+class _Rounds:
+    """A batch in rounds of ``rule_chunk`` responses: each round's requests and rule verdicts, produced one round
+    after another in a thread (the rule check in the worker pool; math-verify is CPU-bound) while earlier rounds
+    already wait on the verifier and the TRM. ``requests`` may be a lazy sequence that builds a slice when asked
+    (the verl manager decodes its token ids so): its slices are taken in that thread too, so building overlaps the
+    network calls of earlier rounds."""
 
     def __init__(self, requests: Sequence[RewardRequest], settings: RewardSettings, given: Sequence[Verdict] | None):
         self.requests, self.settings = requests, settings
-        self.chunk = max(1, settings.rule_chunk)
-        self.chunks = [asyncio.get_running_loop().create_future() for _ in range(0, len(requests), self.chunk)]
+        self.size = max(1, settings.rule_chunk)
+        self.rounds = [asyncio.get_running_loop().create_future() for _ in range(0, len(requests), self.size)]
         if given is not None:
             if len(given) != len(requests):
                 raise ValueError(f"{len(given)} rule verdicts for {len(requests)} requests")
-            for n, future in enumerate(self.chunks):
-                future.set_result(list(given[n * self.chunk : (n + 1) * self.chunk]))
+            for n, future in enumerate(self.rounds):
+                part = slice(n * self.size, (n + 1) * self.size)
+                future.set_result((self.requests[part], list(given[part])))
+
+    def _round(self, n: int) -> tuple[Sequence[RewardRequest], list[Verdict]]:
+        part = self.requests[n * self.size : (n + 1) * self.size]
+        return part, rule_check_requests(part, self.settings)
 
     async def produce(self) -> None:
-        for n, future in enumerate(self.chunks):
+        for n, future in enumerate(self.rounds):
             if future.done():
                 continue
-            part = self.requests[n * self.chunk : (n + 1) * self.chunk]
             try:
-                future.set_result(await asyncio.to_thread(rule_check_requests, part, self.settings))
-            except BaseException as error:  # waiting items fail with the same error
-                for pending in self.chunks[n:]:
+                future.set_result(await asyncio.to_thread(self._round, n))
+            except BaseException as error:  # waiting rounds fail with the same error
+                for pending in self.rounds[n:]:
                     if not pending.done():
                         pending.set_exception(error)
                 raise
-
-    async def get(self, i: int) -> Verdict:
-        return (await self.chunks[i // self.chunk])[i % self.chunk]
 
 
 class _Batch:
@@ -335,17 +340,18 @@ class Rewarder:
         """
         settings = self.settings
         score_all = self.scorer is not None and (settings.score_all if score_all is None else score_all)
-        rules = _RuleVerdicts(requests, settings, rule_verdicts)
+        rounds = _Rounds(requests, settings, rule_verdicts)
         batch = _Batch(len(requests), settings.parallelism, on_done)
-        producer = asyncio.ensure_future(rules.produce())
-        producer.add_done_callback(lambda task: task.cancelled() or task.exception())  # its error reaches the chunks
+        producer = asyncio.ensure_future(rounds.produce())
+        producer.add_done_callback(lambda task: task.cancelled() or task.exception())  # its error reaches the rounds
         try:
-            for n, chunk in enumerate(rules.chunks):
-                await asyncio.wait([chunk, batch.done], return_when=asyncio.FIRST_COMPLETED)
+            for n, round_ in enumerate(rounds.rounds):
+                await asyncio.wait([round_, batch.done], return_when=asyncio.FIRST_COMPLETED)
                 if batch.done.done():
                     break
-                for i, rule_verdict in enumerate(chunk.result(), start=n * rules.chunk):
-                    await self._start(i, requests[i], rule_verdict, batch, score_all)
+                part, verdicts = round_.result()
+                for i, request, rule_verdict in zip(itertools.count(n * rounds.size), part, verdicts):
+                    await self._start(i, request, rule_verdict, batch, score_all)
             results = await batch.done
         finally:
             producer.cancel()

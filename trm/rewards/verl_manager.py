@@ -4,9 +4,10 @@ Registered with verl's reward-manager registry when this module is imported (``r
 and verl imports that file before it looks the manager up, also inside its Ray task runner). The class lives in
 the installed package so Ray can unpickle it in the worker that runs ``compute_reward_async``.
 
-Per batch: decode every response (think tags kept), rule-check all answers in the persistent worker pool (in
-rounds that overlap the network calls), run verifier and TRM calls concurrently (``parallelism`` in flight), and
-write each reward at the last valid response token. Settings come from the manager's own arguments
+Per batch, in rounds that overlap the network calls of earlier rounds: decode the responses (think tags kept),
+rule-check their answers in the persistent worker pool; run verifier and TRM calls concurrently (``parallelism``
+responses in flight, their texts coalesced into list requests), and write each reward at the last valid response
+token. Settings come from the manager's own arguments
 (``reward_model.reward_kwargs``), then the environment, then the defaults (:meth:`RewardSettings.resolve`: the
 reward file's DEFAULT_*_BACKENDS, registered when verl imports it). ``custom_reward_function.reward_kwargs`` reach
 only the per-sample ``compute_score``. The backend pools live in the process's :func:`trm.rewards.compute.rewarder`
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import torch
@@ -70,26 +72,20 @@ class VerifyRewardManager(AbstractRewardManager):
         prompt_length = data.batch["prompts"].shape[-1]
         return data.batch["attention_mask"][:, prompt_length:].sum(dim=-1)
 
-    def _decode_responses(self, data: DataProto, lengths: torch.Tensor) -> list[str]:
-        """Special tokens (EOS, pad, chat markers) leave the text, the think tags stay (trm.rewards.decoding)."""
-        return decode_padded(self.tokenizer, data.batch["responses"], lengths)
-
     def _decode_prompt(self, data: DataProto, i: int) -> str:
         prompts = data.batch["prompts"]
         mask = data.batch["attention_mask"][i, : prompts.shape[-1]].bool()
         return self.tokenizer.decode(prompts[i][mask].tolist(), skip_special_tokens=True)
 
-    def _requests(self, data: DataProto, responses: list[str]) -> list[RewardRequest]:
+    def _requests(self, data: DataProto, lengths: torch.Tensor) -> "_DecodedRequests":
+        """The batch's requests; every field but the response text is read, and checked, here and now."""
         nt = data.non_tensor_batch
-        requests = []
-        for i, response in enumerate(responses):
+        rows = []
+        for i in range(len(lengths)):
             extra = nt["extra_info"][i] if "extra_info" in nt else None
-            requests.append(
-                request_from_sample(
-                    nt[self.reward_fn_key][i], response, nt["reward_model"][i]["ground_truth"], extra, f"sample {i}"
-                )
-            )
-        return requests
+            rows.append(request_from_sample(nt[self.reward_fn_key][i], "", nt["reward_model"][i]["ground_truth"],
+                                            extra, f"sample {i}"))
+        return _DecodedRequests(self.tokenizer, data.batch["responses"], lengths, rows)
 
     # -- the call verl makes ----------------------------------------------------------------------------------------
     def __call__(self, data: DataProto, return_dict: bool = False) -> torch.Tensor | dict[str, Any]:
@@ -100,8 +96,7 @@ class VerifyRewardManager(AbstractRewardManager):
             return data.batch["rm_scores"]
 
         lengths = self._response_lengths(data)
-        responses = self._decode_responses(data, lengths)
-        requests = self._requests(data, responses)
+        requests = self._requests(data, lengths)
         from tqdm.auto import tqdm
 
         score_all = True if data.meta_info.get("validate") else None  # no NaN for verl's validation means
@@ -143,3 +138,31 @@ class VerifyRewardManager(AbstractRewardManager):
             columns = result.columns()
             for key in ("answer", "verdict_source", "verify_binary", "rm_score_raw", "score"):
                 print(f"[{key}]", columns[key])
+
+
+class _DecodedRequests(Sequence):
+    """A batch's reward requests whose response texts are decoded a slice at a time, when first asked for: the
+    rewarder asks round by round in its rule-check thread, so decoding overlaps the network calls of earlier rounds
+    instead of holding up the whole batch. Special tokens (EOS, pad, chat markers) leave the text, the think tags
+    stay (trm.rewards.decoding)."""
+
+    def __init__(self, tokenizer: Any, ids: torch.Tensor, lengths: torch.Tensor, rows: list[RewardRequest]):
+        self._tokenizer, self._ids, self._lengths, self._rows = tokenizer, ids, lengths, rows
+        self._built: list[RewardRequest | None] = [None] * len(rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index):
+        if not isinstance(index, slice):
+            index = range(len(self))[index]  # IndexError outside the batch, as for a list
+            return self[index : index + 1][0]
+        start, stop, step = index.indices(len(self))
+        if step != 1:
+            raise ValueError("only contiguous slices of the batch's requests are supported")
+        if any(request is None for request in self._built[start:stop]):
+            texts = decode_padded(self._tokenizer, self._ids[start:stop], self._lengths[start:stop])
+            self._built[start:stop] = [RewardRequest(text, row.ground_truth, row.data_source, row.user_prompt,
+                                                     row.question) for text, row in zip(texts, self._rows[start:stop])]
+        return self._built[start:stop]
+

@@ -47,21 +47,20 @@ def trm_input(prompt: str, response: str) -> str:
     return f"{prompt}\n{reasoning(response)}"
 
 
+_BRACE_TOKEN = re.compile(r"\\.|[{}]", re.DOTALL)  # an escape pair (\{ \} \\ are literal in LaTeX) or a brace
+
+
 def _matching_braces(text: str) -> dict[int, int]:
-    """Map each unescaped '{' to its matching '}' in one pass; unbalanced braces simply have no entry."""
+    """Map each unescaped '{' to its matching '}' in one pass; unbalanced braces simply have no entry. The regex skips
+    plain text in C: a Python step per character made the rule check of long responses cost milliseconds each."""
     matches: dict[int, int] = {}
     stack: list[int] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            i += 2  # \{ and \} are literal braces in LaTeX (sets), not grouping
-            continue
-        if c == "{":
-            stack.append(i)
-        elif c == "}" and stack:
-            matches[stack.pop()] = i
-        i += 1
+    for token in _BRACE_TOKEN.finditer(text):
+        brace = token.group()
+        if brace == "{":
+            stack.append(token.start())
+        elif brace == "}" and stack:
+            matches[stack.pop()] = token.start()
     return matches
 
 
@@ -70,11 +69,29 @@ def last_boxed(text: str) -> str | None:
     starts = [m.end() - 1 for m in _BOX_RE.finditer(text)]
     if not starts:
         return None
-    matches = _matching_braces(text)
-    for open_at in reversed(starts):
+    close_at = _closing_brace(text, starts[-1])  # the usual case: the last box closes, and it is near the end
+    if close_at is not None:
+        return text[starts[-1] + 1 : close_at].strip()
+    matches = _matching_braces(text)  # an unclosed last box: one pass for all the others (linear, not per box)
+    for open_at in reversed(starts[:-1]):
         close_at = matches.get(open_at)
         if close_at is not None:
             return text[open_at + 1 : close_at].strip()
+    return None
+
+
+def _closing_brace(text: str, open_at: int) -> int | None:
+    """Where the '{' at ``open_at`` closes (what :func:`_matching_braces` maps it to), scanning only from there: the
+    last box of a long response is near its end."""
+    depth = 0
+    for token in _BRACE_TOKEN.finditer(text, open_at):
+        brace = token.group()
+        if brace == "{":
+            depth += 1
+        elif brace == "}":
+            depth -= 1
+            if depth == 0:
+                return token.start()
     return None
 
 

@@ -78,7 +78,7 @@ class RewardSettings:
     score_all: bool = field(default=False, metadata={"help": "also score the reasoning of unverified answers "
         "(analysis; their reward stays 0); off: only verified answers, the only ones the TRM can change"})
     rm_model: str = field(default="RewardModel", metadata={"help": "served model name of the TRM"})
-    rm_batch_size: int = field(default=32, metadata={"help": "most TRM texts one embeddings request carries: texts "
+    rm_batch_size: int = field(default=64, metadata={"help": "most TRM texts one embeddings request carries: texts "
         "of concurrent responses are coalesced (a few ms) and fail over together. sglang --is-embedding and vLLM "
         "take a list input of any length (each text within the context); 1: one text per request"})
     reward_scorer: str = field(default="trm", metadata={"help":
@@ -253,6 +253,13 @@ class _Batch:
         if size == 0:
             self.done.set_result([])
 
+    def take_room(self) -> bool:
+        """Take a free place without waiting, if there is one (the usual case: no coroutine per response)."""
+        if self.waiting < self.limit and not self.done.done():
+            self.waiting += 1
+            return True
+        return False
+
     async def room(self) -> None:
         """Wait for a free place among the ``limit`` responses in flight, and take it."""
         while self.waiting >= self.limit and not self.done.done():
@@ -369,7 +376,8 @@ class Rewarder:
         if settled and not (scorer is not None and (step.correct or score_all)):
             batch.finish(i, RewardResult.blend(step, None, alpha))
             return
-        await batch.room()
+        if not batch.take_room():
+            await batch.room()
         asked = None if settled else self.verifier.submit(step.question, step.ground_truth, step.answer)
         if score_all:  # the score does not wait for the verdict: both at once
             scored = scorer.submit(request)

@@ -102,7 +102,7 @@ class VerifyConfig:
     verifier_api: str = "completions"
     """How the verifier is asked (trm.rewards.llm_verifier.VERIFIER_APIS): "completions" (the protocol text as the
     prompt, answers coalesced into list requests) or "chat" (one user message per request, as the release)."""
-    verifier_batch_size: int = 32
+    verifier_batch_size: int = 64
     """Most prompts one verifier completions request carries (vLLM and sglang take a list prompt of any length;
     `trm serve chat` up to its --max-rows-per-request, 256); 1: one answer per request."""
     answer_format: str = STRICT

@@ -85,7 +85,7 @@ class GeneralVerifier:
 
     def __init__(self, pool, model: str = DEFAULT_VERIFIER_MODEL, *, max_tokens: int = GENERAL_VERIFIER_MAX_TOKENS,
                  answer_tail_chars: int = GENERAL_VERIFIER_ANSWER_TAIL_CHARS, api: str = "completions",
-                 batch_size: int = 32):
+                 batch_size: int = 64):
         from trm.coalescing import Coalescer
 
         if api not in VERIFIER_APIS:

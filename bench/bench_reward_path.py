@@ -13,8 +13,8 @@ client's (and the server's) per-request overhead, never server work.
    the rule check is CPU work in the worker pool (seconds per thousand wrong answers here, on 2 shared cores), no
    client can beat it, and the network calls overlap it chunk by chunk.
 2. The grid: the network path alone (the same rewarder with the step's rule verdicts given) for each latency x
-   capacity, verified-only and score_all, for this client (one pool per service kept across batches, least-loaded,
-   TRM texts coalesced) and for a baseline modelled on the original release's client design (a new HTTP client per
+   capacity, verified-only and score_all, for this client (one pool per service kept across batches, balanced by
+   texts in flight, TRM texts and verifier prompts coalesced into list requests) and for a baseline modelled on the original release's client design (a new HTTP client per
    request, one text per request, round-robin over backends; by default only at the step's latency and capacity: its
    new SSL context per request costs tens of ms of CPU). The ratio is bound / wall (1.0: the backends, not the
    client, set the pace). ``--full-grid`` runs 4096 responses, capacities 32, 64, 256, the baseline everywhere.

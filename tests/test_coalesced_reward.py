@@ -66,3 +66,52 @@ def test_coalesced_requests_with_every_backend_dying_raise_instead_of_rewarding(
 def test_rm_batch_size_is_validated():
     with pytest.raises(ValueError, match="rm_batch_size must be >= 1"):
         RewardSettings(rm_batch_size=0)
+
+
+def wrong_webinstruct_batch(n: int) -> tuple[list[RewardRequest], list[Verdict]]:
+    requests = [RewardRequest(f"so \\boxed{{{k + 100}}}", str(k), "TIGER-Lab/WebInstruct-verified", f"prompt {k}",
+                              f"question Q{k}?") for k in range(n)]
+    return requests, [Verdict(False, "math_verify", str(k + 100), "given") for k in range(n)]
+
+
+def test_verifier_prompts_go_coalesced_and_a_dying_backend_retries_them_whole():
+    from trm.protocol import general_verifier_input
+    from trm_testing.fault_server import verifier_prompts, verifier_reply
+
+    requests, verdicts = wrong_webinstruct_batch(N)
+    decide = lambda prompt: "Final Decision: Yes" if any(f"Q{k}?" in prompt for k in range(0, N, 2)) else "No."  # noqa: E731
+    with FaultServer(lambda i, request: ("delay", 0.05, ("drop",))) as dying, \
+            FaultServer(lambda i, request: verifier_reply(request, decide)) as live:
+        settings = RewardSettings.resolve(verifier_backends=f"{dying.url},{live.url}", verifier_batch_size=4, alpha=0.0,
+                                          deadline_s=60.0)
+        results = reward(settings, requests, verdicts)
+    assert dying.requests and all(len(verifier_prompts(request)) > 1 for request in dying.requests)
+    sent = [verifier_prompts(request) for request in live.requests]
+    assert all(request.path == "/v1/completions" for request in live.requests)
+    assert all(1 <= len(batch) <= 4 for batch in sent)  # coalesced, at most verifier_batch_size per request
+    expected = [general_verifier_input(r.question, r.ground_truth, str(int(r.ground_truth) + 100)) for r in requests]
+    assert sorted(prompt for batch in sent for prompt in batch) == sorted(expected)  # each asked exactly once
+    assert [result.verdict.correct for result in results] == [k % 2 == 0 for k in range(N)]  # each its own reply
+    assert {result.verdict.source for result in results} == {"llm_verifier"}
+
+
+def test_backends_are_balanced_by_items_in_flight_not_requests():
+    import asyncio
+
+    from trm.client import BackendPool
+
+    with FaultServer(lambda i, request: ("delay", 0.3, ("status", 200, {}))) as first, \
+            FaultServer(lambda i, request: ("delay", 0.3, ("status", 200, {}))) as second:
+        async def go():
+            pool = BackendPool([first.url, second.url], deadline=10)
+            try:
+                big = asyncio.ensure_future(pool.post_json("/big", {}, weight=10))
+                await asyncio.sleep(0.05)  # the 10-item request is in flight on one backend
+                await asyncio.gather(big, *(pool.post_json("/small", {}) for _ in range(3)))
+            finally:
+                await pool.aclose()
+
+        asyncio.run(go())
+        paths = {server.url: [request.path for request in server.requests] for server in (first, second)}
+    # the three one-item requests all go to the backend without the big one (by request count, one would join it)
+    assert sorted(paths.values()) == [["/big"], ["/small"] * 3]

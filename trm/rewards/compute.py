@@ -5,10 +5,11 @@
 One pipeline serves every caller (``remote_verifier.compute_score``, the verl ``verify`` manager, ``trm reward``, TRL):
 1. rule check of the whole batch in the persistent worker pool (math-verify, time-bounded), in rounds of
    ``rule_chunk`` answers so that the network calls of finished rounds overlap the CPU work of the next;
-2. per response, concurrently and bounded by ``parallelism``: the LLM verifier where the rule check failed and the
-   data source allows it, then the TRM on ``trm_input(user_prompt, response)`` for verified answers (or for all
-   responses with ``score_all``, for analysis; unverified ones still get 0). The scorer is chosen by
-   ``reward_scorer`` (trm.rewards.scorers); with ``alpha`` 0 (verifier only) none is called or needed.
+2. per response, at most ``parallelism`` in flight: the LLM verifier where the rule check failed and the data
+   source allows it, then the TRM on ``trm_input(user_prompt, response)`` for verified answers (or, at the same
+   time as the verifier, for all responses with ``score_all``, for analysis; unverified ones still get 0). Both
+   take list requests: the texts of a batch go out coalesced (``verifier_batch_size``, ``rm_batch_size``). The
+   scorer is chosen by ``reward_scorer`` (trm.rewards.scorers); with ``alpha`` 0 (verifier only) none is called.
 Backend failures raise (after the pool's retries on other backends); they never become a reward.
 
 Settings (:class:`RewardSettings`, declared once; ``trm reward`` derives its flags from it) come from keyword

@@ -255,7 +255,7 @@ class _Batch:
             self.done.set_result([])
 
     def take_room(self) -> bool:
-        """Take a free place without waiting, if there is one (the usual case: no coroutine per response)."""
+        """Take a free place without waiting, if there is one (the usual case: no suspension per response)."""
         if self.waiting < self.limit and not self.done.done():
             self.waiting += 1
             return True
@@ -380,12 +380,10 @@ class Rewarder:
         if not batch.take_room():
             await batch.room()
         asked = None if settled else self.verifier.submit(step.question, step.ground_truth, step.answer)
-        if score_all:  # the score does not wait for the verdict: both at once
-            scored = scorer.submit(request)
-            both = asyncio.gather(scored, asked) if asked is not None else scored
-            batch.then(both, i, lambda got: RewardResult.blend(
-                step if settled else after_verifier(step, got[1]), got[0] if asked is not None else got, alpha))
-        elif settled:  # a right answer: scored
+        if score_all and not settled:  # the score does not wait for the verdict: both at once
+            batch.then(asyncio.gather(asked, scorer.submit(request)), i,
+                       lambda got: RewardResult.blend(after_verifier(step, got[0]), got[1], alpha))
+        elif settled:  # settled by the rules and scored (a right answer, or any with score_all)
             batch.then(scorer.submit(request), i, lambda score: RewardResult.blend(step, score, alpha))
         else:
             batch.then(asked, i, lambda verdict: self._after_verifier(i, request, after_verifier(step, verdict), batch))

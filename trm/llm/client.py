@@ -136,10 +136,7 @@ class ChatClient:
                 **{key: value for key, value in params.items() if value is not None}}
         choices, got = await self.pool.post_json("/v1/completions", body, weight=len(prompts),
                                                  parse=lambda answer: _parse(answer, False, len(prompts)))
-        self.usage.add(got)
-        if usage is not None:
-            usage.add(got)
-        return choices
+        return self._counted(choices, got, usage)
 
     async def chat(self, messages: list[dict], n: int = 1, usage: Usage | None = None, **params) -> list[str]:
         """The texts of :meth:`complete` ("" for a reply without content)."""
@@ -155,6 +152,10 @@ class ChatClient:
             body["seed"] += SEED_STRIDE * round_
         path = "/v1/chat/completions" if chat else "/v1/completions"
         choices, got = await self.pool.post_json(path, body, parse=lambda answer: _parse(answer, chat))
+        return self._counted(choices, got, usage)
+
+    def _counted(self, choices: list[Choice], got: Usage, usage: Usage | None) -> list[Choice]:
+        """``choices``, with their usage added to the client's and the caller's counts."""
         self.usage.add(got)
         if usage is not None:
             usage.add(got)

@@ -120,10 +120,9 @@ class VerifyConfig:
             raise ValueError(f"rule_batch_deadline_s must be > 0 or None, got {self.rule_batch_deadline_s}")
         if self.answer_format not in (STRICT, LENIENT):
             raise ValueError(f"answer_format must be {STRICT!r} or {LENIENT!r}, got {self.answer_format!r}")
-        from trm.rewards.llm_verifier import VERIFIER_APIS
+        from trm.rewards.llm_verifier import check_verifier_api
 
-        if self.verifier_api not in VERIFIER_APIS:
-            raise ValueError(f"verifier_api must be one of {', '.join(VERIFIER_APIS)}, got {self.verifier_api!r}")
+        check_verifier_api(self.verifier_api)
         if self.verifier_batch_size < 1:
             raise ValueError(f"verifier_batch_size must be >= 1, got {self.verifier_batch_size}")
         if not 0 <= self.max_worker_error_fraction <= 1:

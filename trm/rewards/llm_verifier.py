@@ -79,6 +79,12 @@ VERIFIER_APIS = {
 general-verifier's Qwen2.5 tokenizer): the text itself. ``completions`` needs a request per batch, not per answer."""
 
 
+def check_verifier_api(api: str) -> str:
+    if api not in VERIFIER_APIS:
+        raise ValueError(f"verifier_api must be one of {', '.join(VERIFIER_APIS)}, got {api!r}")
+    return api
+
+
 class GeneralVerifier:
     """The answer-equivalence verifier behind ``pool`` (a :class:`trm.client.BackendPool`): the protocol's input,
     greedy, ``max_tokens`` new tokens; one long-lived object per pool, since it coalesces concurrent questions."""
@@ -88,12 +94,10 @@ class GeneralVerifier:
                  batch_size: int = 64):
         from trm.coalescing import Coalescer
 
-        if api not in VERIFIER_APIS:
-            raise ValueError(f"verifier api must be one of {', '.join(VERIFIER_APIS)}, got {api!r}")
         self.client = ChatClient(pool, model)
         self.max_tokens = max_tokens
         self.answer_tail_chars = answer_tail_chars
-        self.api = api
+        self.api = check_verifier_api(api)
         self._coalescer = Coalescer(self._ask_batch, batch_size)
 
     def submit(self, question: str, ground_truth: str, answer: str) -> "asyncio.Future[Verdict]":

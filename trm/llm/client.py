@@ -53,7 +53,7 @@ class Usage:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Choice:
     """One sampled answer: its text (None when a chat reply has no content), why generation stopped ("stop",
     "length", ...), and the reasoning a server's reasoning parser returned apart from the content, if any."""

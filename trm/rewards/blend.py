@@ -50,7 +50,7 @@ def thinking_reward(verified: float, trm_score: float | None, alpha: float = DEF
     return verified * (1.0 - alpha + alpha * sigmoid(trm_score))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RewardResult:
     """One response's reward and what it is made of: the verdict (v) and the raw reasoning score (t; None where the
     scorer was not asked)."""

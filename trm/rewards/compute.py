@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import functools
 import itertools
 import os
 import threading
@@ -34,6 +35,7 @@ from trm.rewards.blend import DEFAULT_ALPHA, RewardResult, validate_alpha
 from trm.rewards.correctness import (
     FAULT_SOURCES,
     Verdict,
+    VerifierQuestion,
     VerifyConfig,
     after_verifier,
     before_verifier,
@@ -145,7 +147,7 @@ class RewardSettings:
         ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RewardRequest:
     """One response to reward, with what its reward depends on."""
 
@@ -242,27 +244,58 @@ class _Rounds:
 
 
 class _Batch:
-    """The results of one batch as they come in. At most ``limit`` responses wait on the backends at once (the
-    ``parallelism`` setting); ``done`` resolves with every result, or with the first error: a failure ends the batch,
-    it never becomes a result."""
+    """One batch's responses on their way through the verifier and the scorer, and its results as they come in.
 
-    def __init__(self, size: int, limit: int, on_done: Callable[[], None] | None):
+    Items go to the verifier and the scorer as futures (which those coalesce into list requests) and move on in
+    callbacks made once per batch: a finished future finds its response by a dict lookup, and what a response
+    carries between stages sits in per-batch lists, so a 4096-response step allocates no task, closure or callback
+    per response (the garbage collector's full passes over a trainer's heap grow with such allocations). At most
+    ``parallelism`` responses wait on the backends at once; ``done`` resolves with every result, or with the first
+    error: a failure ends the batch, it never becomes a result."""
+
+    def __init__(self, rewarder: "Rewarder", size: int, score_all: bool, on_done: Callable[[], None] | None):
+        self.settings, self.verifier, self.scorer = rewarder.settings, rewarder.verifier, rewarder.scorer
+        self.score_all, self.on_done = score_all, on_done
+        self.requests: list[RewardRequest | None] = [None] * size  # while a response waits on the backends
+        self.verdicts: list[Verdict | VerifierQuestion | None] = [None] * size  # its verdict or question so far
         self.results: list[RewardResult | None] = [None] * size
-        self.left, self.limit, self.waiting, self.on_done = size, limit, 0, on_done
+        self.left, self.waiting = size, 0
         self.done = asyncio.get_running_loop().create_future()
         self._room = asyncio.Event()
+        self._index: dict[asyncio.Future, int] = {}  # future -> the response it belongs to
+        self._on_verdict = functools.partial(self._stage_done, self._verified)
+        self._on_score = functools.partial(self._stage_done, self._scored)
+        self._on_both = functools.partial(self._stage_done, self._verified_and_scored)
         if size == 0:
             self.done.set_result([])
 
-    def take_room(self) -> bool:
-        """Take a free place without waiting, if there is one (the usual case: no suspension per response)."""
-        if self.waiting < self.limit and not self.done.done():
+    async def start(self, i: int, request: RewardRequest, rule_verdict: Verdict) -> None:
+        """Route response ``i``: settled by the rules, or on to the verifier and/or the scorer."""
+        step = before_verifier(rule_verdict, request.ground_truth, data_source=request.data_source,
+                               question=request.question, config=self.settings.verify)
+        settled = isinstance(step, Verdict)
+        if settled and not (self.scorer is not None and (step.correct or self.score_all)):
+            self._finish(i, RewardResult.blend(step, None, self.settings.alpha), waited=False)
+            return
+        if self.waiting < self.limit and not self.done.done():  # the usual case: no suspension
             self.waiting += 1
-            return True
-        return False
+        else:
+            await self._wait_for_room()
+        self.requests[i], self.verdicts[i] = request, step
+        if settled:  # settled by the rules and scored (a right answer, or any with score_all)
+            self._then(self.scorer.submit(request), i, self._on_score)
+            return
+        asked = self.verifier.submit(step.question, step.ground_truth, step.answer)
+        if self.score_all:  # the score does not wait for the verdict: both at once
+            self._then(asyncio.gather(asked, self.scorer.submit(request)), i, self._on_both)
+        else:
+            self._then(asked, i, self._on_verdict)
 
-    async def room(self) -> None:
-        """Wait for a free place among the ``limit`` responses in flight, and take it."""
+    @property
+    def limit(self) -> int:
+        return self.settings.parallelism
+
+    async def _wait_for_room(self) -> None:
         while self.waiting >= self.limit and not self.done.done():
             self._room.clear()
             await self._room.wait()
@@ -271,9 +304,39 @@ class _Batch:
             raise RuntimeError("the batch finished while a response was still to be sent")
         self.waiting += 1
 
-    def finish(self, i: int, result: RewardResult, waited: bool = False) -> None:
+    # -- stages: step(i, value) -> the response's result, or None when a further stage was started ---------------
+    def _verified(self, i: int, verdict: Verdict) -> RewardResult | None:
+        verdict = after_verifier(self.verdicts[i], verdict)  # type: ignore[arg-type]
+        if self.scorer is None or not verdict.correct:
+            return RewardResult.blend(verdict, None, self.settings.alpha)
+        self.verdicts[i] = verdict
+        self._then(self.scorer.submit(self.requests[i]), i, self._on_score)  # type: ignore[arg-type]
+        return None
+
+    def _scored(self, i: int, score: float) -> RewardResult:
+        return RewardResult.blend(self.verdicts[i], score, self.settings.alpha)  # type: ignore[arg-type]
+
+    def _verified_and_scored(self, i: int, got: tuple[Verdict, float]) -> RewardResult:
+        return RewardResult.blend(after_verifier(self.verdicts[i], got[0]), got[1], self.settings.alpha)  # type: ignore
+
+    def _then(self, future: asyncio.Future, i: int, callback: Callable[[asyncio.Future], None]) -> None:
+        self._index[future] = i
+        future.add_done_callback(callback)
+
+    def _stage_done(self, step: Callable[[int, Any], RewardResult | None], done: asyncio.Future) -> None:
+        i = self._index.pop(done)
+        try:
+            result = step(i, done.result())
+        except BaseException as error:  # a backend error, a cancelled request, a score that cannot be blended
+            self.fail(error)
+            return
+        if result is not None:
+            self._finish(i, result, waited=True)
+
+    def _finish(self, i: int, result: RewardResult, waited: bool) -> None:
         self.results[i] = result
         if waited:
+            self.requests[i] = self.verdicts[i] = None
             self.waiting -= 1
             self._room.set()
         self.left -= 1
@@ -286,20 +349,6 @@ class _Batch:
         if not self.done.done():
             self.done.cancel() if isinstance(error, asyncio.CancelledError) else self.done.set_exception(error)
         self._room.set()
-
-    def then(self, future: asyncio.Future, i: int, step: Callable[[Any], RewardResult | None]) -> None:
-        """When ``future`` is done, ``step(its result)`` gives response ``i``'s result (None: a further stage was
-        started, which finishes it); any error fails the batch."""
-        def callback(done: asyncio.Future) -> None:
-            try:
-                result = step(done.result())
-            except BaseException as error:  # a backend error, a cancelled request, a score that cannot be blended
-                self.fail(error)
-                return
-            if result is not None:
-                self.finish(i, result, waited=True)
-
-        future.add_done_callback(callback)
 
 
 class Rewarder:
@@ -344,12 +393,12 @@ class Rewarder:
         ``rule_verdicts`` skips step 1 when the caller already rule-checked the batch; ``score_all`` overrides the
         setting for this batch (verl's validation batches) where a scorer is in use. Each round of rule verdicts is
         routed at once (:func:`before_verifier`); the verifier and the scorer get the batch's items as futures,
-        which they coalesce into list requests, and each finished item moves on in a callback: no task per response.
+        which they coalesce into list requests, and each finished item moves on in a callback (:class:`_Batch`).
         """
         settings = self.settings
         score_all = self.scorer is not None and (settings.score_all if score_all is None else score_all)
         rounds = _Rounds(requests, settings, rule_verdicts)
-        batch = _Batch(len(requests), settings.parallelism, on_done)
+        batch = _Batch(self, len(requests), score_all, on_done)
         producer = asyncio.ensure_future(rounds.produce())
         producer.add_done_callback(lambda task: task.cancelled() or task.exception())  # its error reaches the rounds
         try:
@@ -359,40 +408,13 @@ class Rewarder:
                     break
                 part, verdicts = round_.result()
                 for i, request, rule_verdict in zip(itertools.count(n * rounds.size), part, verdicts):
-                    await self._start(i, request, rule_verdict, batch, score_all)
+                    await batch.start(i, request, rule_verdict)
             results = await batch.done
         finally:
             producer.cancel()
             batch.done.cancel()  # no-op when done; else answers still in flight finish into nothing
         check_fault_budget([r.verdict for r in results], settings.verify.max_worker_error_fraction)
         return results
-
-    async def _start(self, i: int, request: RewardRequest, rule_verdict: Verdict, batch: "_Batch",
-                     score_all: bool) -> None:
-        """Route response ``i``: settled by the rules, or on to the verifier and/or the scorer."""
-        alpha, scorer = self.settings.alpha, self.scorer
-        step = before_verifier(rule_verdict, request.ground_truth, data_source=request.data_source,
-                               question=request.question, config=self.settings.verify)
-        settled = isinstance(step, Verdict)
-        if settled and not (scorer is not None and (step.correct or score_all)):
-            batch.finish(i, RewardResult.blend(step, None, alpha))
-            return
-        if not batch.take_room():
-            await batch.room()
-        asked = None if settled else self.verifier.submit(step.question, step.ground_truth, step.answer)
-        if score_all and not settled:  # the score does not wait for the verdict: both at once
-            batch.then(asyncio.gather(asked, scorer.submit(request)), i,
-                       lambda got: RewardResult.blend(after_verifier(step, got[0]), got[1], alpha))
-        elif settled:  # settled by the rules and scored (a right answer, or any with score_all)
-            batch.then(scorer.submit(request), i, lambda score: RewardResult.blend(step, score, alpha))
-        else:
-            batch.then(asked, i, lambda verdict: self._after_verifier(i, request, after_verifier(step, verdict), batch))
-
-    def _after_verifier(self, i: int, request: RewardRequest, verdict: Verdict, batch: "_Batch") -> RewardResult | None:
-        if self.scorer is None or not verdict.correct:
-            return RewardResult.blend(verdict, None, self.settings.alpha)
-        batch.then(self.scorer.submit(request), i, lambda score: RewardResult.blend(verdict, score, self.settings.alpha))
-        return None  # not finished yet: the score is on its way
 
     def close(self) -> None:
         """Close the pools' connections and stop the loop (idempotent)."""

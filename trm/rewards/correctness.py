@@ -367,7 +367,7 @@ def _after_length_rule(rule_verdict: Verdict, answer: str, gold: str) -> Verdict
                    (rule_verdict.source, *rule_verdict.also))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VerifierQuestion:
     """An answer the rules did not accept and the LLM verifier is to judge (:func:`before_verifier`)."""
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import hashlib
 import heapq
 import itertools
@@ -167,6 +168,33 @@ async def baseline_run(requests, verdicts, backends: dict[str, str], settings, s
 
 
 # -- measuring ------------------------------------------------------------------------------------------------------
+class FullCollections:
+    """Counts the garbage collector's full passes (generation 2) and their pauses: they stop the client's thread for
+    a time that grows with the whole heap (a trainer's imports), so a step that meets one is slower by about it."""
+
+    def __init__(self):
+        self.pauses: list[float] = []
+        self.steps: dict[bool, list[int]] = {False: [], True: []}
+        self._counted = 0
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if info["generation"] == 2:
+            if phase == "start":
+                self._started = time.perf_counter()
+            else:
+                self.pauses.append(time.perf_counter() - self._started)
+
+    def since_last(self) -> int:
+        """Full passes since the previous call."""
+        passes, self._counted = len(self.pauses) - self._counted, len(self.pauses)
+        return passes
+
+    def mean_pause(self) -> float:
+        return statistics.mean(self.pauses) if self.pauses else 0.0
+
+
 class Bench:
     def __init__(self, args):
         from trm_testing.serving import free_port
@@ -239,17 +267,20 @@ def main() -> int:
     bench.configure(args.latency, args.capacity)
     for manager in managers.values():  # untimed warm-up, a whole step each: worker pool, imports, connections, as
         manager(batch)                 # every training step after the first finds them
-
     started = time.perf_counter()
     verdicts = rule_check_requests(requests, settings)
     rule_alone = time.perf_counter() - started
+    gc.collect()  # the set-up's garbage (tokenizer, batch, the verdicts above) is not the first timed step's to collect
+    full_passes = FullCollections()
     walls: dict[bool, list[float]] = {score_all: [] for score_all in managers}
     rows = {}
     for _ in range(args.rounds):  # the two modes alternate round by round; each reports its median wall
         for score_all, manager in managers.items():
             holder = {}
+            full_passes.since_last()
             rows[score_all] = bench.measure(lambda: holder.setdefault("out", manager(batch, return_dict=True)),
                                             args.latency, args.capacity)
+            full_passes.steps[score_all].append(full_passes.since_last())
             rewards = holder["out"]["reward_tensor"].sum(-1)
             assert int((rewards > 0).sum()) == (args.responses + 1) // 2, "half the answers are right"
             walls[score_all].append(rows[score_all][-1])
@@ -263,6 +294,9 @@ def main() -> int:
           f"{args.latency}s, capacity {args.capacity}; rule check alone {rule_alone:.2f}s; median wall of "
           f"{args.rounds} rounds (walls: " + "; ".join(f"{'score_all' if k else 'verified only'} "
           + " ".join(f"{w:.2f}" for w in v) for k, v in walls.items()) + ")")
+    print(f"full garbage collections of the process during the timed steps: "
+          + "; ".join(f"{'score_all' if k else 'verified only'} {' '.join(map(str, v))}" for k, v in full_passes.steps.items())
+          + f" (a pass stops the client {full_passes.mean_pause():.2f}s here; it scans the whole heap)")
     print(f"{'mode':<26}{'TRM texts':>10}{'reqs':>6}{'verifier texts':>15}{'reqs':>6}{'net bound':>10}{'bound s':>9}"
           f"{'wall s':>8}{'bound/wall':>11}")
     for mode, (texts, trm_requests, verifier, verifier_requests, net_bound, wall) in step_rows:

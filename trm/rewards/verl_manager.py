@@ -121,17 +121,24 @@ class VerifyRewardManager(AbstractRewardManager):
         correct, size = Counter(), Counter(groups)
         for group, result in zip(groups, results):
             correct[group] += result.verdict.correct
-        rows = [{**result.columns(), "group_correct": correct[group], "group_size": size[group]}
-                for group, result in zip(groups, results)]
+        if not results:
+            return {}
+        rows = [result.columns() for result in results]
         dropped = {"answer"} | (set() if self.settings.uses_scorer else {"rm_score_raw"})
-        return {key: [row[key] for row in rows] for key in rows[0] if key not in dropped} if rows else {}
+        extra = {key: [row[key] for row in rows] for key in rows[0] if key not in dropped}
+        extra["group_correct"] = [correct[group] for group in groups]
+        extra["group_size"] = [size[group] for group in groups]
+        return extra
 
     def _print_examples(self, data: DataProto, requests: list[RewardRequest], results: list[RewardResult]) -> None:
+        if self.num_examine <= 0:
+            return
         shown: Counter = Counter()
-        for i, (request, result) in enumerate(zip(requests, results)):
-            if shown[request.data_source] >= self.num_examine:
+        for i, source in enumerate(data.non_tensor_batch[self.reward_fn_key]):  # requests[i] decodes: only when shown
+            if shown[source] >= self.num_examine:
                 continue
-            shown[request.data_source] += 1
+            shown[source] += 1
+            request, result = requests[i], results[i]
             print("[prompt]", self._decode_prompt(data, i))
             print("[response]", request.response)
             print("[ground_truth]", request.ground_truth)

@@ -240,7 +240,7 @@ def main() -> int:
     parser.add_argument("--grid-responses", type=int, default=1024, help="responses per grid cell")
     parser.add_argument("--full-grid", action="store_true", help="grid of 4096 responses, capacities 32, 64, 256")
     parser.add_argument("--no-grid", action="store_true")
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=int, default=5,
                         help="measurements of the step and of each grid cell per mode (median wall)")
     args = parser.parse_args()
 

@@ -3,9 +3,8 @@
     r = v * (1 - alpha + alpha * sigmoid(t))      v in {0, 1} from the verifier, t the raw TRM score
 
 One pipeline serves every caller (``remote_verifier.compute_score``, the verl ``verify`` manager, ``trm reward``, TRL):
-1. rule check of the whole batch in the persistent worker pool (math-verify, time-bounded), in rounds of up to
-   ``rule_chunk`` answers (the first ones shorter) so that the network calls of finished rounds overlap the CPU
-   work of the next;
+1. rule check of the whole batch in the persistent worker pool (math-verify, time-bounded), in rounds of
+   ``rule_chunk`` answers so that the network calls of finished rounds overlap the CPU work of the next;
 2. per response, at most ``parallelism`` in flight: the LLM verifier where the rule check failed and the data
    source allows it, then the TRM on ``trm_input(user_prompt, response)`` for verified answers (or, at the same
    time as the verifier, for all responses with ``score_all``, for analysis; unverified ones still get 0). Both
@@ -209,36 +208,26 @@ def backend_pool(backends: str, api_key: str | None, role: str, settings: Reward
                        api_key=resolve_api_key(api_key, role))
 
 
-def round_bounds(total: int, size: int) -> list[tuple[int, int]]:
-    """(start, stop) of each round of a batch: ``size`` responses, except that the first rounds ramp up from an
-    eighth of it, doubling, so that the network calls start after a short round instead of a whole one."""
-    bounds, start, step = [], 0, max(1, size // 8)
-    while start < total:
-        bounds.append((start, min(total, start + step)))
-        start, step = start + step, min(size, 2 * step)
-    return bounds
-
-
 class _Rounds:
-    """A batch in rounds (:func:`round_bounds` of ``rule_chunk``): each round's requests and rule verdicts, produced
-    one round after another in a thread (the rule check in the worker pool; math-verify is CPU-bound) while earlier
-    rounds already wait on the verifier and the TRM. ``requests`` may be a lazy sequence that builds a slice when
-    asked (the verl manager decodes its token ids so): its slices are taken in that thread too, so building overlaps
-    the network calls of earlier rounds."""
+    """A batch in rounds of ``rule_chunk`` responses: each round's requests and rule verdicts, produced one round
+    after another in a thread (the rule check in the worker pool; math-verify is CPU-bound) while earlier rounds
+    already wait on the verifier and the TRM. ``requests`` may be a lazy sequence that builds a slice when asked
+    (the verl manager decodes its token ids so): its slices are taken in that thread too, so building overlaps the
+    network calls of earlier rounds."""
 
     def __init__(self, requests: Sequence[RewardRequest], settings: RewardSettings, given: Sequence[Verdict] | None):
         self.requests, self.settings = requests, settings
-        self.bounds = round_bounds(len(requests), max(1, settings.rule_chunk))
-        self.rounds = [asyncio.get_running_loop().create_future() for _ in self.bounds]
+        self.size = max(1, settings.rule_chunk)
+        self.rounds = [asyncio.get_running_loop().create_future() for _ in range(0, len(requests), self.size)]
         if given is not None:
             if len(given) != len(requests):
                 raise ValueError(f"{len(given)} rule verdicts for {len(requests)} requests")
-            for (start, stop), future in zip(self.bounds, self.rounds):
-                future.set_result((self.requests[start:stop], list(given[start:stop])))
+            for n, future in enumerate(self.rounds):
+                part = slice(n * self.size, (n + 1) * self.size)
+                future.set_result((self.requests[part], list(given[part])))
 
     def _round(self, n: int) -> tuple[Sequence[RewardRequest], list[Verdict]]:
-        start, stop = self.bounds[n]
-        part = self.requests[start:stop]
+        part = self.requests[n * self.size : (n + 1) * self.size]
         return part, rule_check_requests(part, self.settings)
 
     async def produce(self) -> None:
@@ -418,7 +407,7 @@ class Rewarder:
                 if batch.done.done():
                     break
                 part, verdicts = round_.result()
-                for i, request, rule_verdict in zip(itertools.count(rounds.bounds[n][0]), part, verdicts):
+                for i, request, rule_verdict in zip(itertools.count(n * rounds.size), part, verdicts):
                     await batch.start(i, request, rule_verdict)
             results = await batch.done
         finally:

@@ -19,6 +19,10 @@ client's (and the server's) per-request overhead, never server work.
    new SSL context per request costs tens of ms of CPU). The ratio is bound / wall (1.0: the backends, not the
    client, set the pace). ``--full-grid`` runs 4096 responses, capacities 32, 64, 256, the baseline everywhere.
 
+Each timed step also reports the garbage collector's full passes during it: one stops the client for ~0.2 s here (it
+scans the heap of torch, transformers and verl), the main cause of a slow round; the step's median is over
+``--rounds`` (5) alternating rounds.
+
     .venv/bin/python bench/bench_reward_path.py [--latency 0.05] [--capacity 64] [--backends 2] [--full-grid]
 """
 

@@ -121,9 +121,9 @@ class VerifyRewardManager(AbstractRewardManager):
         correct, size = Counter(), Counter(groups)
         for group, result in zip(groups, results):
             correct[group] += result.verdict.correct
-        if not results:
-            return {}
         rows = [result.columns() for result in results]
+        if not rows:
+            return {}
         dropped = {"answer"} | (set() if self.settings.uses_scorer else {"rm_score_raw"})
         extra = {key: [row[key] for row in rows] for key in rows[0] if key not in dropped}
         extra["group_correct"] = [correct[group] for group in groups]
@@ -134,7 +134,7 @@ class VerifyRewardManager(AbstractRewardManager):
         if self.num_examine <= 0:
             return
         shown: Counter = Counter()
-        for i, source in enumerate(data.non_tensor_batch[self.reward_fn_key]):  # requests[i] decodes: only when shown
+        for i, source in enumerate(data.non_tensor_batch[self.reward_fn_key]):  # only shown rows index the lazy requests
             if shown[source] >= self.num_examine:
                 continue
             shown[source] += 1

@@ -19,9 +19,10 @@ client's (and the server's) per-request overhead, never server work.
    new SSL context per request costs tens of ms of CPU). The ratio is bound / wall (1.0: the backends, not the
    client, set the pace). ``--full-grid`` runs 4096 responses, capacities 32, 64, 256, the baseline everywhere.
 
-Each timed step also reports the garbage collector's full passes during it: one stops the client for ~0.2 s here (it
-scans the heap of torch, transformers and verl), the main cause of a slow round; the step's median is over
-``--rounds`` (5) alternating rounds.
+Each timed step also reports the garbage collector's full passes during it, and those between the steps: one stops
+the process for ~0.2 s here (it scans the heap of torch, transformers and verl). ``--no-hold-gc`` measures the reward
+path without ``RewardSettings.hold_gc`` (trm.rewards.gc_hold). The step's median is over ``--rounds`` (5) alternating
+rounds.
 
     .venv/bin/python bench/bench_reward_path.py [--latency 0.05] [--capacity 64] [--backends 2] [--full-grid]
 """
@@ -178,7 +179,8 @@ class FullCollections:
 
     def __init__(self):
         self.pauses: list[float] = []
-        self.steps: dict[bool, list[int]] = {False: [], True: []}
+        self.steps: dict[bool, list[int]] = {False: [], True: []}  # passes inside each timed step, per mode
+        self.between = 0  # passes outside the timed steps (what a batch defers lands there, in a trainer's other work)
         self._counted = 0
         self._started = 0.0
         gc.callbacks.append(self._callback)
@@ -244,6 +246,8 @@ def main() -> int:
     parser.add_argument("--grid-responses", type=int, default=1024, help="responses per grid cell")
     parser.add_argument("--full-grid", action="store_true", help="grid of 4096 responses, capacities 32, 64, 256")
     parser.add_argument("--no-grid", action="store_true")
+    parser.add_argument("--hold-gc", action=argparse.BooleanOptionalAction, default=True,
+                        help="RewardSettings.hold_gc of the managers (automatic GC held off during a batch)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="measurements of the step and of each grid cell per mode (median wall)")
     args = parser.parse_args()
@@ -263,6 +267,7 @@ def main() -> int:
     requests = [request_from_sample(s.data_source, s.response, s.ground_truth, s.extra_info) for s in samples]
     managers = {
         score_all: VerifyRewardManager(tokenizer, 0, None, parallelism=args.parallelism, score_all=score_all,
+                                       hold_gc=args.hold_gc,
                                        rm_backends=bench.backends["trm"], verifier_backends=bench.backends["verifier"],
                                        **({"max_concurrency_per_backend": args.client_concurrency}
                                           if args.client_concurrency else {}))
@@ -281,7 +286,7 @@ def main() -> int:
     for _ in range(args.rounds):  # the two modes alternate round by round; each reports its median wall
         for score_all, manager in managers.items():
             holder = {}
-            full_passes.since_last()
+            full_passes.between += full_passes.since_last()
             rows[score_all] = bench.measure(lambda: holder.setdefault("out", manager(batch, return_dict=True)),
                                             args.latency, args.capacity)
             full_passes.steps[score_all].append(full_passes.since_last())
@@ -300,7 +305,8 @@ def main() -> int:
           + " ".join(f"{w:.2f}" for w in v) for k, v in walls.items()) + ")")
     print(f"full garbage collections of the process during the timed steps: "
           + "; ".join(f"{'score_all' if k else 'verified only'} {' '.join(map(str, v))}" for k, v in full_passes.steps.items())
-          + f" (a pass stops the client {full_passes.mean_pause():.2f}s here; it scans the whole heap)")
+          + f"; between them {full_passes.between} (a pass stops the process {full_passes.mean_pause():.2f}s here; "
+          f"hold_gc {settings.hold_gc})")
     print(f"{'mode':<26}{'TRM texts':>10}{'reqs':>6}{'verifier texts':>15}{'reqs':>6}{'net bound':>10}{'bound s':>9}"
           f"{'wall s':>8}{'bound/wall':>11}")
     for mode, (texts, trm_requests, verifier, verifier_requests, net_bound, wall) in step_rows:

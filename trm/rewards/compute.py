@@ -42,6 +42,7 @@ from trm.rewards.correctness import (
     check_fault_budget,
     check_responses,
 )
+from trm.rewards.gc_hold import gc_held_off
 
 DEFAULT_VERIFIER_BACKENDS = "127.0.0.1:23888"
 DEFAULT_RM_BACKENDS = "127.0.0.1:39999"
@@ -100,6 +101,9 @@ class RewardSettings:
         "answers per rule-check round in the worker pool; finished rounds go on to the network while the next runs"})
     deadline_s: float = field(default=900.0, metadata={"help": "seconds one request may take across retries; then "
         "it raises naming the backends"})
+    hold_gc: bool = field(default=True, metadata={"help": "hold off Python's automatic garbage collection while a "
+        "batch is in flight, resumed after it: a full collection of a trainer's heap stops the process for 0.2 s or "
+        "more, and a batch's records bring them on (trm.rewards.gc_hold)"})
     verify: VerifyConfig = field(default_factory=VerifyConfig)  # correctness (rule timeout, LLM-verified sources, ...)
 
     def __post_init__(self):
@@ -395,6 +399,11 @@ class Rewarder:
         routed at once (:func:`before_verifier`); the verifier and the scorer get the batch's items as futures,
         which they coalesce into list requests, and each finished item moves on in a callback (:class:`_Batch`).
         """
+        with gc_held_off(self.settings.hold_gc):
+            return await self._run(requests, rule_verdicts, on_done, score_all)
+
+    async def _run(self, requests: Sequence[RewardRequest], rule_verdicts: Sequence[Verdict] | None,
+                   on_done: Callable[[], None] | None, score_all: bool | None) -> list[RewardResult]:
         settings = self.settings
         score_all = self.scorer is not None and (settings.score_all if score_all is None else score_all)
         rounds = _Rounds(requests, settings, rule_verdicts)

@@ -45,6 +45,7 @@ from verl.workers.reward_manager.abstract import AbstractRewardManager
 from trm.rewards.blend import RewardResult
 from trm.rewards.compute import RewardRequest, RewardSettings, Rewarder, request_from_sample, rewarder, verdict_counts
 from trm.rewards.decoding import decode_padded
+from trm.rewards.gc_hold import gc_held_off
 
 
 @register("verify")
@@ -95,6 +96,10 @@ class VerifyRewardManager(AbstractRewardManager):
                 return {"reward_tensor": data.batch["rm_scores"], "reward_extra_info": {k: data.non_tensor_batch[k] for k in keys}}
             return data.batch["rm_scores"]
 
+        with gc_held_off(self.settings.hold_gc):  # the batch's own records, too (trm.rewards.gc_hold)
+            return self._reward(data, return_dict)
+
+    def _reward(self, data: DataProto, return_dict: bool) -> torch.Tensor | dict[str, Any]:
         lengths = self._response_lengths(data)
         requests = self._requests(data, lengths)
         from tqdm.auto import tqdm

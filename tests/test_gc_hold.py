@@ -33,8 +33,7 @@ def test_held_off_inside_resumed_after_and_counted_across_threads():
         def other_batch():
             with gc_held_off():
                 inner_done.set()
-                outer_may_leave.wait(5)
-            # the first batch left before this one: collection stays off until now
+                outer_may_leave.wait(5)  # leaves after the first batch: collection resumes only then
 
         thread = threading.Thread(target=other_batch)
         thread.start()
